@@ -1,0 +1,275 @@
+"""The engine's contract: reuse, depth, accumulation, no_grad, higher order, numerics, errors, micrograd."""
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from microgd import DomainError, Value, grad, gradients, no_grad
+from microgd import rules
+
+weights = st.floats(-3, 3)
+
+
+def sigmoid(s):
+    return 1 / (1 + math.exp(-s))
+
+
+# -- reuse and the order of the walk --
+
+def test_reuse_sums_every_path():
+    a = Value(3.0)
+    (a + a).backward()
+    assert a.grad == 2.0
+    b = Value(3.0)
+    (b * b).backward()
+    assert b.grad == 6.0
+    c = Value(1.5)
+    d = c + c
+    e = d + d
+    e.backward()
+    assert (c.grad, d.grad, e.grad) == (4.0, 2.0, 1.0)
+
+
+def test_each_node_is_processed_once(monkeypatch):
+    calls = []
+    add = rules.RULES["+"]
+    monkeypatch.setitem(rules.RULES, "+", rules.Rule(add.forward, lambda *a: calls.append(1) or add.vjp(*a)))
+    x = Value(1.0)
+    y = x
+    for _ in range(30):  # a ladder: each step is used twice by the next, 2**30 paths in all
+        y = y + y
+    y.backward()
+    assert len(calls) == 30
+    assert x.grad == 2.0**30
+
+
+def test_topo_lists_each_node_once_parents_first():
+    a, b = Value(1.0), Value(2.0)
+    c = a * b
+    d = c + c * a
+    order = d.topo()
+    assert len(order) == len(set(map(id, order))) == 5
+    position = {id(v): i for i, v in enumerate(order)}
+    for v in order:
+        assert all(position[id(p)] < position[id(v)] for p in v.parents)
+    assert order[-1] is d
+
+
+def test_million_node_chain_differentiates_without_recursion():
+    x = Value(1.0)
+    y = x
+    for _ in range(1_000_000):
+        y = y + x  # a chain a million nodes deep, every node also reusing x
+    y.backward()
+    assert x.grad == 1_000_001.0
+    assert y.data == 1_000_001.0
+
+
+def test_leaves_accumulate_interior_nodes_hold_the_latest_call():
+    w = Value(2.0)
+    hidden = w * 3.0
+    out = hidden * hidden
+    out.backward()
+    out.backward()
+    assert w.grad == 2 * (2 * 6.0 * 3.0)  # leaf: summed over both calls
+    assert hidden.grad == 2 * 6.0  # interior: the latest call only
+    assert out.grad == 1.0
+
+
+def test_backward_from_a_leaf_accumulates_one():
+    a = Value(4.0)
+    a.backward()
+    a.backward()
+    assert a.grad == 2.0
+
+
+def test_gradients_is_functional_and_leaves_grad_alone():
+    x, y = Value(2.0), Value(5.0)
+    z = x * y + x
+    assert gradients(z, [x, y, Value(1.0)]) == [6.0, 2.0, 0.0]
+    assert x.grad == y.grad == z.grad == 0.0
+
+
+# -- no_grad --
+
+def test_no_grad_records_nothing_and_restores_on_error():
+    w = Value(1.0)
+    with no_grad():
+        y = w * 2.0 + 1.0
+        with no_grad():
+            pass
+        z = w * 3.0
+    assert y.parents == () and z.parents == () and y.data == 3.0
+    with pytest.raises(ZeroDivisionError):
+        with no_grad():
+            raise ZeroDivisionError
+    assert (w * 2.0).parents[0] is w
+
+
+def test_grad_refuses_to_build_a_graph_inside_no_grad():
+    with no_grad(), pytest.raises(RuntimeError, match="no_grad"):
+        grad(lambda x: x * x)(Value(1.0))
+
+
+# -- higher order --
+
+@given(weights)
+def test_second_derivatives_of_activations(x):
+    s, t = sigmoid(x), math.tanh(x)
+    assert math.isclose(grad(grad(Value.sigmoid))(x), s * (1 - s) * (1 - 2 * s), rel_tol=1e-9, abs_tol=1e-12)
+    assert math.isclose(grad(grad(Value.tanh))(x), -2 * t * (1 - t * t), rel_tol=1e-9, abs_tol=1e-12)
+
+
+def test_third_derivative_and_mixed_partials():
+    assert grad(grad(grad(lambda x: x**4)))(2.0) == 48.0
+    f = lambda x, y: x * x * y + y.exp()  # noqa: E731
+    assert grad(grad(f, 0), 1)(3.0, 0.5) == 6.0
+    assert grad(f, argnums=(0, 1))(3.0, 0.0) == (0.0, 10.0)
+
+
+def test_grad_of_a_constant_function_is_zero():
+    assert grad(lambda x: 3.0)(1.0) == 0.0
+    assert grad(grad(lambda x: 2 * x))(1.0) == 0.0
+
+
+def test_grad_argnums_out_of_range():
+    with pytest.raises(IndexError, match="argnums 2"):
+        grad(lambda x, y: x * y, argnums=2)(1.0, 2.0)
+
+
+# -- numerics --
+
+@pytest.mark.parametrize("x", [-1e308, -1000.0, -30.0, 0.0, 30.0, 1000.0, 1e308])
+def test_sigmoid_and_tanh_are_finite_for_every_finite_input(x):
+    for op in (Value.sigmoid, Value.tanh):
+        v = Value(x)
+        y = op(v)
+        y.backward()
+        assert math.isfinite(y.data) and math.isfinite(v.grad)
+        assert -1.0 <= y.data <= 1.0
+    assert Value(-1000.0).sigmoid().data == 0.0 and Value(1000.0).sigmoid().data == 1.0
+
+
+# -- bad input --
+
+@pytest.mark.parametrize("bad, name", [("a", "str"), (None, "NoneType"), ([1], "list"), (1j, "complex"),
+                                       (b"1", "bytes")])
+def test_value_of_a_non_number_is_a_type_error_naming_the_type(bad, name):
+    with pytest.raises(TypeError, match=name):
+        Value(bad)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_nan_and_inf_are_rejected_at_the_door(bad):
+    with pytest.raises(ValueError, match="finite"):
+        Value(bad)
+    with pytest.raises(ValueError, match="finite"):
+        Value(1.0) * bad
+
+
+def test_numbers_of_other_types_are_accepted_as_floats():
+    from fractions import Fraction
+
+    assert Value(3).data == 3.0 and type(Value(3).data) is float
+    assert Value(True).data == 1.0 and Value(Fraction(1, 4)).data == 0.25
+
+
+@pytest.mark.parametrize("make, pattern", [
+    (lambda: Value(0.0).log(), r"log: .*0\.0"),
+    (lambda: Value(-1.0).log(), r"log: .*-1\.0"),
+    (lambda: Value(-8.0) ** 0.5, r"pow: negative base -8\.0 .* 0\.5"),
+    (lambda: Value(-8.0) ** Value(0.5), r"pow: negative base -8\.0"),
+    (lambda: Value(0.0) ** -1, r"pow: zero base"),
+    (lambda: Value(1.0) / 0, r"div: division by zero \(1\.0 / 0\.0\)"),
+    (lambda: 2 / Value(0.0), r"div: division by zero \(2\.0 / 0\.0\)"),
+    (lambda: Value(1000.0).exp(), r"exp: .*1000\.0"),
+    (lambda: Value(10.0) ** 400, r"pow: .*overflow"),
+])
+def test_domain_errors_name_the_op_and_operand(make, pattern):
+    with pytest.raises(DomainError, match=pattern):
+        make()
+
+
+def test_integer_powers_of_negative_bases_are_fine():
+    x = Value(-2.0)
+    y = x**3
+    y.backward()
+    assert (y.data, x.grad) == (-8.0, 12.0)
+
+
+def test_backward_errors_name_the_op():
+    x = Value(0.0)
+    with pytest.raises(DomainError, match=r"backward of powc\(0\.0, 0\.5\).*infinite at x = 0"):
+        (x**0.5).backward()
+    with pytest.raises(DomainError, match=r"backward of pow\(-2\.0, 2\.0\).*base > 0"):
+        (Value(-2.0) ** Value(2.0)).backward()
+
+
+# -- micrograd compatibility: the same program, both engines --
+
+def micrograd_program(Value):
+    a = Value(-4.0)
+    b = Value(2.0)
+    c = a + b
+    d = a * b + b**3
+    c += c + 1
+    c += 1 + c + (-a)
+    d += d * 2 + (b + a).relu()
+    d += 3 * d + (b - a).relu()
+    e = c - d
+    f = e**2
+    g = f / 2.0
+    g += 10.0 / f
+    g.backward()
+    return [v.data for v in (a, b, g)] + [a.grad, b.grad]
+
+
+def test_micrograd_code_runs_unchanged_with_the_same_numbers():
+    from micrograd.engine import Value as MicrogradValue
+
+    ours, theirs = micrograd_program(Value), micrograd_program(MicrogradValue)
+    assert ours == pytest.approx(theirs, rel=1e-12)
+    v = Value(2.0)
+    assert repr(v) == "Value(data=2.0, grad=0.0)" and v._prev == set()
+    assert v in (v * 3)._prev and (v * 3)._op == "*"
+
+
+# -- the seeds' chain rules, held against the engine --
+
+@given(w=weights, x=weights, target=st.floats(0, 1))
+def test_first_seed_chain_rule(w, x, target):
+    """error = (sigmoid(w x) - target)^2: grad = g3 * g2 * g1 with g2 taken at the sop (the seed passes `predicted`)."""
+    wv = Value(w)
+    err = ((wv * x).sigmoid() - target) ** 2
+    err.backward()
+    sop = w * x
+    predicted = sigmoid(sop)
+    g1 = 2 * (predicted - target)
+    g2 = sigmoid(sop) * (1 - sigmoid(sop))
+    g3 = x
+    assert math.isclose(wv.grad, g3 * g2 * g1, rel_tol=1e-9, abs_tol=1e-12)
+
+
+@given(st.lists(weights, min_size=13, max_size=13), st.lists(st.floats(0, 1), min_size=3, max_size=3))
+def test_second_seed_output_and_hidden_deltas(params, data):
+    """2-3-1 sigmoid network, L = (y - z)^2 / 2: delta_o = y(1-y)(y-z), delta_h = a(1-a) w_o delta_o."""
+    x, z = data[:2], data[2]
+    hidden_w = [[Value(params[3 * j]), Value(params[3 * j + 1])] for j in range(3)]
+    hidden_b = [Value(params[3 * j + 2]) for j in range(3)]
+    out_w, out_b = [Value(p) for p in params[9:12]], Value(params[12])
+    a = [Value.dot(hidden_w[j], x, hidden_b[j]).sigmoid() for j in range(3)]
+    y = Value.dot(out_w, a, out_b).sigmoid()
+    loss = (y - z) ** 2 / 2
+    loss.backward()
+
+    yd, ad = y.data, [v.data for v in a]
+    delta_o = yd * (1 - yd) * (yd - z)
+    assert math.isclose(out_b.grad, delta_o, rel_tol=1e-9, abs_tol=1e-15)
+    for j in range(3):
+        assert math.isclose(out_w[j].grad, delta_o * ad[j], rel_tol=1e-9, abs_tol=1e-15)
+        delta_h = ad[j] * (1 - ad[j]) * out_w[j].data * delta_o
+        assert math.isclose(hidden_b[j].grad, delta_h, rel_tol=1e-9, abs_tol=1e-15)
+        for i in range(2):
+            assert math.isclose(hidden_w[j][i].grad, delta_h * x[i], rel_tol=1e-9, abs_tol=1e-15)

@@ -1,0 +1,103 @@
+"""Every op against its closed form: value, first and second derivative, and central differences."""
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from microgd import Value, grad
+from microgd.rules import RULES
+
+
+def sig(x):
+    return 1 / (1 + math.exp(-x))
+
+
+# (name, f on Values, value, first derivative, second derivative, domain)
+UNARY = [
+    ("neg", lambda x: -x, lambda x: -x, lambda x: -1.0, lambda x: 0.0, (-10, 10)),
+    ("exp", lambda x: x.exp(), math.exp, math.exp, math.exp, (-10, 10)),
+    ("log", lambda x: x.log(), math.log, lambda x: 1 / x, lambda x: -1 / x**2, (0.05, 20)),
+    ("tanh", lambda x: x.tanh(), math.tanh, lambda x: 1 - math.tanh(x) ** 2,
+     lambda x: -2 * math.tanh(x) * (1 - math.tanh(x) ** 2), (-6, 6)),
+    ("sigmoid", lambda x: x.sigmoid(), sig, lambda x: sig(x) * (1 - sig(x)),
+     lambda x: sig(x) * (1 - sig(x)) * (1 - 2 * sig(x)), (-8, 8)),
+    ("relu", lambda x: x.relu(), lambda x: max(x, 0.0), lambda x: float(x > 0), lambda x: 0.0, (-5, 5)),
+    ("abs", lambda x: abs(x), abs, lambda x: math.copysign(1.0, x), lambda x: 0.0, (-5, 5)),
+    ("powc", lambda x: x**3, lambda x: x**3, lambda x: 3 * x**2, lambda x: 6 * x, (-4, 4)),
+    ("powc", lambda x: x**0.5, math.sqrt, lambda x: 0.5 / math.sqrt(x), lambda x: -0.25 * x**-1.5, (0.1, 9)),
+    ("powc", lambda x: x**-2, lambda x: x**-2, lambda x: -2 * x**-3, lambda x: 6 * x**-4, (0.2, 5)),
+    ("+", lambda x: x + 2.5, lambda x: x + 2.5, lambda x: 1.0, lambda x: 0.0, (-10, 10)),
+    ("+", lambda x: 2.5 + x, lambda x: x + 2.5, lambda x: 1.0, lambda x: 0.0, (-10, 10)),
+    ("-", lambda x: x - 2.5, lambda x: x - 2.5, lambda x: 1.0, lambda x: 0.0, (-10, 10)),
+    ("-", lambda x: 2.5 - x, lambda x: 2.5 - x, lambda x: -1.0, lambda x: 0.0, (-10, 10)),
+    ("*", lambda x: x * x, lambda x: x * x, lambda x: 2 * x, lambda x: 2.0, (-10, 10)),
+    ("*", lambda x: 3 * x, lambda x: 3 * x, lambda x: 3.0, lambda x: 0.0, (-10, 10)),
+    ("/", lambda x: x / 4, lambda x: x / 4, lambda x: 0.25, lambda x: 0.0, (-10, 10)),
+    ("/", lambda x: 1 / x, lambda x: 1 / x, lambda x: -1 / x**2, lambda x: 2 / x**3, (0.2, 10)),
+    ("pow", lambda x: 2**x, lambda x: 2**x, lambda x: 2**x * math.log(2), lambda x: 2**x * math.log(2) ** 2, (-5, 5)),
+    ("pow", lambda x: x ** Value(2.5), lambda x: x**2.5, lambda x: 2.5 * x**1.5, lambda x: 3.75 * x**0.5, (0.1, 5)),
+    ("pow", lambda x: x**x, lambda x: x**x, lambda x: x**x * (math.log(x) + 1),
+     lambda x: x**x * ((math.log(x) + 1) ** 2 + 1 / x), (0.2, 3)),
+    ("dot", lambda x: Value.dot([x, 2.0], [x, x], 1.0), lambda x: x * x + 2 * x + 1,
+     lambda x: 2 * x + 2, lambda x: 2.0, (-5, 5)),
+]
+IDS = [f"{row[0]}-{i}" for i, row in enumerate(UNARY)]
+
+
+def close(a, b, tol=1e-9):
+    return math.isclose(a, b, rel_tol=tol, abs_tol=tol)
+
+
+def central(f, x, h=1e-6):
+    return (f(x + h) - f(x - h)) / (2 * h)
+
+
+def test_every_rule_is_covered_by_the_table():
+    assert {row[0] for row in UNARY} == set(RULES)
+
+
+@pytest.mark.parametrize("name, f, value, d1, d2, domain", UNARY, ids=IDS)
+def test_value_and_derivatives_match_closed_form(name, f, value, d1, d2, domain):
+    @given(st.floats(*domain).filter(lambda x: abs(x) > 1e-3))
+    def check(x):
+        out = f(Value(x))
+        assert out.op == name
+        assert close(out.data, value(x))
+        assert close(grad(f)(x), d1(x))
+        assert close(grad(grad(f))(x), d2(x), 1e-8)
+
+    check()
+
+
+@pytest.mark.parametrize("name, f, value, d1, d2, domain", UNARY, ids=IDS)
+def test_derivatives_match_central_differences(name, f, value, d1, d2, domain):
+    lo, hi = domain
+
+    @given(st.floats(lo + 1e-3, hi - 1e-3).filter(lambda x: abs(x) > 1e-3))
+    def check(x):
+        df = grad(f)
+        assert math.isclose(df(x), central(lambda t: f(Value(t)).data, x), rel_tol=1e-5, abs_tol=1e-6)
+        assert math.isclose(grad(df)(x), central(df, x), rel_tol=1e-5, abs_tol=1e-5)
+
+    check()
+
+
+BINARY = [
+    ("+", lambda x, y: x + y, lambda x, y: (1.0, 1.0)),
+    ("-", lambda x, y: x - y, lambda x, y: (1.0, -1.0)),
+    ("*", lambda x, y: x * y, lambda x, y: (y, x)),
+    ("/", lambda x, y: x / y, lambda x, y: (1 / y, -x / y**2)),
+    ("pow", lambda x, y: x**y, lambda x, y: (y * x ** (y - 1), x**y * math.log(x))),
+]
+
+
+@pytest.mark.parametrize("name, f, partials", BINARY, ids=[b[0] for b in BINARY])
+@given(x=st.floats(0.1, 4), y=st.floats(-3, 3).filter(lambda y: abs(y) > 0.1))
+def test_binary_partials(name, f, partials, x, y):
+    dx, dy = grad(f, argnums=(0, 1))(x, y)
+    ex, ey = partials(x, y)
+    assert close(dx, ex) and close(dy, ey)
+    hxy = grad(grad(f, argnums=0), argnums=1)(x, y)  # mixed second derivative
+    assert math.isclose(hxy, central(lambda t: grad(f, 0)(x, t), y), rel_tol=1e-5, abs_tol=1e-6)

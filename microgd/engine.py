@@ -177,7 +177,12 @@ class Value:
         try:
             for node in order:
                 parents = node._parents
-                if parents:
+                if len(parents) == 2:  # the common case, unrolled
+                    a, b = parents
+                    da, db = rules[node._op].vjp(node.grad, node.data, a.data, b.data)
+                    a.grad += da
+                    b.grad += db
+                elif parents:
                     contribution = rules[node._op].vjp(node.grad, node.data, *[p.data for p in parents])
                     for parent, c in zip(parents, contribution):
                         parent.grad += c

@@ -7,9 +7,15 @@ differentiation over the recorded graph (iterative: no recursion limit, any dept
     4.070651
 """
 
+from __future__ import annotations
+
 import math
+from typing import Callable, Iterable, Union
 
 from .rules import RULES, DomainError
+
+Number = Union[int, float]
+Operand = Union["Value", int, float]
 
 __all__ = ["Value", "DomainError", "no_grad", "is_recording", "gradients", "grad"]
 
@@ -42,7 +48,7 @@ class Value:
 
     __slots__ = ("data", "grad", "_op", "_parents", "label")
 
-    def __init__(self, data, _children=(), _op="", label=""):
+    def __init__(self, data: Number, _children: tuple = (), _op: str = "", label: str = ""):
         if _children and _recording:
             self.data = data  # made by an op: already a float
             self._parents = _children
@@ -85,67 +91,67 @@ class Value:
 
     # -- ops: forward on floats here, every derivative in rules.RULES --
 
-    def __add__(self, other):
+    def __add__(self, other: Operand) -> Value:
         other = other if isinstance(other, Value) else _const(other)
         return Value(self.data + other.data, (self, other), "+")
 
-    def __sub__(self, other):
+    def __sub__(self, other: Operand) -> Value:
         other = other if isinstance(other, Value) else _const(other)
         return Value(self.data - other.data, (self, other), "-")
 
-    def __mul__(self, other):
+    def __mul__(self, other: Operand) -> Value:
         other = other if isinstance(other, Value) else _const(other)
         return Value(self.data * other.data, (self, other), "*")
 
-    def __truediv__(self, other):
+    def __truediv__(self, other: Operand) -> Value:
         other = other if isinstance(other, Value) else _const(other)
         return _apply("/", self, other)
 
-    def __pow__(self, other):
+    def __pow__(self, other: Operand) -> Value:
         if isinstance(other, Value):
             return _apply("powc" if other._op == "const" else "pow", self, other)
         return _apply("powc", self, _const(other))
 
-    def __neg__(self):
+    def __neg__(self) -> Value:
         return _apply("neg", self)
 
-    def __radd__(self, other):  # other + self
+    def __radd__(self, other: Operand) -> Value:  # other + self
         return _const(other) + self
 
-    def __rsub__(self, other):  # other - self
+    def __rsub__(self, other: Operand) -> Value:  # other - self
         return _const(other) - self
 
-    def __rmul__(self, other):  # other * self
+    def __rmul__(self, other: Operand) -> Value:  # other * self
         return _const(other) * self
 
-    def __rtruediv__(self, other):  # other / self
+    def __rtruediv__(self, other: Operand) -> Value:  # other / self
         return _const(other) / self
 
-    def __rpow__(self, other):  # other ** self
+    def __rpow__(self, other: Operand) -> Value:  # other ** self
         return _apply("pow", _const(other), self)
 
-    def exp(self):
+    def exp(self) -> Value:
         return _apply("exp", self)
 
-    def log(self):
+    def log(self) -> Value:
         return _apply("log", self)
 
-    def tanh(self):
+    def tanh(self) -> Value:
         return _apply("tanh", self)
 
-    def sigmoid(self):
+    def sigmoid(self) -> Value:
         return _apply("sigmoid", self)
 
-    def relu(self):
+    def relu(self) -> Value:
         return _apply("relu", self)
 
-    def __abs__(self):
+    def __abs__(self) -> Value:
         return _apply("abs", self)
 
     abs = __abs__
 
     @staticmethod
-    def dot(weights, inputs, bias):
+    def dot(weights: list, inputs: list, bias: Operand) -> Value:
         """``sum(w * x) + bias`` as one node (a neuron's weighted sum): ``Value.dot([w1, w2], [x1, x2], b)``."""
         if len(weights) != len(inputs):
             raise ValueError(f"dot: {len(weights)} weights but {len(inputs)} inputs")
@@ -235,7 +241,7 @@ class no_grad:
         ()
     """
 
-    def __enter__(self) -> "no_grad":
+    def __enter__(self) -> no_grad:
         global _recording
         self._was_recording, _recording = _recording, False
         return self
@@ -250,7 +256,7 @@ def is_recording() -> bool:
     return _recording
 
 
-def gradients(output: Value, inputs, create_graph: bool = False) -> list:
+def gradients(output: Value, inputs: Iterable[Value], create_graph: bool = False) -> list:
     """d output / d input for each input, without touching any ``.grad``.
 
     With ``create_graph=True`` the gradients are Values that are themselves
@@ -283,7 +289,7 @@ def gradients(output: Value, inputs, create_graph: bool = False) -> list:
     return [adjoint.get(x, 0.0) for x in inputs]
 
 
-def grad(f, argnums=0):
+def grad(f: Callable, argnums: int | tuple[int, ...] = 0) -> Callable:
     """The derivative of ``f`` with respect to argument ``argnums`` (an int or a tuple).
 
     Called on numbers it returns floats; called on Values it builds a

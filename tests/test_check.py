@@ -1,0 +1,328 @@
+"""gradcheck and check_formula: every op against finite differences, broken rules caught, seed formulas checked."""
+
+import doctest
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import microgd.check
+from microgd import DomainError, Value, gradients
+from microgd import rules
+from microgd.check import FormulaMismatch, GradcheckError, check_formula, gradcheck, numeric_gradient
+from microgd.testing import expressions
+
+
+def sig(s):
+    return 1 / (1 + math.exp(-s))
+
+
+def away_from_zero(lo, hi):
+    return st.floats(lo, hi).filter(lambda x: abs(x) > 1e-3)
+
+
+# -- gradcheck ---------------------------------------------------------------------------------
+
+# (op, f on Values, one strategy per input)
+OPS = [
+    ("+", lambda x, y: x + y, [st.floats(-3, 3)] * 2),
+    ("-", lambda x, y: x - y, [st.floats(-3, 3)] * 2),
+    ("*", lambda x, y: x * y, [st.floats(-3, 3)] * 2),
+    ("/", lambda x, y: x / y, [st.floats(-3, 3), st.floats(0.5, 3)]),
+    ("neg", lambda x: -x, [st.floats(-3, 3)]),
+    ("pow", lambda x, y: x**y, [st.floats(0.2, 3), st.floats(-2, 2)]),
+    ("powc", lambda x: x**3, [st.floats(-3, 3)]),
+    ("powc", lambda x: x**-1.5, [st.floats(0.2, 3)]),
+    ("exp", lambda x: x.exp(), [st.floats(-3, 3)]),
+    ("log", lambda x: x.log(), [st.floats(0.1, 5)]),
+    ("tanh", lambda x: x.tanh(), [st.floats(-4, 4)]),
+    ("sigmoid", lambda x: x.sigmoid(), [st.floats(-6, 6)]),
+    ("relu", lambda x: x.relu() * x, [away_from_zero(-3, 3)]),
+    ("abs", lambda x: abs(x) * x, [away_from_zero(-3, 3)]),
+    ("dot", lambda w1, w2, x1, x2, b: Value.dot([w1, w2], [x1, x2], b), [st.floats(-3, 3)] * 5),
+]
+
+
+def test_the_op_table_covers_every_rule():
+    made = {f(*[Value(0.5)] * len(inputs)).op for _, f, inputs in OPS}
+    made |= {f(*[Value(0.5)] * len(inputs)).parents[0].op for name, f, inputs in OPS if name in ("relu", "abs")}
+    assert made >= set(rules.RULES)
+
+
+@pytest.mark.parametrize("op, f, inputs", OPS, ids=[f"{row[0]}-{i}" for i, row in enumerate(OPS)])
+def test_gradcheck_passes_on_every_op_first_and_second_order(op, f, inputs):
+    @settings(max_examples=25)
+    @given(st.tuples(*inputs))
+    def check(point):
+        assert gradcheck(f, *point) is True
+        assert gradcheck(f, *point, order=2) is True
+
+    check()
+
+
+@given(expressions(max_depth=4, n_vars=3, max_nodes=8))
+def test_gradcheck_passes_on_random_expressions(e):
+    assert gradcheck(e.build, *e.inputs, order=2) is True
+
+
+def wrong_tanh(g, out, x):
+    return (g * (1.0 - out),)  # forgot to square
+
+
+def test_a_broken_rule_fails_with_a_readable_table(monkeypatch):
+    f = lambda w, x: (w * x).tanh() + w  # noqa: E731
+    with monkeypatch.context() as patch:
+        patch.setitem(rules.RULES, "tanh", rules.Rule(math.tanh, wrong_tanh))
+        with pytest.raises(GradcheckError) as caught:
+            gradcheck(f, 0.5, -1.5)
+    assert gradcheck(f, 0.5, -1.5, order=2)  # the real rule is back
+
+    message = str(caught.value)
+    head, *table = message.splitlines()
+    assert head.startswith("gradcheck of f at w=0.5, x=-1.5: 2 of 2 derivatives disagree")
+    header = table[0].split()
+    assert header == ["derivative", "engine", "numeric", "difference"]
+    columns = [table[0].index(word) for word in header]
+    rows = {line.split()[0]: line for line in table[1:]}
+    assert set(rows) == {"d/dw", "d/dx"}
+    for line in rows.values():  # aligned: every number starts under its heading
+        assert all(line[c - 1] == " " and line[c] != " " for c in columns[1:])
+        assert line.endswith("<- wrong")
+    t = math.tanh(-0.75)
+    engine, numeric, difference = map(float, rows["d/dw"].split()[1:4])
+    assert engine == pytest.approx(-1.5 * (1 - t) + 1, rel=1e-9)  # what the broken rule gives
+    assert numeric == pytest.approx(-1.5 * (1 - t * t) + 1, rel=1e-6)  # the truth
+    assert difference == pytest.approx(abs(engine - numeric), rel=1e-2)
+
+
+def test_order_two_catches_a_rule_whose_first_derivative_is_right(monkeypatch):
+    """A tanh rule that reads out's number: right on floats, but on Values it treats tanh' as a constant."""
+    monkeypatch.setitem(rules.RULES, "tanh", rules.Rule(math.tanh, lambda g, out, x: (g * (1.0 - float(out) ** 2),)))
+    assert gradcheck(lambda x: x.tanh(), 0.7)
+    with pytest.raises(GradcheckError, match=r"1 of 2 derivatives") as caught:
+        gradcheck(lambda x: x.tanh(), 0.7, order=2)
+    rows = {line.split()[0]: line for line in str(caught.value).splitlines()[2:]}
+    assert not rows["d/dx"].endswith("<- wrong") and rows["d2/dx2"].endswith("<- wrong")
+    t = math.tanh(0.7)
+    assert float(rows["d2/dx2"].split()[1]) == 0.0
+    assert float(rows["d2/dx2"].split()[2]) == pytest.approx(-2 * t * (1 - t * t), rel=1e-6)
+
+
+def test_gradcheck_order_two_lists_every_mixed_partial():
+    f = lambda a, b, c: a * b * c  # noqa: E731
+    assert gradcheck(f, 1.0, 2.0, 3.0, order=2)
+    with pytest.raises(GradcheckError) as caught:
+        gradcheck(f, 1.0, 2.0, 3.0, order=2, rtol=0.0, atol=-1.0)  # an impossible tolerance fails every row
+    labels = [line.split()[0] for line in str(caught.value).splitlines()[2:]]
+    assert labels == ["d/da", "d/db", "d/dc", "d2/da2", "d2/da", "d2/da", "d2/db", "d2/db2", "d2/db",
+                      "d2/dc", "d2/dc", "d2/dc2"]
+    assert "d2/da db" in str(caught.value) and "d2/dc db" in str(caught.value)
+
+
+def test_unnamed_inputs_are_called_x0_x1():
+    with pytest.raises(GradcheckError, match=r"at x0=1.0, x1=2.0") as caught:
+        gradcheck(lambda *v: v[0] * v[1], 1.0, 2.0, atol=-1.0, rtol=0.0)
+    assert "d/dx1" in str(caught.value)
+
+
+def test_f_returning_a_float_is_a_clear_type_error():
+    with pytest.raises(TypeError, match=r"f must return a Value .* got float .*math"):
+        gradcheck(lambda x: math.tanh(x.data), 0.5)
+
+
+def test_domain_errors_propagate_with_their_message():
+    with pytest.raises(DomainError, match=r"log: operand must be > 0, got -"):
+        gradcheck(lambda x: x.log(), 0.0)
+    with pytest.raises(DomainError, match=r"backward of powc\(0\.0, 0\.5\)"):
+        gradcheck(lambda x: (x * x) ** 0.5, 0.0)
+
+
+@pytest.mark.parametrize("inputs, kwargs, error, pattern", [
+    (("a",), {}, TypeError, r"input 0 must be a real number, got str"),
+    ((1.0, float("nan")), {}, ValueError, r"input 1 must be finite"),
+    ((), {}, TypeError, r"at least one input"),
+    ((1.0,), {"order": 3}, ValueError, r"order must be 1 or 2, got 3"),
+])
+def test_gradcheck_rejects_bad_arguments(inputs, kwargs, error, pattern):
+    with pytest.raises(error, match=pattern):
+        gradcheck(lambda x: x, *inputs, **kwargs)
+
+
+def test_gradcheck_takes_values_and_ints_as_inputs():
+    assert gradcheck(lambda x, y: x * y.exp(), Value(2.0), 1)
+
+
+def test_numeric_gradient_of_a_float_function():
+    assert numeric_gradient(lambda x, y: x * x * y, 3.0, 2.0) == pytest.approx([12.0, 9.0], rel=1e-8)
+    # the step scales with |x|: a fixed 1e-6 would vanish next to 1e12 (its spacing is 1.2e-4)
+    assert numeric_gradient(lambda x: x * x, 1e12) == pytest.approx([2e12], rel=1e-8)
+
+
+# -- check_formula -----------------------------------------------------------------------------
+
+def error(w, x, t):
+    """The first seed: one sigmoid neuron, squared error."""
+    return ((w * x).sigmoid() - t) ** 2
+
+
+def seed_formula(w, x, t):
+    """The seed's code: g2 = activation_sop_deriv(predicted), the sigmoid's slope at the wrong place."""
+    p = sig(w * x)
+    return x * sig(p) * (1 - sig(p)) * 2 * (p - t)
+
+
+def corrected_seed_formula(w, x, t):
+    p = sig(w * x)
+    return x * p * (1 - p) * 2 * (p - t)
+
+
+def squared(p, t):
+    return (p - t) ** 2
+
+
+PT = {"p": (-3.0, 3.0), "t": (0.0, 1.0)}
+
+
+def two_outputs(w, x, v1, v2, t1, t2):
+    """One hidden sigmoid neuron feeding two sigmoid outputs, loss summed over both."""
+    h = (w * x).sigmoid()
+    return ((v1 * h).sigmoid() - t1) ** 2 / 2 + ((v2 * h).sigmoid() - t2) ** 2 / 2
+
+
+def hidden_delta_one_output(w, x, v1, v2, t1, t2):
+    """delta_h = h(1-h) w_j delta_j for a single j: the next layer's deltas are not summed."""
+    h, y1 = sig(w * x), sig(v1 * sig(w * x))
+    return h * (1 - h) * v1 * (y1 - t1) * y1 * (1 - y1) * x
+
+
+def hidden_delta_summed(w, x, v1, v2, t1, t2):
+    h = sig(w * x)
+    deltas = [(y - t) * y * (1 - y) * v for v, t in ((v1, t1), (v2, t2)) for y in [sig(v * h)]]
+    return h * (1 - h) * sum(deltas) * x
+
+
+NET = {"w": (-3.0, 3.0), "x": (-3.0, 3.0), "v1": (-3.0, 3.0), "v2": (-3.0, 3.0), "t1": (0.0, 1.0), "t2": (0.0, 1.0)}
+
+
+def recompute(f, formula, wrt, point):
+    leaves = {k: Value(v) for k, v in point.items()}
+    return gradients(f(**leaves), [leaves[wrt]])[0], formula(**point)
+
+
+@pytest.mark.parametrize("f, wrong, right, wrt, domain, simplest", [
+    (error, seed_formula, corrected_seed_formula, "w", None, {"w": 0.0, "x": 1.0, "t": 0.0}),
+    (squared, lambda p, t: p - t, lambda p, t: 2 * (p - t), "p", PT, {"p": 0.0, "t": 1.0}),
+    (two_outputs, hidden_delta_one_output, hidden_delta_summed, "w", NET, {"v1": 0.0, "t1": 0.0, "v2": 1.0}),
+], ids=["first-seed-sigmoid-slope", "dropped-factor-2", "missing-sum-over-deltas"])
+def test_check_formula_catches_the_wrong_formula_with_a_shrunk_counterexample(f, wrong, right, wrt, domain,
+                                                                             simplest):
+    with pytest.raises(FormulaMismatch) as caught:
+        check_formula(f, wrong, wrt=wrt, domain=domain)
+    found = caught.value
+    message = str(found)
+    assert message.startswith(f"check_formula: formula for d {f.__name__}/d {wrt} disagrees with the engine")
+    assert "shrunk by hypothesis" in message
+    for name, value in simplest.items():  # what does not matter, or matters least, shrinks to 0 or 1
+        assert found.point[name] == value
+        assert f"{name} = {value!r}\n" in message
+    assert all(v in (-1.0, 0.0, 1.0) for v in found.point.values()), found.point
+    engine, formula = recompute(f, wrong, wrt, found.point)  # the reported point really fails
+    assert (engine, formula) == (found.engine_value, found.formula_value)
+    assert abs(engine - formula) > 1e-3
+    assert f"engine:      {engine!r}\n" in message and f"formula:     {formula!r}\n" in message
+
+    report = check_formula(f, right, wrt=wrt, domain=domain)
+    assert report.examples == 200 and report.skipped == 0
+    assert report.max_abs_diff < 1e-12
+    assert str(report).startswith(f"formula for d {f.__name__}/d {wrt} agrees with the engine at 200 points")
+
+
+def test_check_formula_is_deterministic_whatever_the_profile():
+    def message():
+        with pytest.raises(FormulaMismatch) as caught:
+            check_formula(two_outputs, hidden_delta_one_output, domain=NET, max_examples=50)
+        return str(caught.value)
+
+    first = message()
+    settings.register_profile("chaotic", derandomize=False, max_examples=2, database=None)
+    previous = settings.default
+    settings.load_profile("chaotic")
+    try:
+        assert message() == first
+    finally:
+        settings.load_profile("ci" if previous.derandomize else "default")
+    assert settings.default.derandomize == previous.derandomize
+
+
+def test_points_outside_f_domain_are_skipped_and_counted():
+    report = check_formula(lambda w, x: w.log() * x, lambda w, x: x / w, domain={"w": (-1.0, 2.0), "x": (-2.0, 2.0)},
+                           max_examples=50)
+    assert report.skipped > 0 and report.examples == 50
+    assert f"({report.skipped} skipped outside f's domain)" in str(report)
+
+
+def test_a_domain_where_f_is_nowhere_defined_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"DomainError at every point .* narrow the domain"):
+        check_formula(lambda w: w.log(), lambda w: 1 / w, domain={"w": (-2.0, 0.0)}, max_examples=20)
+
+
+def test_a_formula_that_raises_is_reported_at_its_shrunk_point():
+    with pytest.raises(FormulaMismatch) as caught:
+        check_formula(error, lambda w, x, t: 1 / x, max_examples=50)
+    message = str(caught.value)
+    assert message.startswith("check_formula: formula for d error/d w raised ZeroDivisionError")
+    assert "  x = 0.0\n" in message and "engine:" in message
+    assert caught.value.formula_value is None and isinstance(caught.value.__cause__, ZeroDivisionError)
+
+
+def test_infinite_values_are_reported_not_passed():
+    with pytest.raises(FormulaMismatch, match=r"engine: +inf\n  formula: +[0-9.e+]+\n.*not finite"):
+        check_formula(lambda w, x: (w * x).log(), lambda w, x: 1 / w, domain={"w": (0.0, 1.0), "x": (0.0, 1.0)})
+
+
+@pytest.mark.parametrize("kwargs, pattern", [
+    ({"domain": {"w": (-3, 3), "x": (-3, 3)}}, r"no interval for 't', an argument of f"),
+    ({"wrt": "b"}, r"wrt='b' is not in the domain \(domain names: w, x, t\)"),
+    ({"domain": {"w": (-3, 3), "x": (-3, 3), "t": (0, 1), "z": (0, 1)}}, r"f takes no argument 'z'"),
+    ({"domain": {"w": (3, -3), "x": (-3, 3), "t": (0, 1)}}, r"domain\['w'\] = \(3, -3\) has low > high"),
+    ({"domain": {"w": ("a", 3), "x": (-3, 3), "t": (0, 1)}}, r"domain\['w'\] must be a \(low, high\) pair"),
+    ({"domain": {"w": (-3, 3), "x": (-3, math.inf), "t": (0, 1)}}, r"domain\['x'\] must be a \(low, high\) pair"),
+    ({"max_examples": 0}, r"max_examples must be a positive int"),
+])
+def test_check_formula_rejects_bad_arguments_by_name(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        check_formula(error, corrected_seed_formula, **kwargs)
+
+
+def test_the_formula_must_take_every_domain_name():
+    with pytest.raises(ValueError, match=r"no interval for 'b', an argument of formula"):
+        check_formula(error, lambda w, x, t, b: 0.0)
+    with pytest.raises(ValueError, match=r"formula takes no argument 't'"):
+        check_formula(error, lambda w, x: 0.0)
+    assert check_formula(error, lambda **p: corrected_seed_formula(**p), max_examples=20).examples == 20
+
+
+def test_check_formula_needs_f_to_return_a_value():
+    with pytest.raises(TypeError, match=r"check_formula: f must return a Value"):
+        check_formula(lambda w: w.data * 2, lambda w: 2.0, domain={"w": (0, 1)}, max_examples=5)
+
+
+# -- documentation and the demo ----------------------------------------------------------------
+
+def test_the_docstring_examples_run():
+    result = doctest.testmod(microgd.check, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 4 and result.failed == 0
+
+
+def test_the_demo_catches_the_seed_and_passes_the_correction():
+    demo = Path(__file__).parent.parent / "demos" / "check_seed_formula.py"
+    env = {**os.environ, "MICROGD_DEMO_FAST": "1"}
+    run = subprocess.run([sys.executable, str(demo)], capture_output=True, text=True, env=env, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "w = 0.0\n  x = 1.0\n  t = 0.0\n  engine:      0.25\n" in run.stdout
+    assert "agrees with the engine at 20 points" in run.stdout

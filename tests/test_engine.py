@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 
 from microgd import DomainError, Value, grad, gradients, no_grad
 from microgd import rules
+from microgd.check import gradcheck
+from microgd.testing import expressions
 
 weights = st.floats(-3, 3)
 
@@ -90,6 +92,11 @@ def test_gradients_is_functional_and_leaves_grad_alone():
     z = x * y + x
     assert gradients(z, [x, y, Value(1.0)]) == [6.0, 2.0, 0.0]
     assert x.grad == y.grad == z.grad == 0.0
+
+
+@given(expressions(max_depth=5, n_vars=3))
+def test_random_graphs_with_reuse_match_finite_differences(expression):
+    assert gradcheck(expression.build, *expression.inputs, order=2)
 
 
 # -- no_grad --

@@ -1,0 +1,211 @@
+"""Data: min-max scaling, the built-in datasets (the second seed's table, XOR, two moons) and CSV loading.
+
+    >>> from microgd.data import MinMaxScaler, seed_table
+    >>> X, y = seed_table()
+    >>> X[2], y[2]
+    ([65.0, 67.0], 80.0)
+    >>> [[round(v, 4) for v in row] for row in MinMaxScaler().fit_transform(X)]
+    [[1.0, 1.0], [0.5556, 0.5806], [0.8889, 0.0], [0.0, 0.9032]]
+
+Everything is pure Python: rows are lists of numbers, a target column is a flat list.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import random
+from collections.abc import Sequence
+from typing import Union
+
+__all__ = ["MinMaxScaler", "seed_table", "xor", "two_moons", "load_csv"]
+
+Rows = list[list[float]]
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _finite(x, where: str) -> float:
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        raise ValueError(f"{where} should be a finite number, got {x!r}")
+    return float(x)
+
+
+class MinMaxScaler:
+    """Scale each column linearly so that its minimum maps to ``lo`` and its maximum to ``hi``.
+
+    ``x' = lo + (x - min) / (max - min) * (hi - lo)``: the seed's ``(x - min) / (max - min)`` for
+    [0, 1] and that ``* 2 - 1`` for [-1, 1]. Takes a list of rows, or a flat list for one column
+    (then gives back a flat list). A constant column or a ragged row is an error.
+
+        >>> scaler = MinMaxScaler((-1, 1)).fit([25, 50, 65, 70])
+        >>> [round(v, 4) for v in scaler.transform([25, 50, 65, 70])]
+        [-1.0, 0.1111, 0.7778, 1.0]
+        >>> scaler.inverse_transform([0.0])
+        [47.5]
+    """
+
+    def __init__(self, feature_range: tuple[float, float] = (0, 1)):
+        if not isinstance(feature_range, (tuple, list)) or len(feature_range) != 2:
+            raise ValueError(f"MinMaxScaler: feature_range must be a pair (lo, hi), got {feature_range!r}")
+        lo, hi = (_finite(v, "MinMaxScaler: feature_range bound") for v in feature_range)
+        if not lo < hi:
+            raise ValueError(f"MinMaxScaler: feature_range needs lo < hi, got {feature_range!r}")
+        self.feature_range = (lo, hi)
+        self.data_min_: list[float] | None = None
+        self.data_max_: list[float] | None = None
+
+    def fit(self, data: Sequence) -> MinMaxScaler:
+        """Learn each column's minimum and maximum; returns the scaler."""
+        rows, _ = self._rows(data, "fit", width=None)
+        columns = list(zip(*rows))
+        lows, highs = [min(c) for c in columns], [max(c) for c in columns]
+        for j, (low, high) in enumerate(zip(lows, highs)):
+            if low == high:
+                raise ValueError(f"MinMaxScaler.fit: column {j} is constant (every value is {low!r}); "
+                                 "min-max scaling would divide by zero")
+        self.data_min_, self.data_max_ = lows, highs
+        return self
+
+    def transform(self, data: Sequence) -> list:
+        """``data`` scaled with the fitted minimums and maximums (values outside them extrapolate)."""
+        lo, hi = self.feature_range
+        return self._map(data, "transform", lambda x, a, b: lo + (x - a) / (b - a) * (hi - lo))
+
+    def fit_transform(self, data: Sequence) -> list:
+        """``fit(data)`` then ``transform(data)``."""
+        return self.fit(data).transform(data)
+
+    def inverse_transform(self, data: Sequence) -> list:
+        """Undo ``transform``: scaled values back to the original units."""
+        lo, hi = self.feature_range
+        return self._map(data, "inverse_transform", lambda x, a, b: a + (x - lo) / (hi - lo) * (b - a))
+
+    def _map(self, data: Sequence, method: str, f) -> list:
+        if self.data_min_ is None:
+            raise RuntimeError(f"MinMaxScaler.{method}: call fit() first")
+        rows, flat = self._rows(data, method, width=len(self.data_min_))
+        out = [[f(x, a, b) for x, a, b in zip(row, self.data_min_, self.data_max_)] for row in rows]
+        return [row[0] for row in out] if flat else out
+
+    def _rows(self, data: Sequence, method: str, width: int | None) -> tuple[Rows, bool]:
+        """``data`` as checked rows of floats, and whether it came as a flat column."""
+        where = f"MinMaxScaler.{method}"
+        if isinstance(data, (str, bytes)) or not isinstance(data, Sequence) or not data:
+            raise ValueError(f"{where}: expected a non-empty list of rows or of numbers, got {data!r}")
+        flat = not isinstance(data[0], Sequence)
+        rows = [[x] for x in data] if flat else data
+        width = len(rows[0]) if width is None else width
+        checked = []
+        for i, row in enumerate(rows):
+            if isinstance(row, (str, bytes)) or not isinstance(row, Sequence):
+                raise ValueError(f"{where}: row {i} is {row!r}, expected a list of {width} numbers")
+            if len(row) != width:
+                raise ValueError(f"{where}: row {i} has {len(row)} values, expected {width}")
+            checked.append([_finite(x, f"{where}: row {i} column {j}") for j, x in enumerate(row)])
+        return checked, flat
+
+
+def seed_table() -> tuple[Rows, list[float]]:
+    """The second seed's training table (inputs I0, I1 and target Z0), as used for its normalisation.
+
+    The seed lists another table first (70, 100, 90 / 50, 85, 80 / 65, 70, 80 / 30, 95, 70) but
+    normalises and trains on this one.
+
+        >>> seed_table()
+        ([[70.0, 98.0], [50.0, 85.0], [65.0, 67.0], [25.0, 95.0]], [91.0, 82.0, 80.0, 68.0])
+    """
+    return [[70.0, 98.0], [50.0, 85.0], [65.0, 67.0], [25.0, 95.0]], [91.0, 82.0, 80.0, 68.0]
+
+
+def xor() -> tuple[Rows, list[float]]:
+    """The four XOR points and their 0/1 labels."""
+    return [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]], [0.0, 1.0, 1.0, 0.0]
+
+
+def two_moons(n: int = 100, noise: float = 0.1, seed: int | None = 0) -> tuple[Rows, list[float]]:
+    """Two interleaving half circles: ``n`` points, labels 0 (upper moon) and 1 (lower moon).
+
+    Angles are evenly spaced over each half circle; each coordinate gets Gaussian noise of
+    standard deviation ``noise`` from ``random.Random(seed)``.
+
+        >>> X, y = two_moons(6, noise=0.0)
+        >>> [round(v, 3) for v in X[0]], y[0], [round(v, 3) for v in X[-1]], y[-1]
+        ([1.0, 0.0], 0.0, [2.0, 0.5], 1.0)
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        raise ValueError(f"two_moons: n must be a whole number >= 2, got {n!r}")
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not (math.isfinite(noise) and noise >= 0):
+        raise ValueError(f"two_moons: noise must be a finite number >= 0, got {noise!r}")
+    rng = random.Random(seed)
+    upper, lower = n // 2, n - n // 2
+    X, y = [], []
+    for count, label in ((upper, 0.0), (lower, 1.0)):
+        for i in range(count):
+            t = math.pi * i / (count - 1) if count > 1 else 0.0
+            if label == 0.0:
+                x0, x1 = math.cos(t), math.sin(t)
+            else:
+                x0, x1 = 1.0 - math.cos(t), 0.5 - math.sin(t)
+            X.append([x0 + rng.gauss(0.0, noise), x1 + rng.gauss(0.0, noise)])
+            y.append(label)
+    return X, y
+
+
+def load_csv(path: PathLike, target: str | int | None = None):
+    """Read a CSV file of numbers with a header line.
+
+    Without ``target``: ``(header, rows)``. With ``target`` (a column name or index):
+    ``(X, y, names)`` where ``y`` is that column, ``X`` the other columns and ``names`` their
+    headers. Blank lines are skipped and cells are stripped; anything else that is not a finite
+    number, or a row of the wrong length, is a ValueError naming the file and line.
+    """
+    source = os.fspath(path)
+    try:
+        with open(source, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header = None
+            rows = []
+            for cells in reader:
+                if not any(c.strip() for c in cells):
+                    continue
+                cells = [c.strip() for c in cells]
+                if header is None:
+                    header = cells
+                    continue
+                if len(cells) != len(header):
+                    raise ValueError(f"{source} line {reader.line_num}: {len(cells)} values, "
+                                     f"expected {len(header)} ({', '.join(header)})")
+                rows.append([_cell(c, name, source, reader.line_num) for c, name in zip(cells, header)])
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{source}: not a UTF-8 text file (byte {error.start})") from None
+    except csv.Error as error:
+        raise ValueError(f"{source}: malformed CSV: {error}") from None
+    if header is None:
+        raise ValueError(f"{source}: empty file (expected a header line, then rows of numbers)")
+    if not rows:
+        raise ValueError(f"{source}: has a header but no rows of data")
+    if target is None:
+        return header, rows
+    if isinstance(target, str):
+        if header.count(target) != 1:
+            found = "is not a column" if target not in header else "names more than one column"
+            raise ValueError(f"{source}: target {target!r} {found} (columns: {', '.join(header)})")
+        k = header.index(target)
+    elif isinstance(target, int) and not isinstance(target, bool) and -len(header) <= target < len(header):
+        k = target % len(header)
+    else:
+        raise ValueError(f"{source}: target must be a column name or an index below {len(header)}, got {target!r}")
+    X = [row[:k] + row[k + 1:] for row in rows]
+    y = [row[k] for row in rows]
+    return X, y, header[:k] + header[k + 1:]
+
+
+def _cell(text: str, column: str, source: str, line: int) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise ValueError(f"{source} line {line}: column {column!r}: {text!r} is not a number") from None
+    if not math.isfinite(x):
+        raise ValueError(f"{source} line {line}: column {column!r}: {text!r} is not a finite number")
+    return x

@@ -1,0 +1,162 @@
+"""microgd.data: the seed's normalisation tables (with its misprints corrected), the scaler's errors,
+the built-in datasets and CSV loading."""
+
+import doctest
+import math
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import microgd.data
+from microgd.data import MinMaxScaler, load_csv, seed_table, two_moons, xor
+
+
+def rounded(rows):
+    return [[round(v, 4) for v in row] for row in rows]
+
+
+def test_seed_table():
+    X, y = seed_table()
+    assert X == [[70, 98], [50, 85], [65, 67], [25, 95]] and y == [91, 82, 80, 68]
+
+
+def test_the_seeds_zero_one_table():
+    X, _ = seed_table()
+    table = rounded(MinMaxScaler().fit_transform(X))
+    assert table == [[1.0, 1.0], [0.5556, 0.5806], [0.8889, 0.0], [0.0, 0.9032]]
+    # The seed prints 50 -> 0.5555 and 65 -> 0.8888 (also in its worked formula (65 - 25) / (70 - 25)):
+    # truncated, not rounded. 25/45 = 0.55556 and 40/45 = 0.88889.
+    assert table[1][0] != 0.5555 and table[2][0] != 0.8888
+
+
+def test_the_seeds_minus_one_one_table():
+    X, _ = seed_table()
+    table = rounded(MinMaxScaler((-1, 1)).fit_transform(X))
+    assert table == [[1.0, 1.0], [0.1111, 0.1613], [0.7778, -1.0], [-1.0, 0.8065]]
+    # The seed prints 50 -> -0.1111 (wrong sign: 2 * 25/45 - 1 = +0.1111), 65 -> 0.7777 and
+    # 95 -> 0.8064 (truncated: 2 * 40/45 - 1 = 0.77778 and 2 * 28/31 - 1 = 0.80645).
+    assert table[1][0] != -0.1111 and table[2][0] != 0.7777 and table[3][1] != 0.8064
+
+
+def test_the_normalised_targets():
+    _, y = seed_table()
+    assert [round(v, 4) for v in MinMaxScaler().fit_transform(y)] == [1.0, 0.6087, 0.5217, 0.0]
+
+
+@given(st.lists(st.lists(st.floats(-1e6, 1e6), min_size=2, max_size=2), min_size=2, max_size=10),
+       st.sampled_from([(0, 1), (-1, 1), (-3.5, 10)]))
+def test_scaling_hits_the_range_and_inverts(rows, feature_range):
+    assume(all(len({row[j] for row in rows}) > 1 for j in range(2)))  # a constant column is an error (below)
+    scaler = MinMaxScaler(feature_range)
+    scaled = scaler.fit_transform(rows)
+    lo, hi = feature_range
+    for j in range(2):
+        column = [row[j] for row in scaled]
+        assert min(column) == lo and max(column) == pytest.approx(hi, rel=1e-12)
+    back = scaler.inverse_transform(scaled)
+    for row, original in zip(back, rows):
+        assert row == pytest.approx(original, rel=1e-9, abs=1e-6)
+
+
+def test_transform_uses_the_fitted_range():
+    scaler = MinMaxScaler().fit([[0.0, 10.0], [10.0, 20.0]])
+    assert scaler.data_min_ == [0.0, 10.0] and scaler.data_max_ == [10.0, 20.0]
+    assert scaler.transform([[5.0, 30.0]]) == [[0.5, 2.0]]  # outside the fitted range: extrapolates
+
+
+@pytest.mark.parametrize("data, message", [
+    ([[1.0, 5.0], [2.0, 5.0]], "column 1 is constant .every value is 5.0.; min-max scaling would divide by zero"),
+    ([3.0, 3.0], "column 0 is constant"),
+    ([[1.0, 2.0], [3.0]], "row 1 has 1 values, expected 2"),
+    ([[1.0, 2.0], "ab"], "row 1 is 'ab', expected a list of 2 numbers"),
+    ([[1.0, math.nan], [2.0, 3.0]], "row 0 column 1 should be a finite number, got nan"),
+    ([[1.0, "x"], [2.0, 3.0]], "row 0 column 1 should be a finite number, got 'x'"),
+    ([], "expected a non-empty list"),
+])
+def test_scaler_errors(data, message):
+    with pytest.raises(ValueError, match=message):
+        MinMaxScaler().fit(data)
+
+
+def test_scaler_must_be_fitted_and_fed_matching_rows():
+    with pytest.raises(RuntimeError, match="MinMaxScaler.transform: call fit.. first"):
+        MinMaxScaler().transform([[1.0]])
+    scaler = MinMaxScaler().fit([[0.0, 1.0], [1.0, 2.0]])
+    with pytest.raises(ValueError, match="MinMaxScaler.transform: row 0 has 3 values, expected 2"):
+        scaler.transform([[1.0, 2.0, 3.0]])
+
+
+@pytest.mark.parametrize("feature_range", [(1, 1), (2, -2), (0, math.inf), (0,), "01"])
+def test_bad_feature_range(feature_range):
+    with pytest.raises(ValueError, match="feature_range"):
+        MinMaxScaler(feature_range)
+
+
+def test_xor():
+    X, y = xor()
+    assert [int(a) ^ int(b) for a, b in X] == y
+
+
+def test_two_moons_is_seeded_and_shaped():
+    X, y = two_moons(101, noise=0.1, seed=3)
+    assert len(X) == 101 and y.count(0.0) == 50 and y.count(1.0) == 51
+    assert two_moons(101, noise=0.1, seed=3) == (X, y)
+    assert two_moons(101, noise=0.1, seed=4)[0] != X
+
+
+def test_two_moons_without_noise_lies_on_the_two_half_circles():
+    X, y = two_moons(40, noise=0.0)
+    for (a, b), label in zip(X, y):
+        centre = (0.0, 0.0) if label == 0.0 else (1.0, 0.5)
+        assert math.hypot(a - centre[0], b - centre[1]) == pytest.approx(1.0, rel=1e-12)
+        assert (b >= -1e-12) if label == 0.0 else (b <= 0.5 + 1e-12)
+
+
+@pytest.mark.parametrize("kwargs, message", [(dict(n=1), "n must be a whole number >= 2"),
+                                             (dict(noise=-0.1), "noise must be a finite number >= 0")])
+def test_two_moons_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        two_moons(**kwargs)
+
+
+SEED_CSV = "I0,  I1,  Z0\n70,  98,  91\n50,  85,  82\n\n65,  67,  80\n25,  95,  68\n"
+
+
+def test_load_csv_reads_the_seeds_table(tmp_path):
+    path = tmp_path / "seed.csv"
+    path.write_text(SEED_CSV)
+    header, rows = load_csv(path)
+    assert header == ["I0", "I1", "Z0"]
+    assert rows == [[*x, z] for x, z in zip(*seed_table())]
+    assert load_csv(path, target="Z0") == (*seed_table(), ["I0", "I1"])
+    assert load_csv(str(path), target=0) == ([[98, 91], [85, 82], [67, 80], [95, 68]], [70, 50, 65, 25], ["I1", "Z0"])
+    assert load_csv(path, target=-1)[1] == [91, 82, 80, 68]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a,b\n1,2\n3\n", "bad.csv line 3: 1 values, expected 2 .a, b."),
+    ("a,b\n1,2\n\n3,x\n", "bad.csv line 4: column 'b': 'x' is not a number"),
+    ("a,b\n1,inf\n", "bad.csv line 2: column 'b': 'inf' is not a finite number"),
+    ("", "bad.csv: empty file"),
+    ("a,b\n", "bad.csv: has a header but no rows"),
+])
+def test_load_csv_errors_name_the_file_and_line(tmp_path, text, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_csv(path)
+
+
+@pytest.mark.parametrize("target, message", [("Z9", "target 'Z9' is not a column .columns: I0, I1, Z0."),
+                                             (3, "target must be a column name or an index below 3, got 3")])
+def test_load_csv_bad_target(tmp_path, target, message):
+    path = tmp_path / "seed.csv"
+    path.write_text(SEED_CSV)
+    with pytest.raises(ValueError, match=message):
+        load_csv(path, target=target)
+
+
+def test_docstring_examples_run():
+    result = doctest.testmod(microgd.data)
+    assert result.attempted > 0 and result.failed == 0

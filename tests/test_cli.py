@@ -1,0 +1,294 @@
+"""The real `microgd` console script (and `python -m microgd`), run in a subprocess."""
+
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from microgd import cli
+
+SCRIPT = shutil.which("microgd", path=os.path.dirname(sys.executable))
+
+
+def run(*args, cwd, script=False):
+    """Run the command; (exit status, stdout, stderr)."""
+    if script:
+        assert SCRIPT, f"the microgd console script is not next to {sys.executable}: pip install -e ."
+        command = [SCRIPT, *args]
+    else:
+        command = [sys.executable, "-m", "microgd", *args]
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120)
+    return done.returncode, done.stdout, done.stderr
+
+
+def printed(name, stdout):
+    return float(re.search(rf"{re.escape(name)} = (\S+)", stdout).group(1))
+
+
+def sigmoid(s):
+    return 1 / (1 + math.exp(-s))
+
+
+# -- graph --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("script", [False, True], ids=["python -m microgd", "microgd"])
+def test_graph_writes_an_svg_and_prints_value_and_gradients(tmp_path, script):
+    status, out, err = run("graph", "sigmoid(w*x + b)", "--var", "w=0.5", "--var", "x=1.0", "--var", "b=-0.25",
+                           "--out", "neuron.svg", cwd=tmp_path, script=script)
+    assert (status, err) == (0, "")
+    s = sigmoid(0.5 * 1.0 - 0.25)
+    assert printed("sigmoid(w*x + b)", out) == pytest.approx(s, abs=1e-6)
+    assert printed("d/dw", out) == pytest.approx(s * (1 - s) * 1.0, abs=1e-6)
+    assert printed("d/dx", out) == pytest.approx(s * (1 - s) * 0.5, abs=1e-6)
+    assert printed("d/db", out) == pytest.approx(s * (1 - s), abs=1e-6)
+    assert "wrote neuron.svg" in out
+    svg = (tmp_path / "neuron.svg").read_text()
+    assert "<svg" in svg and ">w<" in svg and ">b<" in svg
+
+
+def test_graph_default_output_is_graph_svg(tmp_path):
+    status, out, _ = run("graph", "(y - z)**2 / 2", "--var", "y=0.8", "--var", "z=0.3", cwd=tmp_path)
+    assert status == 0
+    assert printed("d/dy", out) == pytest.approx(0.5) and printed("d/dz", out) == pytest.approx(-0.5)
+    assert "<svg" in (tmp_path / "graph.svg").read_text()
+
+
+def test_graph_html_and_dot(tmp_path):
+    assert run("graph", "tanh(x) * x", "--var", "x=0.5", "--out", "steps.html", cwd=tmp_path)[0] == 0
+    page = (tmp_path / "steps.html").read_text()
+    assert "<svg" in page and "<script" in page
+    assert run("graph", "--var", "x=2", "--out", "neg.dot", "--", "-x**2", cwd=tmp_path)[0] == 0
+    assert (tmp_path / "neg.dot").read_text().startswith("digraph")
+
+
+# -- check --------------------------------------------------------------------------------------
+
+SEED_EXPR = "(sigmoid(w*x) - t)**2"
+CORRECT = "2*(sigmoid(w*x) - t) * sigmoid(w*x)*(1 - sigmoid(w*x)) * x"
+SEED_FORMULA = "2*(sigmoid(w*x) - t) * sigmoid(sigmoid(w*x))*(1 - sigmoid(sigmoid(w*x))) * x"  # g2 at predicted
+
+
+def test_check_passes_the_corrected_chain_rule(tmp_path):
+    status, out, err = run("check", SEED_EXPR, "--wrt", "w", "--formula", CORRECT, "--domain", "t=0:1",
+                           cwd=tmp_path, script=True)
+    assert (status, err) == (0, "")
+    assert "domain: w in [-3, 3], x in [-3, 3], t in [0, 1]" in out
+    assert "agrees with the engine at 200 points" in out
+
+
+def test_check_finds_the_seeds_error_and_exits_1(tmp_path):
+    status, out, err = run("check", SEED_EXPR, "--wrt", "w", "--formula", SEED_FORMULA, "--domain", "t=0:1",
+                           cwd=tmp_path)
+    assert (status, err) == (1, "")
+    assert "disagrees with the engine" in out
+    point = {name: float(v) for name, v in re.findall(r"^\s+(\w) = (\S+)$", out, re.M)}
+    engine = float(re.search(r"^\s+engine:\s+(\S+)", out, re.M).group(1))
+    formula = float(re.search(r"^\s+formula:\s+(\S+)", out, re.M).group(1))
+    p = sigmoid(point["w"] * point["x"])
+    assert engine == pytest.approx(2 * (p - point["t"]) * p * (1 - p) * point["x"])
+    q = sigmoid(p)
+    assert formula == pytest.approx(2 * (p - point["t"]) * q * (1 - q) * point["x"])
+    assert engine != pytest.approx(formula)
+
+
+# -- demo and train ----------------------------------------------------------------------------
+
+def test_demo_shows_the_seeds_numbers_beside_the_engines_and_writes_pictures(tmp_path):
+    status, out, err = run("demo", "--out", "pictures", cwd=tmp_path, script=True)
+    assert (status, err) == (0, "")
+    a = [sigmoid(-1.0), sigmoid(0.5), sigmoid(1.5)]
+    y = sigmoid(0.5 * a[0] - 1.0 * a[1] + 0.0 * a[2] + 0.5)
+    for j, seed in enumerate(("0.2689", "0.6225", "0.8176")):
+        engine = float(re.search(rf"a_h{j} = sigmoid\(s_h{j}\)\s+{seed}\s+(\S+)\s+yes", out).group(1))
+        assert engine == pytest.approx(a[j], abs=1e-6)
+    assert float(re.search(r"y = sigmoid\(s_o\)\s+0\.5030\s+(\S+)\s+yes", out).group(1)) == pytest.approx(y, abs=1e-6)
+    assert float(re.search(r"y \(1 - y\)\s+0\.2494\s+(\S+)\s+no", out).group(1)) == pytest.approx(y * (1 - y), abs=1e-6)
+    delta = y * (1 - y) * (y - 1.0)  # target 91 scaled to 1
+    assert float(re.search(r"delta_o = dL/ds_o\s+-22\.56\s+(\S+)", out).group(1)) == pytest.approx(delta, abs=1e-6)
+    assert float(re.search(r"delta_o with z = 91\s+-22\.56\s+(\S+)\s+no", out).group(1)) == pytest.approx(
+        y * (1 - y) * (y - 91), abs=1e-6)
+    assert re.search(r"\[-1, 1\]\s+I0 = 50\s+-0\.1111\s+0\.111111\s+no", out)  # the seed's sign is wrong
+    new = float(re.search(r"wo\[0\]\[0\]\s+0\.5\s+\S+\s+(\S+)", out).group(1))
+    assert new == pytest.approx(0.5 - 0.1 * delta * a[0], abs=1e-6)
+    predictions = re.findall(r"^\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+\.\d\d)\s+[-+]", out, re.M)
+    assert [(i0, i1, z) for i0, i1, z, _ in predictions] == [("70", "98", "91"), ("50", "85", "82"),
+                                                              ("65", "67", "80"), ("25", "95", "68")]
+    assert all(abs(float(p) - float(z)) < 2 for _, _, z, p in predictions)
+    folder = tmp_path / "pictures"
+    assert "<svg" in (folder / "seed2_graph.svg").read_text()
+    assert "<script" in (folder / "seed2_backprop.html").read_text()
+    assert "<svg" in (folder / "seed2_trained_mlp.svg").read_text()
+    assert (folder / "seed2_loss.png").read_bytes().startswith(b"\x89PNG")
+    for name in ("seed2_graph.svg", "seed2_backprop.html", "seed2_trained_mlp.svg", "seed2_loss.png"):
+        assert f"wrote {os.path.join('pictures', name)}" in out
+
+
+SEED_CSV = "I0,I1,Z0\n70,98,91\n50,85,82\n65,67,80\n25,95,68\n"
+
+
+def test_train_writes_a_model_that_load_accepts(tmp_path):
+    from microgd.data import MinMaxScaler
+    from microgd.nn import MLP
+
+    (tmp_path / "seed.csv").write_text(SEED_CSV)
+    status, out, err = run("train", "seed.csv", "--target", "Z0", "--epochs", "300", "--save", "model.json",
+                           "--plot", "loss.png", cwd=tmp_path, script=True)
+    assert (status, err) == (0, "")
+    model = MLP.load(tmp_path / "model.json")
+    assert model.sizes == [2, 3, 1] and model.activations == ["sigmoid", "sigmoid"]
+    X, y = [[70, 98], [50, 85], [65, 67], [25, 95]], [91, 82, 80, 68]
+    scaled = MinMaxScaler().fit_transform(X)
+    expected = MinMaxScaler().fit(y).inverse_transform([model(row).data for row in scaled])
+    shown = [float(p) for p in re.findall(r"^\s+\d+\s+(\S+)$", out, re.M)]
+    assert shown == [pytest.approx(e, rel=1e-5) for e in expected]
+    assert (tmp_path / "loss.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_train_options(tmp_path):
+    from microgd.nn import MLP
+
+    (tmp_path / "seed.csv").write_text(SEED_CSV)
+    status, out, _ = run("train", "seed.csv", "--target", "I0", "--hidden", "4,3", "--activation", "tanh",
+                         "--normalize", "-1-1", "--epochs", "20", "--save", "m.json", cwd=tmp_path)
+    assert status == 0 and "inputs I1, Z0 -> target I0, all scaled to [-1, 1]" in out
+    model = MLP.load(tmp_path / "m.json")
+    assert model.sizes == [2, 4, 3, 1] and model.activations == ["tanh", "tanh", "tanh"]
+
+
+# -- every bad input: one line on stderr, exit 2, no traceback ------------------------------------
+
+BAD = {
+    "unknown function": ["graph", "foo(x)", "--var", "x=1"],
+    "unknown name": ["graph", "w*x + b", "--var", "w=1", "--var", "x=2"],
+    "syntax error": ["graph", "x +* 2", "--var", "x=1"],
+    "attribute": ["graph", "x.__class__", "--var", "x=1"],
+    "domain error": ["graph", "log(x - 2)", "--var", "x=1"],
+    "var without =": ["graph", "x", "--var", "x"],
+    "var not a number": ["graph", "x", "--var", "x=one"],
+    "var not finite": ["graph", "x", "--var", "x=inf"],
+    "var is a function": ["graph", "x", "--var", "exp=1"],
+    "var twice": ["graph", "x", "--var", "x=1", "--var", "x=2"],
+    "bad suffix": ["graph", "x", "--var", "x=1", "--out", "picture.txt"],
+    "missing folder": ["graph", "x", "--var", "x=1", "--out", "no/such/folder/g.svg"],
+    "unknown option": ["graph", "x", "--var", "x=1", "--colour", "red"],
+    "no formula": ["graph"],
+    "no command": [],
+    "unknown command": ["frobnicate"],
+    "check: no --wrt": ["check", "w*x", "--formula", "x"],
+    "check: --wrt not in EXPR": ["check", "w*x", "--formula", "x", "--wrt", "q"],
+    "check: bad formula": ["check", "w*x", "--formula", "x[0]", "--wrt", "w"],
+    "check: bad domain": ["check", "w*x", "--formula", "x", "--wrt", "w", "--domain", "w=3:-3"],
+    "check: domain syntax": ["check", "w*x", "--formula", "x", "--wrt", "w", "--domain", "w=-3"],
+    "check: undefined everywhere": ["check", "log(x)", "--formula", "1/x", "--domain", "x=-2:-1"],
+    "check: examples": ["check", "x", "--formula", "1", "--examples", "0"],
+    "train: missing file": ["train", "missing.csv", "--target", "Z0"],
+    "train: a folder": ["train", ".", "--target", "Z0"],
+    "train: unknown column": ["train", "seed.csv", "--target", "Z9"],
+    "train: not a number": ["train", "words.csv", "--target", "b"],
+    "train: ragged row": ["train", "ragged.csv", "--target", "b"],
+    "train: constant column": ["train", "constant.csv", "--target", "b"],
+    "train: empty file": ["train", "empty.csv", "--target", "b"],
+    "train: no target": ["train", "seed.csv"],
+    "train: bad hidden": ["train", "seed.csv", "--target", "Z0", "--hidden", "3,0"],
+    "train: bad epochs": ["train", "seed.csv", "--target", "Z0", "--epochs", "ten"],
+    "train: bad activation": ["train", "seed.csv", "--target", "Z0", "--activation", "softmax"],
+    "train: save folder": ["train", "seed.csv", "--target", "Z0", "--save", "no/dir/model.json"],
+    "train: plot suffix": ["train", "seed.csv", "--target", "Z0", "--plot", "loss.txt"],
+    "demo: out is a file": ["demo", "--out", "seed.csv"],
+}
+
+
+@pytest.fixture
+def files(tmp_path):
+    (tmp_path / "seed.csv").write_text(SEED_CSV)
+    (tmp_path / "words.csv").write_text("a,b\n1,2\n3,four\n")
+    (tmp_path / "ragged.csv").write_text("a,b\n1,2\n3\n")
+    (tmp_path / "constant.csv").write_text("a,b\n1,2\n1,3\n")
+    (tmp_path / "empty.csv").write_text("")
+    return tmp_path
+
+
+@pytest.mark.parametrize("args", BAD.values(), ids=BAD.keys())
+def test_bad_input_is_one_line_on_stderr(files, args):
+    status, out, err = run(*args, cwd=files)
+    assert status == 2
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("microgd") and ": error: " in lines[0]
+    assert out == "" or args[0] in ("check", "demo")  # they print what they are about to do first
+
+
+def test_messages_name_what_was_wrong(tmp_path):
+    assert "unknown function 'foo' at column 1" in run(*BAD["unknown function"], cwd=tmp_path)[2]
+    assert "--var b=VALUE" in run(*BAD["unknown name"], cwd=tmp_path)[2]
+    assert "'.__class__'" in run(*BAD["attribute"], cwd=tmp_path)[2]
+    assert "in 'log(x - 2)' at column 1" in run(*BAD["domain error"], cwd=tmp_path)[2]
+    assert "no/such/folder" in run(*BAD["missing folder"], cwd=tmp_path)[2]
+    assert "--colour" in run(*BAD["unknown option"], cwd=tmp_path)[2]
+    assert "'x[0]'" not in run(*BAD["check: bad formula"], cwd=tmp_path)[2]  # the token is '[0]'
+    assert "'[0]' is not allowed at column 2" in run(*BAD["check: bad formula"], cwd=tmp_path)[2]
+
+
+def test_train_messages_name_the_file_line_and_column(files):
+    assert "seed.csv: target 'Z9' is not a column (columns: I0, I1, Z0)" in run(*BAD["train: unknown column"],
+                                                                             cwd=files)[2]
+    assert "words.csv line 3: column 'b': 'four' is not a number" in run(*BAD["train: not a number"], cwd=files)[2]
+    assert "constant.csv: column 'a' is constant" in run(*BAD["train: constant column"], cwd=files)[2]
+    assert "missing.csv" in run(*BAD["train: missing file"], cwd=files)[2]
+
+
+def test_help_and_version(tmp_path):
+    status, out, _ = run("--help", cwd=tmp_path)
+    assert status == 0 and all(c in out for c in ("demo", "train", "graph", "check"))
+    status, out, _ = run("--version", cwd=tmp_path, script=True)
+    assert (status, out.strip()) == (0, "microgd 0.1.0")
+
+
+# -- main() in process ------------------------------------------------------------------------
+
+def test_main_returns_the_exit_status(tmp_path, capsys):
+    assert cli.main(["graph", "x * x", "--var", "x=3", "--out", str(tmp_path / "g.dot")]) == 0
+    assert "d/dx = 6" in capsys.readouterr().out
+    assert cli.main(["graph", "q", "--var", "x=3"]) == 2
+    assert cli.main(["nonsense"]) == 2
+    assert capsys.readouterr().err.count("\n") == 2
+
+
+def test_interrupt_is_one_line_and_exit_130(monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_graph", interrupted)
+    assert cli.main(["graph", "x", "--var", "x=1"]) == 130
+    assert capsys.readouterr().err == "microgd: interrupted\n"
+
+
+def test_without_a_renderer_or_matplotlib(tmp_path, monkeypatch, capsys):
+    from microgd import viz
+
+    monkeypatch.setattr(viz, "find_renderer", lambda: None)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert cli.main(["graph", "x * x", "--var", "x=3", "--out", str(tmp_path / "g.svg")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and 'pip install "microgd[render]"' in err
+    assert cli.main(["demo", "--out", str(tmp_path / "out"), "--epochs", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "(pictures as DOT source only" in out and "(no loss plot: " in out
+    assert (tmp_path / "out" / "seed2_graph.dot").read_text().startswith("digraph")
+    (tmp_path / "seed.csv").write_text(SEED_CSV)
+    assert cli.main(["train", str(tmp_path / "seed.csv"), "--target", "Z0", "--plot", str(tmp_path / "l.png")]) == 2
+    assert "--plot needs matplotlib" in capsys.readouterr().err
+
+
+def test_bugs_are_not_swallowed(monkeypatch):
+    def broken(args):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(cli, "_graph", broken)
+    with pytest.raises(ZeroDivisionError):
+        cli.main(["graph", "x", "--var", "x=1"])

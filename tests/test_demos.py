@@ -1,0 +1,167 @@
+"""Every demo runs (MICROGD_DEMO_FAST=1) and prints numbers that independent arithmetic confirms."""
+
+import math
+import os
+import random
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DEMOS = Path(__file__).resolve().parent.parent / "demos"
+
+
+def run_demo(name, *args, env=None):
+    environment = {k: v for k, v in os.environ.items() if k != "MICROGD_DEMO_OUT"}
+    environment.update({"MICROGD_DEMO_FAST": "1", **(env or {})})
+    done = subprocess.run([sys.executable, str(DEMOS / name), *args], capture_output=True, text=True,
+                          env=environment, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    return done.stdout
+
+
+def number(pattern, text):
+    return float(re.search(pattern, text).group(1))
+
+
+def sigmoid(s):
+    return 1 / (1 + math.exp(-s))
+
+
+# -- the first seed ---------------------------------------------------------------------------
+
+X, TARGET = 0.1, 0.3
+
+
+def descend(weights, inputs, rate, iterations):
+    """Plain-float gradient descent with the corrected chain rule: dE/dw_i = 2 (p - t) p (1 - p) x_i."""
+    for _ in range(iterations):
+        p = sigmoid(sum(w * x for w, x in zip(weights, inputs)))
+        weights = [w - rate * 2 * (p - TARGET) * p * (1 - p) * x for w, x in zip(weights, inputs)]
+    return weights, sigmoid(sum(w * x for w, x in zip(weights, inputs)))
+
+
+@pytest.fixture(scope="module")
+def seed1():
+    return run_demo("seed1_one_neuron.py")
+
+
+def test_seed1_one_step_shows_the_seeds_g2_and_the_engine_equals_the_corrected_chain(seed1):
+    w0 = random.Random(0).random()
+    assert number(r"initial weight w = (\S+)", seed1) == pytest.approx(w0, rel=1e-11)
+    p = sigmoid(w0 * X)
+    assert number(r"predicted = sigmoid\(sop\) = (\S+)", seed1) == pytest.approx(p, rel=1e-11)
+    seed_g2 = sigmoid(p) * (1 - sigmoid(p))
+    assert number(r"activation_sop_deriv\(predicted\) = (\S+)", seed1) == pytest.approx(seed_g2, rel=1e-11)
+    assert number(r"activation_sop_deriv\(sop\)\s+= (\S+)", seed1) == pytest.approx(p * (1 - p), rel=1e-11)
+    corrected = 2 * (p - TARGET) * p * (1 - p) * X
+    assert number(r"corrected grad\s+= g1\*g2\*g3\s+= (\S+)", seed1) == pytest.approx(corrected, rel=1e-11)
+    assert number(r"engine's w.grad\s+= (\S+)", seed1) == pytest.approx(corrected, rel=1e-11)
+    assert number(r"the seed's grad = g1\*g2\*g3\s+= (\S+)", seed1) == pytest.approx(
+        2 * (p - TARGET) * seed_g2 * X, rel=1e-11)
+    assert abs(number(r"engine - corrected = (\S+);", seed1)) < 1e-15
+
+
+def test_seed1_says_what_the_listings_get_wrong(seed1):
+    assert "update_w has lost its header" in seed1
+    assert "Neither listing ever calls update_w" in seed1
+
+
+def test_seed1_runs_match_plain_float_descent(seed1):
+    w0 = random.Random(0).random()
+    runs = re.findall(r"learning rate (\S+), (\d+) iterations\n(?:.*\n)*?   final: w = (\S+), predicted = (\S+),",
+                      seed1)
+    assert [(float(r), int(n)) for r, n, _, _ in runs] == [(0.01, 500), (0.5, 100)]  # fast mode
+    for rate, n, w, predicted in runs:
+        (w_ref,), p_ref = descend([w0], [X], float(rate), int(n))
+        assert (float(w), float(predicted)) == (pytest.approx(w_ref, abs=1e-9), pytest.approx(p_ref, abs=1e-9))
+
+
+def test_seed1_counts_the_iterations_the_target_really_needs(seed1):
+    w0 = random.Random(0).random()
+    needed = [int(n) for n in re.findall(r"within 0.001 of the target at rate \S+: (\d+)", seed1)]
+    for rate, count in zip((0.01, 0.5), needed):
+        (w,), _ = descend([w0], [X], rate, count - 1)
+        assert abs(sigmoid(w * X) - TARGET) >= 0.001  # one step short: not yet
+        (w,), _ = descend([w0], [X], rate, count)
+        assert abs(sigmoid(w * X) - TARGET) < 0.001
+    assert needed[0] > 50000  # the seed's "50000 iterations at 0.01" is far too few
+
+
+def test_seed1_two_inputs(seed1):
+    part = seed1[seed1.index("4. Two inputs"):]
+    for engine, chain in re.findall(r"engine (\S+), chain rule g1\*g2\*x\d = (\S+)", part):
+        assert float(engine) == pytest.approx(float(chain), rel=1e-11)
+    rng = random.Random(0)
+    rng.random()
+    weights = [rng.random(), rng.random()]
+    (w1, w2), p = descend(weights, [0.1, 0.4], 0.5, 100)
+    final = re.search(r"final: w1 = (\S+), w2 = (\S+), predicted = (\S+)", part).groups()
+    assert [float(v) for v in final] == [pytest.approx(v, abs=1e-9) for v in (w1, w2, p)]
+
+
+def test_seed1_plots(tmp_path):
+    pytest.importorskip("matplotlib")  # the plot extra; without it the demo prints a note instead
+    out = run_demo("seed1_one_neuron.py", env={"MICROGD_DEMO_OUT": str(tmp_path)})
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == sorted(f"seed1_{run}_{kind}.png" for run in ("lr0.01", "lr0.5", "two_inputs")
+                             for kind in ("prediction", "error"))
+    assert all((tmp_path / name).read_bytes().startswith(b"\x89PNG") for name in written)
+    assert out.count("plots: ") == 3
+
+
+# -- the second seed's gradient-descent table -------------------------------------------------------
+
+# (step, column, what the seed printed, the exact value): x_k = 3 * 0.8^k, y_k = 4 * 0.8^k, f_k = 25 * 0.64^k
+SEED2_ERRATA = [
+    (6, "df/dx", "1.9660", 2 * 3 * 0.8 ** 5),
+    (6, "f(x_new, y_new)", "1.7179", 25 * 0.64 ** 6),
+    (7, "df/dx", "1.5728", 2 * 3 * 0.8 ** 6),
+    (8, "df/dx", "1.2582", 2 * 3 * 0.8 ** 7),
+    (8, "df/dy", "1.6778", 2 * 4 * 0.8 ** 7),
+    (8, "f(x_new, y_new)", "0.7140", 25 * 0.64 ** 8),
+    (9, "f(x_new, y_new)", "0.3579", 25 * 0.64 ** 9),
+    (10, "df/dx", "0.8054", 2 * 3 * 0.8 ** 9),
+    (10, "x_new", "0.3222", 3 * 0.8 ** 10),
+    (10, "df/dy", "1.0738", 2 * 4 * 0.8 ** 9),
+    (10, "f(x_new, y_new)", "0.2294", 25 * 0.64 ** 10),
+]
+
+
+@pytest.fixture(scope="module")
+def seed2():
+    return run_demo("seed2_gradient_descent.py")
+
+
+def test_seed2_table_is_exact_descent(seed2):
+    rows = re.findall(r"^\s+(\d+)\s+((?:\s*\d+\.\d{4}){3,7})\s", seed2, re.M)
+    assert [int(k) for k, _ in rows] == list(range(11))
+    for k, cells in rows:
+        k, cells = int(k), [float(c) for c in cells.split()]
+        x, y = 3 * 0.8 ** k, 4 * 0.8 ** k
+        x_old, y_old = x / 0.8, y / 0.8
+        expected = [x_old, 2 * x_old, x, y_old, 2 * y_old, y, x * x + y * y] if k else [x, y, x * x + y * y]
+        assert cells == [pytest.approx(e, abs=5.1e-5) for e in expected]
+
+
+def test_seed2_lists_every_wrong_cell_with_the_correct_value(seed2):
+    found = re.findall(r"step\s+(\d+) (.+?)\s+seed (\S+)  correct (\S+) \((\S+)\): (.+)", seed2)
+    assert [(int(k), c, s) for k, c, s, *_ in found] == [(k, c, s) for k, c, s, _ in SEED2_ERRATA]
+    for (_, _, _, correct, rounded, why), (_, _, printed, exact) in zip(found, SEED2_ERRATA):
+        assert float(correct) == pytest.approx(exact, abs=5e-9)
+        assert rounded == f"{exact:.4f}" != printed
+        assert why in ("wrong", "cut off after 4 decimals instead of rounded",
+                       "rounding carried over from the seed's own 4-decimal cells")
+    whys = {(int(k), c): why for k, c, _, _, _, why in found}
+    assert [key for key, why in whys.items() if why == "wrong"] == [(8, "f(x_new, y_new)"), (9, "f(x_new, y_new)"),
+                                                                    (10, "f(x_new, y_new)")]
+    assert whys[(6, "f(x_new, y_new)")] == "cut off after 4 decimals instead of rounded"
+    assert "11 of the seed's 73 numbers differ" in seed2
+
+
+def test_seed2_closed_form(seed2):
+    assert number(r"x = (\S+)  \(3", seed2) == pytest.approx(3 * 0.8 ** 10, abs=1e-10)
+    assert number(r"f = (\S+)  \(25", seed2) == pytest.approx(25 * 0.64 ** 10, abs=1e-10)

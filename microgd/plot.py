@@ -1,9 +1,9 @@
 """Plots of training (the ``plot`` extra: matplotlib): loss per epoch, any series per iteration.
 
     >>> from microgd.plot import plot_history, plot_series
-    >>> figure = plot_history([0.25, 0.12, 0.07, 0.05], "loss.png")                  # doctest: +SKIP
+    >>> figure = plot_history([0.25, 0.12, 0.07, 0.05], "loss.png")
     >>> figure = plot_series({"prediction": [0.52, 0.41, 0.33], "target": [0.3] * 3},
-    ...                      "prediction.svg", ylabel="prediction")                    # doctest: +SKIP
+    ...                      "prediction.svg", ylabel="prediction")
 
 Figures are drawn with matplotlib's Agg canvas directly, never through pyplot, so plotting
 changes no global matplotlib state (your notebook's backend stays as it is).

@@ -4,7 +4,7 @@
     >>> from microgd.stepper import backprop_html
     >>> w = Value(0.5, label="w")
     >>> loss = ((w * 0.1).sigmoid() - 0.3) ** 2
-    >>> backprop_html(loss, "backprop.html")   # doctest: +SKIP
+    >>> backprop_html(loss, "backprop.html")
     PosixPath('backprop.html')
 
 The steps follow ``reversed(root.topo())``, the order ``backward()`` uses. Step 1 seeds

@@ -6,7 +6,7 @@
     >>> loss = ((w * 0.1).sigmoid() - 0.3) ** 2
     >>> loss.backward()
     >>> picture = draw_graph(loss)   # a graphviz.Digraph: Jupyter shows it as is
-    >>> save(picture, "loss.svg")    # doctest: +SKIP
+    >>> save(picture, "loss.svg")
     PosixPath('loss.svg')
 
 Saving .dot or .gv needs nothing more. The ``graphviz`` package only writes DOT: pictures are
@@ -103,7 +103,7 @@ def _run_renderer(source: str, format: str, engine: str = "dot") -> bytes:
 def save(graph: graphviz.Digraph, path: PathLike) -> Path:
     """Write ``graph`` to ``path`` atomically, the format from the suffix: .svg .png (rendered) or .dot .gv (source).
 
-        >>> save(draw_graph(Value(2.0) * 3), "product.gv")   # doctest: +SKIP
+        >>> save(draw_graph(Value(2.0) * 3), "product.gv")
         PosixPath('product.gv')
     """
     path = Path(path)

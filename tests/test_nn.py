@@ -1,7 +1,6 @@
 """microgd.nn: the second seed's worked example to the last digit, the delta rule as a property,
 initialisation, the model API, and model files (round trip, bad files, atomic writes)."""
 
-import doctest
 import json
 import math
 import os
@@ -11,7 +10,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import microgd.nn
 from microgd import Value
 from microgd.losses import half_squared_error
 from microgd.nn import MLP, Layer, Neuron, StateError
@@ -442,8 +440,3 @@ def test_save_replaces_an_old_file_and_respects_the_umask(tmp_path):
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
     assert files(tmp_path) == ["model.json"]
-
-
-def test_docstring_examples_run():
-    result = doctest.testmod(microgd.nn)
-    assert result.attempted > 0 and result.failed == 0

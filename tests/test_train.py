@@ -1,14 +1,12 @@
 """microgd.train.fit: the seed's network learns its table, XOR and two moons are solved, batches
 average gradients, Ctrl-C keeps the last completed step, the progress bar shows only on a terminal."""
 
-import doctest
 import io
 import math
 import sys
 
 import pytest
 
-import microgd.train
 from microgd.data import MinMaxScaler, seed_table, two_moons, xor
 from microgd.losses import binary_cross_entropy, half_squared_error
 from microgd.nn import MLP
@@ -225,8 +223,3 @@ def test_history_repr():
     history = small_fit(verbose=False)
     assert repr(history).startswith("History([") and "steps=3, interrupted=False" in repr(history)
     assert all(math.isfinite(h) for h in history)
-
-
-def test_docstring_examples_run():
-    result = doctest.testmod(microgd.train)
-    assert result.attempted > 0 and result.failed == 0

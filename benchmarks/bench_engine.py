@@ -37,15 +37,19 @@ class Engine:
 
     name = "?"
 
-    def mlp(self, rng):
-        raise NotImplementedError
-
     def step(self, model, xs, ys, lr=0.05):
         loss = sum((model(x) - y) ** 2 for x, y in zip(xs, ys)) * (1.0 / len(xs))
         self.zero_grad(model)
         loss.backward()
         self.update(model, lr)
         return loss
+
+    def zero_grad(self, model):
+        model.zero_grad()
+
+    def update(self, model, lr):
+        for p in model.parameters():
+            p.data -= lr * p.grad
 
 
 class Microgd(Engine):
@@ -56,14 +60,6 @@ class Microgd(Engine):
 
     def mlp(self, rng):
         return MLP(SIZES[0], SIZES[1:], activations=["tanh", "tanh", "linear"], rng=rng)
-
-    def zero_grad(self, model):
-        model.zero_grad()
-
-    def update(self, model, lr):
-        for p in model.parameters():
-            p.data -= lr * p.grad
-
 
 class Micrograd(Engine):
     name = "micrograd 0.1.0"
@@ -103,14 +99,6 @@ class Micrograd(Engine):
             for neuron in layer.neurons:
                 neuron.__class__ = self.neuron  # the same neuron, with tanh for its nonlinearity
         return model
-
-    def zero_grad(self, model):
-        model.zero_grad()
-
-    def update(self, model, lr):
-        for p in model.parameters():
-            p.data -= lr * p.grad
-
 
 class Torch(Engine):
     def __init__(self):

@@ -88,6 +88,14 @@ def _interval(text: str) -> tuple[str, tuple[float, float]]:
     return name, (low, high)
 
 
+def _rate(text: str) -> float:
+    """``--lr 0.5`` -> 0.5; a learning rate must be above 0."""
+    value = _number(text, "the learning rate")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"the learning rate {text!r} must be above 0")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -186,162 +194,11 @@ def _check(args: argparse.Namespace) -> int:
 
 # -- demo ---------------------------------------------------------------------------------------
 
-SEED2_WEIGHTS = [[[-0.5, -1.0, 0.5], [-0.5, 0.5, 0.5], [1.0, 0.0, 0.5]],  # hidden: [w_1, w_2, b] per neuron
-                 [[0.5, -1.0, 0.0, 0.5]]]                                 # output: [w_1, w_2, w_3, b]
-SEED2_ETA = 0.1
-# the second seed's printed min-max scaling of its table, column by column
-SEED2_SCALED = {(0.0, 1.0): [["1.0", "0.5555", "0.8888", "0.0"], ["1.0", "0.5806", "0.0", "0.9032"]],
-                (-1.0, 1.0): [["1.0", "-0.1111", "0.7777", "-1.0"], ["1.0", "0.1613", "-1.0", "0.8064"]]}
-
-
-def _match(printed: str | None, value: float) -> str:
-    """Does ``value``, rounded like the seed's number, give the seed's number?"""
-    if printed is None:
-        return "(not given)"
-    decimals = len(printed.partition(".")[2])
-    if f"{value:.{decimals}f}" == printed:
-        return "yes"
-    if f"{math.trunc(value * 10 ** decimals) / 10 ** decimals:.{decimals}f}" == printed:
-        return "no: cut off, not rounded"
-    return "no"
-
-
-def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
-    for row in (header, *rows):
-        print("  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
-
-
-def _seed2_scaling(X: list) -> None:
-    from .data import MinMaxScaler
-
-    print("Min-max scaling of the inputs (the seed's table 70,98 / 50,85 / 65,67 / 25,95):")
-    rows = []
-    for feature_range, printed in SEED2_SCALED.items():
-        scaled = MinMaxScaler(feature_range).fit_transform(X)
-        for j, column in enumerate(printed):
-            for i, seed_text in enumerate(column):
-                value = scaled[i][j]
-                rows.append((f"[{feature_range[0]:g}, {feature_range[1]:g}]", f"I{j} = {X[i][j]:g}", seed_text,
-                             f"{value:.6f}", _match(seed_text, value)))
-    _print_table(("range", "input", "seed", "engine", "match"), rows)
-
-
-def _seed2_worked_example(x: list, z: float, z_raw: float) -> None:
-    from .engine import gradients
-    from .losses import half_squared_error
-    from .nn import MLP
-    from .optim import SGD
-
-    model = MLP(2, [3, 1], weights=SEED2_WEIGHTS)
-    hidden, output = model.layers
-    a = hidden(x)
-    y = output(a)[0]
-    loss = half_squared_error(y, z)
-    loss.backward()
-    s_h, s_o = [v.parents[0] for v in a], y.parents[0]  # the weighted sums under the sigmoids
-    delta_raw = gradients(half_squared_error(y, z_raw), [s_o])[0]
-    w_o = [w.data for w in output.neurons[0].w]
-    print(f"\nThe worked example: the 2-3-1 sigmoid network with the seed's initial weights, on row 1 scaled to "
-          f"[0, 1]:\nx = ({x[0]:g}, {x[1]:g}), target z = {z:g} (the raw target {z_raw:g} scaled like the inputs); "
-          f"loss L = 1/2 (y - z)^2")
-    rows = []
-    for j, (seed_s, seed_a) in enumerate((("-1.0", "0.2689"), ("0.5", "0.6225"), ("1.5", "0.8176"))):
-        rows.append((f"s_h{j}", seed_s, f"{s_h[j].data:.6f}", _match(seed_s, s_h[j].data)))
-        rows.append((f"a_h{j} = sigmoid(s_h{j})", seed_a, f"{a[j].data:.6f}", _match(seed_a, a[j].data)))
-    product = a[0].data * w_o[0]
-    rows.append(("a_h0 * w_o0", "0.1345", f"{product:.6f}", _match("0.1345", product)))
-    rows.append(("s_o", "0.0120", f"{s_o.data:.6f}", _match("0.0120", s_o.data)))
-    rows.append(("y = sigmoid(s_o)", "0.5030", f"{y.data:.6f}", _match("0.5030", y.data)))
-    rows.append(("target z", "91", f"{z:g}", "no: the seed puts the raw target beside scaled inputs"))
-    slope = y.data * (1 - y.data)
-    rows.append(("y (1 - y)", "0.2494", f"{slope:.6f}", _match("0.2494", slope)))
-    rows.append(("y - z", "-90.4970", f"{y.data - z:.6f}", "no: raw target"))
-    rows.append(("delta_o = dL/ds_o", "-22.56", f"{s_o.grad:.6f}", "no: raw target"))
-    rows.append((f"delta_o with z = {z_raw:g}", "-22.56", f"{delta_raw:.6f}",
-                 _match("-22.56", delta_raw) + ": the seed's y (1 - y) is off"))
-    for j, s in enumerate(s_h):
-        by_hand = a[j].data * (1 - a[j].data) * w_o[j] * s_o.grad + 0.0  # the seed's a (1 - a) w delta_o
-        rows.append((f"delta_h{j} = dL/ds_h{j}", None, f"{s.grad:.6f}", f"seed's formula: {by_hand:.6f}"))
-    _print_table(("quantity", "seed", "engine", "match"),
-                 [(q, "-" if p is None else p, e, m) for q, p, e, m in rows])
-
-    names = [f"wh[0][{j}][{i}]" if i < 2 else f"bh[0][{j}]" for j in range(3) for i in range(3)]
-    names += [f"wo[0][{j}]" for j in range(3)] + ["bo[0]"]
-    params = model.parameters()
-    before = [(p.data, p.grad) for p in params]
-    with no_grad():
-        SGD(params, lr=SEED2_ETA).step()
-    print(f"\nOne update, w_new = w - eta * dL/dw with eta = {SEED2_ETA} (dL/dw = delta * input; the seed "
-          "leaves its update table at ??.0000):")
-    _print_table(("parameter", "old", "dL/dw", "new"),
-                 [(n, f"{old:g}", f"{g:.6f}", f"{p.data:.6f}") for n, (old, g), p in zip(names, before, params)])
-    print(f"loss on row 1: {loss.data:.6f} before the update, {half_squared_error(model(x), z).data:.6f} after")
-
-
-def _demo_pictures(folder: Path, x: list, z: float, model) -> list[Path]:
-    """The worked example's graph (SVG) and backward step-through (HTML) and the trained network (SVG);
-    only the graph's DOT source when no Graphviz renderer is installed."""
-    from .losses import half_squared_error
-    from .nn import MLP
-    from .viz import RendererNotFound, draw_graph, draw_mlp, save
-
-    example = MLP(2, [3, 1], weights=SEED2_WEIGHTS)
-    loss = half_squared_error(example(x), z)
-    loss.backward()
-    written = []
-    try:
-        from .stepper import backprop_html
-
-        written.append(save(draw_graph(loss), folder / "seed2_graph.svg"))
-        written.append(backprop_html(loss, folder / "seed2_backprop.html", title="The second seed: one backward pass"))
-        written.append(save(draw_mlp(model), folder / "seed2_trained_mlp.svg"))
-    except RendererNotFound as error:
-        written.append(save(draw_graph(loss), folder / "seed2_graph.dot"))
-        print(f"(pictures as DOT source only: {error})")
-    return written
-
-
 def _demo(args: argparse.Namespace) -> int:
-    """The second seed end to end: worked example beside the seed's numbers, training, pictures."""
-    from .data import MinMaxScaler, seed_table
-    from .losses import half_squared_error
-    from .nn import MLP
-    from .optim import SGD
-    from .train import fit
+    """The second seed end to end (microgd.demo.run_seed2): worked example, training, pictures."""
+    from .demo import run_seed2
 
-    folder = Path(args.out)
-    folder.mkdir(parents=True, exist_ok=True)
-    X, y = seed_table()
-    print("The second seed: a 2-3-1 sigmoid MLP trained on its table (inputs I0, I1, target Z0).\n")
-    _seed2_scaling(X)
-    x_scaler, y_scaler = MinMaxScaler(), MinMaxScaler()
-    Xs, ys = x_scaler.fit_transform(X), y_scaler.fit_transform(y)
-    _seed2_worked_example(Xs[0], ys[0], y[0])
-
-    print(f"\nTraining from the seed's weights on the 4 scaled rows: {args.epochs} epochs, SGD one sample at a "
-          f"time, learning rate {args.lr}")
-    model = MLP(2, [3, 1], weights=SEED2_WEIGHTS)
-    history = fit(model, Xs, ys, loss=half_squared_error, optimizer=SGD(model.parameters(), lr=args.lr),
-                  epochs=args.epochs, seed=args.seed)
-    if history.interrupted:
-        return 130
-    print(f"mean loss per epoch: {history[0]:.6f} (epoch 1) -> {history[-1]:.6f} (epoch {len(history)})")
-    predictions = y_scaler.inverse_transform([model(row).data for row in Xs])
-    _print_table(("I0", "I1", "target Z0", "prediction", "error"),
-                 [(f"{r[0]:g}", f"{r[1]:g}", f"{t:g}", f"{p:.2f}", f"{p - t:+.2f}")
-                  for r, t, p in zip(X, y, predictions)])
-
-    print()
-    for path in _demo_pictures(folder, Xs[0], ys[0], model):
-        print(f"wrote {path}")
-    try:
-        from .plot import plot_history
-
-        plot_history(history, folder / "seed2_loss.png", title="The second seed's network: mean loss per epoch")
-        print(f"wrote {folder / 'seed2_loss.png'}")
-    except ModuleNotFoundError as error:
-        print(f"(no loss plot: {error})")
+    run_seed2(args.out, epochs=args.epochs, lr=args.lr, seed=args.seed)
     return 0
 
 
@@ -371,6 +228,7 @@ def _writable(path: str, option: str, suffixes: tuple[str, ...] = ()) -> Path:
 def _train(args: argparse.Namespace) -> int:
     """Train an MLP on a numeric CSV file."""
     from .data import MinMaxScaler, load_csv
+    from .demo import table
     from .losses import half_squared_error
     from .nn import MLP
     from .optim import SGD
@@ -413,7 +271,7 @@ def _train(args: argparse.Namespace) -> int:
     print(f"mean loss per epoch: {history[0]:.6g} (epoch 1) -> {history[-1]:.6g} (epoch {len(history)})")
     print(f"root mean squared error on the training rows: {rmse:.6g} (in {args.target}'s units)")
     shown = min(len(y), 10)
-    _print_table((args.target, "prediction"), [(f"{t:g}", f"{p:.6g}") for t, p in zip(y[:shown], predictions)])
+    print(table((args.target, "prediction"), [(f"{t:g}", f"{p:.6g}") for t, p in zip(y[:shown], predictions)]))
     if shown < len(y):
         print(f"  ... {len(y) - shown} more rows")
     if save is not None:
@@ -445,7 +303,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="folder for the graph picture and the step-through page (default: %(default)s)")
     demo.add_argument("--epochs", type=_positive_int, default=2000, metavar="N",
                       help="training epochs (default: %(default)s)")
-    demo.add_argument("--lr", type=lambda t: _number(t, "--lr"), default=0.5, metavar="ETA",
+    demo.add_argument("--lr", type=_rate, default=0.5, metavar="ETA",
                       help="learning rate of the training (default: %(default)s; the worked update uses the "
                            "seed's 0.1)")
     demo.add_argument("--seed", type=int, default=0, help="shuffling of the rows (default: %(default)s)")
@@ -460,7 +318,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--activation", default="sigmoid", choices=("sigmoid", "tanh", "relu"),
                        help="hidden activation (default: %(default)s)")
     train.add_argument("--epochs", type=_positive_int, default=1000, metavar="N", help="default: %(default)s")
-    train.add_argument("--lr", type=lambda t: _number(t, "--lr"), default=0.5, metavar="ETA",
+    train.add_argument("--lr", type=_rate, default=0.5, metavar="ETA",
                        help="learning rate (default: %(default)s)")
     train.add_argument("--normalize", default="0-1", choices=("0-1", "-1-1"),
                        help="min-max scaling range of inputs and target (default: %(default)s)")

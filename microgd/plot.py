@@ -1,4 +1,5 @@
-"""Plots of training (the ``plot`` extra: matplotlib): loss per epoch, any series per iteration.
+"""Plots of training (the ``plot`` extra: matplotlib): loss per epoch, any series per iteration,
+a classifier's decision boundary.
 
     >>> from microgd.plot import plot_history, plot_series
     >>> figure = plot_history([0.25, 0.12, 0.07, 0.05], "loss.png")
@@ -17,9 +18,10 @@ import os
 from pathlib import Path
 from typing import Mapping, Sequence, Union
 
+from .engine import no_grad
 from .viz import _write_atomic
 
-__all__ = ["plot_history", "plot_series"]
+__all__ = ["plot_history", "plot_series", "plot_decision_boundary"]
 
 PathLike = Union[str, os.PathLike]
 FORMATS = {".png": "png", ".svg": "svg"}
@@ -69,34 +71,86 @@ def _numbers(values, caller: str, what: str, first: int) -> list:
     return numbers
 
 
-def _draw(series: dict, path: PathLike, xlabel: str, ylabel: str, title: str, log_scale: bool, caller: str):
-    path = Path(path)
-    format = FORMATS.get(path.suffix.lower())
+def _format(path: PathLike, caller: str) -> str:
+    format = FORMATS.get(Path(path).suffix.lower())
     if format is None:
         raise ValueError(f"{caller}: cannot tell the format of {os.fspath(path)!r} from its suffix "
-                         f"{path.suffix or '(none)'!r}; use .png or .svg")
+                         f"{Path(path).suffix or '(none)'!r}; use .png or .svg")
+    return format
+
+
+def _figure(caller: str, size: tuple[float, float]):
+    """A matplotlib Figure on its own Agg canvas (no pyplot), or a clear error naming the extra."""
     try:
-        from matplotlib import rc_context
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
-        from matplotlib.ticker import MaxNLocator
     except ImportError as error:
         raise ModuleNotFoundError(f'{caller} needs matplotlib: pip install "microgd[plot]"') from error
-    with rc_context({"svg.fonttype": "none", "font.size": 11}):  # svg text stays text: smaller, searchable
-        figure = Figure(figsize=(7, 4.2), dpi=100, layout="constrained")
-        FigureCanvasAgg(figure)
-        axes = figure.add_subplot()
-        for name, values in series.items():
-            marker = "o" if len(values) <= 40 else None
-            axes.plot(range(1, len(values) + 1), values, label=name, marker=marker, markersize=4, linewidth=1.8)
-        if log_scale:
-            axes.set_yscale("log")
-        axes.set(xlabel=xlabel, ylabel=ylabel, title=title)
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.grid(True, alpha=0.3)
-        if len(series) > 1:
-            axes.legend()
+    figure = Figure(figsize=size, dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure, path: PathLike, format: str) -> None:
+    from matplotlib import rc_context
+
+    with rc_context({"svg.fonttype": "none"}):  # svg text stays text: smaller, searchable
         buffer = io.BytesIO()
         figure.savefig(buffer, format=format)
-    _write_atomic(path, buffer.getvalue())
+    _write_atomic(Path(path), buffer.getvalue())
+
+
+def _draw(series: dict, path: PathLike, xlabel: str, ylabel: str, title: str, log_scale: bool, caller: str):
+    format = _format(path, caller)
+    figure = _figure(caller, (7, 4.2))
+    from matplotlib.ticker import MaxNLocator
+
+    axes = figure.add_subplot()
+    for name, values in series.items():
+        marker = "o" if len(values) <= 40 else None
+        axes.plot(range(1, len(values) + 1), values, label=name, marker=marker, markersize=4, linewidth=1.8)
+    if log_scale:
+        axes.set_yscale("log")
+    axes.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.grid(True, alpha=0.3)
+    if len(series) > 1:
+        axes.legend()
+    _save(figure, path, format)
+    return figure
+
+
+def plot_decision_boundary(model, X: Sequence[Sequence[float]], y: Sequence[float], path: PathLike,
+                           title: str = "", resolution: int = 80):
+    """Shade a 2-input classifier's probability of class 1 over the plane, draw its 0.5 contour (the
+    decision boundary) and the points ``X`` coloured by their label ``y`` (0 or 1); PNG or SVG.
+
+    The model is evaluated on a ``resolution`` x ``resolution`` grid under ``no_grad()``.
+    Returns the matplotlib ``Figure``.
+    """
+    format = _format(path, "plot_decision_boundary")
+    if not X or any(len(row) != 2 for row in X) or len(X) != len(y):
+        raise ValueError("plot_decision_boundary: X must be rows of 2 inputs, one label in y per row")
+    figure = _figure("plot_decision_boundary", (7, 4.8))
+    from matplotlib.lines import Line2D
+
+    xs, ys = [p[0] for p in X], [p[1] for p in X]
+    margin = 0.5
+    gx = [min(xs) - margin + (max(xs) - min(xs) + 2 * margin) * i / (resolution - 1) for i in range(resolution)]
+    gy = [min(ys) - margin + (max(ys) - min(ys) + 2 * margin) * i / (resolution - 1) for i in range(resolution)]
+    with no_grad():
+        probability = [[model([a, b]).data for a in gx] for b in gy]
+
+    axes = figure.add_subplot()
+    shading = axes.contourf(gx, gy, probability, levels=[i / 10 for i in range(11)], cmap="RdBu_r", alpha=0.45)
+    axes.contour(gx, gy, probability, levels=[0.5], colors="black", linewidths=1.6)
+    for label, (colour, marker) in enumerate(zip(("#2166ac", "#b2182b"), ("o", "s"))):
+        points = [p for p, t in zip(X, y) if t == label]
+        axes.scatter([p[0] for p in points], [p[1] for p in points], c=colour, marker=marker, s=30,
+                     edgecolors="white", linewidths=0.8, label=f"class {label} ({len(points)} points)")
+    figure.colorbar(shading, ax=axes, label="model's probability of class 1")
+    axes.set(xlabel="x0", ylabel="x1", title=title, aspect="equal")
+    boundary = Line2D([], [], color="black", linewidth=1.6, label="decision boundary (p = 0.5)")
+    axes.legend(handles=[*axes.get_legend_handles_labels()[0], boundary], loc="upper right", framealpha=0.9)
+    _save(figure, path, format)
     return figure

@@ -52,7 +52,7 @@ def backprop_html(root: Value, path: Union[str, os.PathLike], number_format: str
     texts = {i: {number(0.0)} for i in shown}
     for step in steps:
         texts[step["target"]].add(number(step["after"]))
-    widest = [f"grad {max(texts[i], key=len)}" if i in texts else "" for i in range(len(nodes))]
+    widest = [f"grad {max(sorted(texts[i]), key=len)}" if i in texts else "" for i in range(len(nodes))]
     graph = _expression_graph(nodes, rankdir, number, widest, None, names=True, caller="backprop_html")
     svg = _run_renderer(graph.source, "svg").decode("utf-8")
     final_at = {step["target"]: k for k, step in enumerate(steps, 1)}  # a node's last contribution makes it final

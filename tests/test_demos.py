@@ -165,3 +165,44 @@ def test_seed2_lists_every_wrong_cell_with_the_correct_value(seed2):
 def test_seed2_closed_form(seed2):
     assert number(r"x = (\S+)  \(3", seed2) == pytest.approx(3 * 0.8 ** 10, abs=1e-10)
     assert number(r"f = (\S+)  \(25", seed2) == pytest.approx(25 * 0.64 ** 10, abs=1e-10)
+
+
+# -- the second seed's MLP ----------------------------------------------------------------------
+
+def test_seed2_mlp_worked_example_training_and_pictures(tmp_path):
+    out = run_demo("seed2_mlp.py", "--out", str(tmp_path))
+    a = [sigmoid(-1.0), sigmoid(0.5), sigmoid(1.5)]  # the seed's hidden sums for row 1 scaled to (1, 1)
+    w_o = [0.5, -1.0, 0.0]
+    y = sigmoid(sum(w * h for w, h in zip(w_o, a)) + 0.5)
+    for j, seed in enumerate(("0.2689", "0.6225", "0.8176")):
+        assert number(rf"a_h{j} = sigmoid\(s_h{j}\)\s+{seed}\s+(\S+)\s+yes", out) == pytest.approx(a[j], abs=5e-7)
+    assert number(r"y = sigmoid\(s_o\)\s+0\.5030\s+(\S+)\s+yes", out) == pytest.approx(y, abs=5e-7)
+    delta_o = (y - 1.0) * y * (1 - y)  # target 91 scaled to 1
+    for j in range(3):
+        delta_h = a[j] * (1 - a[j]) * w_o[j] * delta_o
+        assert number(rf"delta_h{j} = dL/ds_h{j}\s+-\s+(\S+)", out) == pytest.approx(delta_h, abs=5e-7)
+        assert number(rf"wo\[0\]\[{j}\]\s+\S+\s+\S+\s+(\S+)", out) == pytest.approx(w_o[j] - 0.1 * delta_o * a[j],
+                                                                                    abs=5e-7)
+    loss = re.search(r"mean loss per epoch: (\S+) \(epoch 1\) -> (\S+) \(epoch (\d+)\)", out)
+    assert int(loss.group(3)) == 300 and float(loss.group(2)) < float(loss.group(1)) / 5
+    rows = re.findall(r"^\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+\.\d\d)\s+([-+]\d+\.\d\d)$", out, re.M)
+    assert [r[:3] for r in rows] == [("70", "98", "91"), ("50", "85", "82"), ("65", "67", "80"), ("25", "95", "68")]
+    assert all(float(e) == pytest.approx(float(p) - float(z), abs=0.011) for _, _, z, p, e in rows)
+    for name in ("seed2_graph.svg", "seed2_backprop.html", "seed2_trained_mlp.svg", "seed2_loss.png"):
+        assert f"wrote {tmp_path / name}" in out and (tmp_path / name).stat().st_size > 0
+
+
+# -- two moons ------------------------------------------------------------------------------------
+
+def test_two_moons_learns_the_moons_and_draws_the_boundary(tmp_path):
+    pytest.importorskip("matplotlib")  # the plot extra; without it the demo prints a note instead
+    out = run_demo("two_moons.py", "--out", str(tmp_path))
+    checkpoints = [(int(e), float(v)) for e, v in re.findall(r"epoch\s+(\d+)  mean loss (\S+)", out)]
+    assert [e for e, _ in checkpoints] == [1, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40]  # fast mode: 40 epochs
+    assert checkpoints[-1][1] < checkpoints[0][1] / 10
+    accuracy, right, total = re.search(r"training accuracy: (\S+) \((\d+) of (\d+) points", out).groups()
+    assert int(total) == 100 and float(accuracy) == pytest.approx(int(right) / 100)
+    assert float(accuracy) >= 0.97
+    picture = tmp_path / "two_moons.png"
+    assert f"wrote {picture}" in out
+    assert picture.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

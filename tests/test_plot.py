@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from microgd import Value
-from microgd.plot import plot_history, plot_series
+from microgd.plot import plot_decision_boundary, plot_history, plot_series
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -89,3 +89,18 @@ def test_without_matplotlib_the_error_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
     with pytest.raises(ModuleNotFoundError, match=r'pip install "microgd\[plot\]"'):
         plot_history([0.1], tmp_path / "loss.png")
+
+
+def test_decision_boundary_of_a_classifier(tmp_path):
+    from microgd.nn import MLP
+
+    X, y = [[0.0, 0.0], [1.0, 1.0], [0.0, 1.0]], [0.0, 1.0, 1.0]
+    model = MLP(2, [1], activation="sigmoid", weights=[[[4.0, 4.0, -2.0]]])  # boundary x0 + x1 = 0.5
+    figure = plot_decision_boundary(model, X, y, tmp_path / "boundary.png", resolution=20)
+    assert (tmp_path / "boundary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    axes = figure.axes[0]
+    assert [len(c.get_offsets()) for c in axes.collections if hasattr(c, "get_offsets")][-2:] == [1, 2]
+    with pytest.raises(ValueError, match="rows of 2 inputs"):
+        plot_decision_boundary(model, [[0.0]], [0.0], tmp_path / "bad.png")
+    with pytest.raises(ValueError, match="use .png or .svg"):
+        plot_decision_boundary(model, X, y, tmp_path / "boundary.jpg")

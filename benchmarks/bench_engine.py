@@ -232,8 +232,8 @@ def available_engines():
 
 
 def speedup(baseline, figure):
-    """micrograd's time over this engine's: above 1 is faster."""
-    return f" ({baseline / figure:.1f}x faster)"
+    """How many times faster (or slower) than micrograd."""
+    return f" ({baseline / figure:.1f}x faster)" if figure <= baseline else f" ({figure / baseline:.1f}x slower)"
 
 
 def fraction(baseline, figure):
@@ -272,7 +272,11 @@ def main(argv=None):
                 cells.append(value)
                 continue
             text = f"{value * scale:,.1f} {unit}"
-            cells.append(text + compare(baseline, value) if isinstance(baseline, (int, float)) else text)
+            if engine.name == Micrograd.name:
+                text += " (baseline)"
+            elif isinstance(baseline, (int, float)):
+                text += compare(baseline, value)
+            cells.append(text)
         table.append([title, *cells])
     widths = [max(len(row[i]) for row in [header, *table]) for i in range(len(header))]
     for row in [header, ["-" * w for w in widths], *table]:

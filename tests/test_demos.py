@@ -104,7 +104,6 @@ def test_seed1_two_inputs(seed1):
 
 
 def test_seed1_plots(tmp_path):
-    pytest.importorskip("matplotlib")  # the plot extra; without it the demo prints a note instead
     out = run_demo("seed1_one_neuron.py", env={"MICROGD_DEMO_OUT": str(tmp_path)})
     written = sorted(p.name for p in tmp_path.iterdir())
     assert written == sorted(f"seed1_{run}_{kind}.png" for run in ("lr0.01", "lr0.5", "two_inputs")
@@ -195,7 +194,6 @@ def test_seed2_mlp_worked_example_training_and_pictures(tmp_path):
 # -- two moons ------------------------------------------------------------------------------------
 
 def test_two_moons_learns_the_moons_and_draws_the_boundary(tmp_path):
-    pytest.importorskip("matplotlib")  # the plot extra; without it the demo prints a note instead
     out = run_demo("two_moons.py", "--out", str(tmp_path))
     checkpoints = [(int(e), float(v)) for e, v in re.findall(r"epoch\s+(\d+)  mean loss (\S+)", out)]
     assert [e for e, _ in checkpoints] == [1, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40]  # fast mode: 40 epochs

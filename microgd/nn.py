@@ -21,7 +21,6 @@ zero biases. ``model.save(path)`` writes JSON atomically; ``MLP.load(path)`` bui
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -31,6 +30,7 @@ from types import MethodType
 from typing import Any, Union
 
 from .engine import Value
+from .files import write_atomic
 
 __all__ = ["Module", "Neuron", "Layer", "MLP", "StateError", "ACTIVATIONS", "INITS"]
 
@@ -141,24 +141,7 @@ class Module:
 
         Floats are written with ``repr`` so that loading gives back every parameter exactly.
         """
-        path = os.fspath(path)
-        folder, name = os.path.split(os.path.abspath(path))
-        if not os.path.isdir(folder):
-            raise FileNotFoundError(f"cannot save to {path}: folder {folder} does not exist")
-        temp = os.path.join(folder, f".{name}.{os.urandom(4).hex()}.tmp")
-        # os.open with 0o666 lets the umask decide the final permissions (mkstemp would force 0o600)
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(self.state_dict(), f, allow_nan=False)
-                f.write("\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
-            raise
+        write_atomic(path, json.dumps(self.state_dict(), allow_nan=False) + "\n")
 
     load = _class_or_instance_method(_load_new, _load_into, """Read a file written by ``save``.
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Mapping, Sequence, Union
 
 from .engine import no_grad
-from .viz import _write_atomic
+from .files import write_atomic
 
 __all__ = ["plot_history", "plot_series", "plot_decision_boundary"]
 
@@ -97,7 +97,7 @@ def _save(figure, path: PathLike, format: str) -> None:
     with rc_context({"svg.fonttype": "none"}):  # svg text stays text: smaller, searchable
         buffer = io.BytesIO()
         figure.savefig(buffer, format=format)
-    _write_atomic(Path(path), buffer.getvalue())
+    write_atomic(Path(path), buffer.getvalue())
 
 
 def _draw(series: dict, path: PathLike, xlabel: str, ylabel: str, title: str, log_scale: bool, caller: str):

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Union
 
 from .engine import Value, gradients
-from .viz import _expression_graph, _grad_fill, _nodes, _number_formatter, _run_renderer, _write_atomic
+from .files import write_atomic
+from .viz import _expression_graph, _grad_fill, _nodes, _number_formatter, _run_renderer
 
 __all__ = ["backprop_html"]
 
@@ -70,7 +71,7 @@ def backprop_html(root: Value, path: Union[str, os.PathLike], number_format: str
         svg=svg[svg.index("<svg"):],
         data=json.dumps(data).replace("</", "<\\/"),
     )
-    _write_atomic(path, page.encode("utf-8"))
+    write_atomic(path, page.encode("utf-8"))
     return path
 
 

@@ -22,13 +22,13 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
 import graphviz
 
 from .engine import Value
+from .files import write_atomic
 
 __all__ = ["draw_graph", "draw_mlp", "save", "find_renderer", "Diagram", "RendererNotFound"]
 
@@ -67,7 +67,7 @@ class Diagram(graphviz.Digraph):
         out = Path(outfile) if outfile is not None else Path(f"{os.fspath(filepath)}.{format}")
         if raise_if_result_exists and out.exists():
             raise graphviz.FileExistsError(f"output file exists: {os.fspath(out)!r}")
-        _write_atomic(out, _run_renderer(Path(filepath).read_text(encoding=self.encoding), format, engine))
+        write_atomic(out, _run_renderer(Path(filepath).read_text(encoding=self.encoding), format, engine))
         return os.fspath(out)
 
 
@@ -116,24 +116,8 @@ def save(graph: graphviz.Digraph, path: PathLike) -> Path:
         raise TypeError(f"save: expected a graphviz graph (what draw_graph or draw_mlp return), "
                         f"got {type(graph).__name__}")
     data = source.encode("utf-8") if format == "dot" else _run_renderer(source, format, getattr(graph, "engine", "dot"))
-    _write_atomic(path, data)
+    write_atomic(path, data)
     return path
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file next to ``path``, then move it into place in one step."""
-    folder = path.parent
-    if not folder.is_dir():
-        raise FileNotFoundError(f"cannot write {os.fspath(path)!r}: folder {os.fspath(folder)!r} does not exist")
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.chmod(temporary, 0o644)  # mkstemp makes it private; a picture or a page is for sharing
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
 
 
 def draw_graph(root: Value, rankdir: str = "LR", number_format: str = ".4f", show_grad: bool = True,

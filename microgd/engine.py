@@ -76,6 +76,14 @@ class Value:
     def _prev(self) -> set:  # micrograd's name for the parents
         return set(self._parents)
 
+    @property
+    def _backward(self):  # micrograd's per-node closure: microgd nodes have none
+        raise AttributeError(_NO_CLOSURES)
+
+    @_backward.setter
+    def _backward(self, closure) -> None:
+        raise AttributeError(_NO_CLOSURES)
+
     def local_grads(self) -> tuple:
         """d self / d parent for each parent, from the rule table: ``(x * y).local_grads() == (y, x)``."""
         if not self._parents:
@@ -194,6 +202,11 @@ class Value:
                         parent.grad += c
         except (ArithmeticError, ValueError) as error:
             raise _backward_error(node, error) from error
+        except KeyError:
+            raise _missing_rule(node) from None
+
+
+_NO_CLOSURES = "microgd nodes carry no _backward closures; every op's derivative is a rule in microgd.rules.RULES"
 
 
 def _const(number) -> Value:
@@ -225,6 +238,10 @@ def _backward_order(root: Value) -> list:
             if not left:
                 order.append(parent)
     return order
+
+
+def _missing_rule(node: Value) -> TypeError:
+    return TypeError(f"backward: no derivative rule for op {node._op!r}: {_NO_CLOSURES}")
 
 
 def _backward_error(node: Value, error: Exception) -> DomainError:
@@ -286,6 +303,8 @@ def gradients(output: Value, inputs: Iterable[Value], create_graph: bool = False
                 adjoint[parent] = adjoint[parent] + c if parent in adjoint else c
     except (ArithmeticError, ValueError) as error:
         raise _backward_error(node, error) from error
+    except KeyError:
+        raise _missing_rule(node) from None
     return [adjoint.get(x, 0.0) for x in inputs]
 
 

@@ -243,6 +243,17 @@ def test_micrograd_code_runs_unchanged_with_the_same_numbers():
     assert v in (v * 3)._prev and (v * 3)._op == "*"
 
 
+def test_micrograd_style_closures_get_a_clear_message():
+    x = Value(0.5)
+    out = Value(2.0, (x,), "custom")  # micrograd lets you add an op this way; microgd keeps rules in a table
+    with pytest.raises(AttributeError, match="rules.RULES"):
+        out._backward = lambda: None
+    with pytest.raises(TypeError, match="no derivative rule for op 'custom'"):
+        out.backward()
+    with pytest.raises(TypeError, match="no derivative rule for op 'custom'"):
+        gradients(out, [x])
+
+
 # -- the seeds' chain rules, held against the engine --
 
 @given(w=weights, x=weights, target=st.floats(0, 1))

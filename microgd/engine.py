@@ -163,8 +163,7 @@ class Value:
         """``sum(w * x) + bias`` as one node (a neuron's weighted sum): ``Value.dot([w1, w2], [x1, x2], b)``."""
         if len(weights) != len(inputs):
             raise ValueError(f"dot: {len(weights)} weights but {len(inputs)} inputs")
-        parents = tuple(v if isinstance(v, Value) else _const(v) for v in (*weights, *inputs, bias))
-        return _apply("dot", *parents)
+        return _apply("dot", *[v if isinstance(v, Value) else _const(v) for v in (*weights, *inputs, bias)])
 
     def __float__(self) -> float:
         return self.data
@@ -182,7 +181,7 @@ class Value:
         Leaves *accumulate* across calls, as in PyTorch (so per-sample calls sum up:
         call ``zero_grad`` between steps); interior nodes hold the latest call's gradient.
         """
-        order = _backward_order(self)
+        order = _backward_order(self, leaves=False)
         for node in order:
             if node._parents:
                 node.grad = 0.0
@@ -219,24 +218,28 @@ def _apply(op: str, *parents: Value) -> Value:
     return Value(RULES[op].forward(*[p.data for p in parents]), parents, op)
 
 
-def _backward_order(root: Value) -> list:
-    """Every node reachable from ``root`` once, each after all of its consumers (root first)."""
+def _backward_order(root: Value, leaves: bool = True) -> list:
+    """Every node reachable from ``root`` once, each after all of its consumers (root first).
+
+    Backward needs no order among leaves (they pass nothing on): ``leaves=False`` leaves them out.
+    """
     consumers: dict = {}
     stack = [root]
     while stack:
         for parent in stack.pop()._parents:
             if parent in consumers:
                 consumers[parent] += 1
-            else:
+            elif leaves or parent._parents:
                 consumers[parent] = 1
                 stack.append(parent)
     order = [root]
     for node in order:  # Kahn's algorithm: `order` grows while we walk it
         for parent in node._parents:
-            left = consumers[parent] - 1
-            consumers[parent] = left
-            if not left:
-                order.append(parent)
+            if parent in consumers:
+                left = consumers[parent] - 1
+                consumers[parent] = left
+                if not left:
+                    order.append(parent)
     return order
 
 
@@ -288,7 +291,7 @@ def gradients(output: Value, inputs: Iterable[Value], create_graph: bool = False
     adjoint: dict = {output: _const(1.0) if create_graph else 1.0}
     node = output
     try:
-        for node in _backward_order(output):
+        for node in _backward_order(output, leaves=False):
             parents = node._parents
             if not parents or node not in adjoint:
                 continue

@@ -17,6 +17,7 @@ Example::
 """
 
 import math
+from operator import mul
 from typing import Callable, NamedTuple
 
 
@@ -95,10 +96,7 @@ def _sigmoid(x: float) -> float:
 
 def _dot(*inputs: float) -> float:
     n = len(inputs) // 2
-    total = 0.0
-    for w, x in zip(inputs[:n], inputs[n : 2 * n]):
-        total += w * x
-    return total + inputs[-1]
+    return sum(map(mul, inputs[:n], inputs[n:-1])) + inputs[-1]
 
 
 def _dot_vjp(g, out, *inputs):

@@ -27,7 +27,10 @@ def _leaf_data(data) -> float:
     if type(data) is not float:
         if isinstance(data, (str, bytes, Value)) or not hasattr(data, "__float__") or isinstance(data, complex):
             raise TypeError(f"Value() takes a real number, got {type(data).__name__}: {data!r}")
-        data = float(data)
+        try:
+            data = float(data)
+        except OverflowError:
+            raise ValueError(f"Value() takes a finite number, got {data!r}, too large for a float") from None
     if not math.isfinite(data):
         raise ValueError(f"Value() takes a finite number, got {data!r} (nan and inf are rejected at the door)")
     return data

@@ -82,8 +82,10 @@ def _pow_vjp(g, out, x, p):
 
 
 def _powc_vjp(g, out, x, p):
-    if _float(x) == 0.0 and _float(p) < 1.0:
-        raise DomainError(f"pow: derivative of x ** {_float(p)!r} is infinite at x = 0")
+    if p == 0.0:  # x ** 0 is constant, even at x = 0
+        return (0.0 * g, 0.0)
+    if _float(x) == 0.0 and p < 1.0:
+        raise DomainError(f"pow: derivative of x ** {p!r} is infinite at x = 0")
     return (g * p * x ** (p - 1), 0.0)
 
 

@@ -199,6 +199,16 @@ def test_domain_errors_name_the_op_and_operand(make, pattern):
         make()
 
 
+def test_an_int_too_large_for_a_float_is_a_clear_error():
+    with pytest.raises(ValueError, match="too large for a float"):
+        Value(10**400)
+
+
+def test_x_to_the_power_zero_has_derivative_zero_even_at_zero():
+    assert grad(lambda x: x**0)(0.0) == 0.0 and grad(lambda x: x**0)(-2.0) == 0.0
+    assert grad(grad(lambda x: x**0))(0.0) == 0.0
+
+
 def test_integer_powers_of_negative_bases_are_fine():
     x = Value(-2.0)
     y = x**3

@@ -1,7 +1,8 @@
-"""The ``microgd`` command (also ``python -m microgd``): demo, train, graph, check.
+"""The ``microgd`` command (also ``python -m microgd``): demo, train, predict, graph, check.
 
     microgd demo --out microgd-out
     microgd train data.csv --target price --hidden 4,3 --epochs 500 --save model.json --plot loss.png
+    microgd predict model.json new.csv --out predictions.csv
     microgd graph "sigmoid(w*x + b)" --var w=0.5 --var x=1.0 --var b=0 --out neuron.svg
     microgd check "(sigmoid(w*x) - t)**2" --wrt w --domain t=0:1 \\
         --formula "2*(sigmoid(w*x) - t) * sigmoid(w*x)*(1 - sigmoid(w*x)) * x"
@@ -13,7 +14,9 @@ Exit status: 0 done, 1 check found a counterexample, 2 a mistake in the input (o
 from __future__ import annotations
 
 import argparse
+import csv
 import importlib.util
+import io
 import math
 import sys
 from pathlib import Path
@@ -32,6 +35,9 @@ FORMULA_HELP = ("Formulas use numbers, variables, + - * / ** and unary -, ( ) an
 DEMO_HELP = ("The second seed end to end: its worked example beside the seed's numbers, training the 2-3-1\n"
              "network on the seed's table, a graph picture and a step-through page of one backward pass.")
 TRAIN_HELP = "Train an MLP on a numeric CSV file (a header row, then numbers)."
+PREDICT_HELP = ("Predict with a model saved by 'microgd train --save' on a numeric CSV file: the model's input\n"
+                "columns, in any order, scaled as in training; predictions in the target's units. When the\n"
+                "file also has the target column, the error is printed too.")
 GRAPH_HELP = ("Draw the graph of a formula after backward: .svg .png .dot .gv (a picture) or .html (a page\n"
               "stepping through the backward pass).\n\n" + FORMULA_HELP)
 CHECK_HELP = (f"Search a domain for a point where FORMULA is not the derivative of EXPR (with hypothesis).\n"
@@ -244,6 +250,9 @@ def _train(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     if not names:
         raise UsageError(f"{args.data}: no input columns besides the target {args.target!r}")
+    twice = [name for name in names if names.count(name) > 1]
+    if save is not None and twice:
+        raise UsageError(f"{args.data}: {twice[0]!r} names two columns; --save records the names: make them distinct")
     for j, name in enumerate([*names, args.target]):
         column = [row[j] for row in X] if j < len(names) else y
         if min(column) == max(column):
@@ -275,16 +284,84 @@ def _train(args: argparse.Namespace) -> int:
     if shown < len(y):
         print(f"  ... {len(y) - shown} more rows")
     if save is not None:
+        model.scaling = {"inputs": x_scaler, "target": y_scaler}
+        model.columns = {"inputs": names, "target": args.target}
         model.save(save)
-        lows, highs = x_scaler.data_min_, x_scaler.data_max_
-        print(f"wrote {save} (it expects inputs scaled to [{feature_range[0]:g}, {feature_range[1]:g}] from "
-              + ", ".join(f"{n} in [{lo:g}, {hi:g}]" for n, lo, hi in zip(names, lows, highs))
-              + f"; its output scales back to {args.target} in [{min(y):g}, {max(y):g}])")
+        print(f"wrote {save} (with its scaling and column names: microgd predict {save} DATA.csv)")
     if plot is not None:
         from .plot import plot_history
 
         plot_history(history, plot, title=f"{Path(args.data).name}: mean loss per epoch")
         print(f"wrote {plot}")
+    return 0
+
+
+# -- predict ------------------------------------------------------------------------------------
+
+def _predict(args: argparse.Namespace) -> int:
+    """Predict with a saved model on a CSV file, in the data's own units when the model stores its scaling."""
+    from .data import load_csv
+    from .demo import table
+    from .files import write_atomic
+    from .nn import MLP
+
+    out = _writable(args.out, "--out", (".csv",)) if args.out else None
+    if out is not None and out.resolve() in (Path(args.data).resolve(), Path(args.model).resolve()):
+        raise UsageError(f"--out {args.out!r} would overwrite the model or data file it reads")
+    try:
+        model = MLP.load(args.model)
+        header, rows = load_csv(args.data)
+    except ValueError as error:  # a malformed model (StateError) or CSV file: the message names file and place
+        raise UsageError(str(error)) from None
+    nin, nout = model.sizes[0], model.sizes[-1]
+    if nout != 1:
+        raise UsageError(f"{args.model}: the model has {nout} outputs; microgd predict needs a model with one")
+    if model.columns is None:
+        if len(header) < nin:
+            raise UsageError(f"{args.data}: {len(header)} columns, but the model takes {nin} inputs")
+        inputs, target = header[:nin], None
+    else:
+        inputs, target = model.columns["inputs"], model.columns["target"]
+        for name in inputs:
+            if header.count(name) != 1:
+                found = "has no column" if name not in header else "has more than one column"
+                raise UsageError(f"{args.data} {found} {name!r} (the model's inputs: {', '.join(inputs)}; "
+                                 f"the file's columns: {', '.join(header)})")
+    if out is not None and "prediction" in header:
+        raise UsageError(f"{args.data} already has a column 'prediction', the one --out adds")
+
+    print(f"{args.data}: {len(rows)} rows; {args.model}: {model}, inputs {', '.join(inputs)}")
+    if model.columns is None:
+        print(f"{args.model} names no columns: its inputs are the file's first {nin}")
+    where = [header.index(name) for name in inputs]
+    X = [[row[j] for j in where] for row in rows]
+    if model.scaling is None:
+        print(f"{args.model} stores no scaling: the raw inputs go in, the raw outputs come out")
+    else:
+        X = model.scaling["inputs"].transform(X)
+    with no_grad():
+        predictions = [model(x).data for x in X]
+    if model.scaling is not None:
+        predictions = model.scaling["target"].inverse_transform(predictions)
+
+    shown = len(rows) if out is None else min(len(rows), 10)
+    if target is None or header.count(target) != 1:
+        print(table(("row", "prediction"), [(i, f"{p:.12g}") for i, p in enumerate(predictions[:shown], 1)]))
+    else:
+        truth = [row[header.index(target)] for row in rows]
+        print(table(("row", target, "prediction", "error"),
+                    [(i, f"{t:.12g}", f"{p:.12g}", f"{p - t:+.6g}")
+                     for i, (t, p) in enumerate(zip(truth[:shown], predictions), 1)]))
+        rmse = math.sqrt(sum((p - t) ** 2 for p, t in zip(predictions, truth)) / len(rows))
+        print(f"root mean squared error against the file's {target}: {rmse:.6g}")
+    if shown < len(rows):
+        print(f"  ... {len(rows) - shown} more rows in {out}")
+    if out is not None:
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\n").writerows(
+            [[*header, "prediction"], *([*map(repr, row), repr(p)] for row, p in zip(rows, predictions))])
+        write_atomic(out, text.getvalue())
+        print(f"wrote {out}")
     return 0
 
 
@@ -326,6 +403,13 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--save", metavar="MODEL.json", help="write the trained model here")
     train.add_argument("--plot", metavar="LOSS.png", help="plot the loss per epoch here (needs matplotlib)")
     train.set_defaults(run=_train)
+
+    predict = commands.add_parser("predict", help="predict with a saved model on a numeric CSV file",
+                                  formatter_class=raw, description=PREDICT_HELP)
+    predict.add_argument("model", metavar="MODEL.json", help="a model written by 'microgd train --save'")
+    predict.add_argument("data", metavar="DATA.csv", help="a CSV file with a header row and numbers")
+    predict.add_argument("--out", metavar="PREDICTIONS.csv", help="also write the rows and their predictions here")
+    predict.set_defaults(run=_predict)
 
     graph = commands.add_parser(
         "graph", help="draw the graph of a formula, with its gradients", formatter_class=raw,

@@ -23,12 +23,19 @@ __all__ = ["MinMaxScaler", "seed_table", "xor", "two_moons", "load_csv"]
 
 Rows = list[list[float]]
 PathLike = Union[str, "os.PathLike[str]"]
+_STATE_KEYS = ("feature_range", "data_min_", "data_max_")
 
 
 def _finite(x, where: str) -> float:
-    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
         raise ValueError(f"{where} should be a finite number, got {x!r}")
-    return float(x)
+    try:
+        x = float(x)
+    except OverflowError:  # an int beyond the float range
+        x = math.inf
+    if not math.isfinite(x):
+        raise ValueError(f"{where} should be a finite number, got {x!r}")
+    return x
 
 
 class MinMaxScaler:
@@ -43,6 +50,12 @@ class MinMaxScaler:
         [-1.0, 0.1111, 0.7778, 1.0]
         >>> scaler.inverse_transform([0.0])
         [47.5]
+
+    ``state_dict()`` gives a fitted scaler as plain JSON-ready data and ``from_state`` rebuilds it,
+    so a model file can carry the scaling of the data it was trained on:
+
+        >>> MinMaxScaler.from_state(scaler.state_dict()).transform([47.5])
+        [0.0]
     """
 
     def __init__(self, feature_range: tuple[float, float] = (0, 1)):
@@ -81,6 +94,41 @@ class MinMaxScaler:
         lo, hi = self.feature_range
         return self._map(data, "inverse_transform", lambda x, a, b: a + (x - lo) / (hi - lo) * (b - a))
 
+    def state_dict(self) -> dict[str, list[float]]:
+        """``{"feature_range": [lo, hi], "data_min_": [...], "data_max_": [...]}``, one min and max per column."""
+        if self.data_min_ is None or self.data_max_ is None:
+            raise RuntimeError("MinMaxScaler.state_dict: call fit() first")
+        return {"feature_range": list(self.feature_range), "data_min_": list(self.data_min_),
+                "data_max_": list(self.data_max_)}
+
+    @classmethod
+    def from_state(cls, state: dict) -> MinMaxScaler:
+        """A fitted scaler from ``state_dict()``'s data.
+
+        Checked whole: exactly the three keys, ``feature_range`` two finite numbers lo < hi,
+        ``data_min_`` and ``data_max_`` equally long non-empty lists of finite numbers with each
+        minimum below its maximum. Otherwise a ValueError naming the key (``data_max_[1] ...``).
+        """
+        if not isinstance(state, dict):
+            raise ValueError(f"a scaler state should be an object with keys {', '.join(_STATE_KEYS)}, "
+                             f"got {type(state).__name__}")
+        missing = [k for k in _STATE_KEYS if k not in state]
+        unknown = [k for k in state if k not in _STATE_KEYS]
+        if missing or unknown:
+            raise ValueError(f"{'missing' if missing else 'unexpected'} {', '.join(map(repr, missing or unknown))}")
+        lows, highs = (_numbers(state[key], key, None) for key in ("data_min_", "data_max_"))
+        if len(lows) != len(highs):
+            raise ValueError(f"data_min_ has {len(lows)} numbers but data_max_ has {len(highs)}: one each per column")
+        for j, (low, high) in enumerate(zip(lows, highs)):
+            if not low < high:
+                raise ValueError(f"data_max_[{j}] = {high!r} should be above data_min_[{j}] = {low!r}")
+        lo, hi = _numbers(state["feature_range"], "feature_range", 2)
+        if not lo < hi:
+            raise ValueError(f"feature_range needs lo < hi, got {[lo, hi]!r}")
+        scaler = cls((lo, hi))
+        scaler.data_min_, scaler.data_max_ = lows, highs
+        return scaler
+
     def _map(self, data: Sequence, method: str, f) -> list:
         if self.data_min_ is None:
             raise RuntimeError(f"MinMaxScaler.{method}: call fit() first")
@@ -104,6 +152,14 @@ class MinMaxScaler:
                 raise ValueError(f"{where}: row {i} has {len(row)} values, expected {width}")
             checked.append([_finite(x, f"{where}: row {i} column {j}") for j, x in enumerate(row)])
         return checked, flat
+
+
+def _numbers(values, key: str, length: int | None) -> list[float]:
+    """``values`` as a list of finite floats (of ``length``, else non-empty), or ValueError naming ``key``."""
+    if not isinstance(values, (list, tuple)) or not values or (length is not None and len(values) != length):
+        what = f"{length} numbers" if length else "a non-empty list of numbers"
+        raise ValueError(f"{key} should be {what}, got {values!r}")
+    return [_finite(x, f"{key}[{j}]") for j, x in enumerate(values)]
 
 
 def seed_table() -> tuple[Rows, list[float]]:

@@ -17,6 +17,18 @@ global random state: ``init="uniform"`` draws every weight and bias from [-1, 1]
 choice); ``"xavier"`` (Glorot uniform, for sigmoid/tanh) draws weights from
 ``±sqrt(6 / (fan_in + fan_out))`` and ``"he"`` (for relu) from ``±sqrt(6 / fan_in)``, both with
 zero biases. ``model.save(path)`` writes JSON atomically; ``MLP.load(path)`` builds a model from it.
+
+A model may also carry how its training data was scaled and named, so that a loaded model can
+predict in the data's own units: set ``model.scaling`` and ``model.columns`` (both None by
+default) before ``save``; ``load`` restores them.
+
+    >>> from microgd.data import MinMaxScaler
+    >>> model.scaling = {"inputs": MinMaxScaler().fit([[0, 10], [4, 20]]), "target": MinMaxScaler().fit([5, 7])}
+    >>> model.columns = {"inputs": ["a", "b"], "target": "y"}
+    >>> model.save("model.json")
+    >>> loaded = MLP.load("model.json")
+    >>> loaded.columns["target"], loaded.scaling["inputs"].transform([[2, 15]])
+    ('y', [[0.5, 0.5]])
 """
 
 from __future__ import annotations
@@ -29,6 +41,7 @@ from collections.abc import Callable, Sequence
 from types import MethodType
 from typing import Any, Union
 
+from .data import MinMaxScaler
 from .engine import Value
 from .files import write_atomic
 
@@ -40,6 +53,7 @@ ACTIVATIONS: dict[str, Callable[[Value], Value] | None] = {
 INITS = ("uniform", "xavier", "he")
 FORMAT, VERSION = "microgd-mlp", 1
 _KEYS = ("format", "version", "sizes", "activations", "weights")
+_OPTIONAL_KEYS = ("scaling", "columns")
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -61,11 +75,14 @@ class _class_or_instance_method:
 def _load_new(cls: type[Module], path: PathLike) -> Module:
     """A new module of class ``cls`` built from the file at ``path``."""
     source = os.fspath(path)
-    return cls._build(*_check_state(_read(path), source), source)
+    sizes, activations, weights, scaling, columns = _check_state(_read(path), source)
+    module = cls._build(sizes, activations, weights, source)
+    module.scaling, module.columns = scaling, columns
+    return module
 
 
 def _load_into(module: Module, path: PathLike) -> Module:
-    """Load the weights in ``path`` into ``module`` (checked first; untouched on error); returns it."""
+    """Load the file at ``path`` into ``module`` (checked first; untouched on error); returns it."""
     module._load_checked(_read(path), os.fspath(path))
     return module
 
@@ -75,8 +92,18 @@ class Module:
 
     Every module is a grid of neurons (layers of neurons), saved in one format:
     ``{"format": "microgd-mlp", "version": 1, "sizes": [...], "activations": [...], "weights": [...]}``
-    where ``weights`` holds, per layer, per neuron, ``[w_1, ..., w_n, b]``.
+    where ``weights`` holds, per layer, per neuron, ``[w_1, ..., w_n, b]``, and two optional keys
+    written only when the attributes of the same names are set:
+
+    - ``scaling``: ``{"inputs": MinMaxScaler, "target": MinMaxScaler}``, both fitted, how the
+      training data was scaled (one column per input, one per output); saved as their ``state_dict()``.
+    - ``columns``: ``{"inputs": [name, ...], "target": name}``, the data's column names, one per input.
+
+    Files without them load as before (the attributes are then None).
     """
+
+    scaling: dict[str, MinMaxScaler] | None = None
+    columns: dict[str, Any] | None = None
 
     def _grid(self) -> list[list[Neuron]]:
         """The module's neurons, layer by layer."""
@@ -114,40 +141,58 @@ class Module:
         return names
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to rebuild the module, as plain JSON-ready data."""
+        """Everything needed to rebuild the module, as plain JSON-ready data (``scaling`` and ``columns``
+        only when set; a malformed one is a TypeError or StateError here, not a file ``load`` rejects)."""
         weights = [[[p.data for p in (*n.w, n.b)] for n in layer] for layer in self._grid()]
-        return {"format": FORMAT, "version": VERSION, "sizes": self.sizes, "activations": self.activations,
-                "weights": weights}
+        state = {"format": FORMAT, "version": VERSION, "sizes": self.sizes, "activations": self.activations,
+                 "weights": weights}
+        scaling = self.scaling
+        if scaling is not None:
+            if not (isinstance(scaling, dict) and set(scaling) == {"inputs", "target"}
+                    and all(isinstance(s, MinMaxScaler) for s in scaling.values())):
+                raise TypeError("model.scaling should be None or {'inputs': MinMaxScaler, 'target': MinMaxScaler}, "
+                                f"got {scaling!r}")
+            state["scaling"] = {key: scaling[key].state_dict() for key in ("inputs", "target")}
+        if self.columns is not None:
+            state["columns"] = self.columns
+        _, columns = _check_extras(state, state["sizes"], "model")
+        if columns is not None:
+            state["columns"] = columns  # checked, and a copy: later edits of model.columns do not reach it
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Copy the weights of ``state`` into this module's parameters.
 
         ``state`` is checked whole first (format, version, shape and activations equal to this
-        module's, every number finite); on any error :class:`StateError` is raised and the module
-        is left untouched.
+        module's, every number finite, ``scaling`` and ``columns`` if present); on any error
+        :class:`StateError` is raised and the module is left untouched. Sets ``scaling`` and
+        ``columns`` to the state's (None where it has none).
         """
         self._load_checked(state, "state dict")
 
     def _load_checked(self, state: Any, source: str) -> None:
-        sizes, activations, weights = _check_state(state, source)
+        sizes, activations, weights, scaling, columns = _check_state(state, source)
         if sizes != self.sizes or activations != self.activations:
             raise StateError(f"{source}: holds a network {sizes} {activations}, "
                              f"but this model is {self.sizes} {self.activations}")
         for p, number in zip(self.parameters(), (x for layer in weights for row in layer for x in row)):
             p.data = number
+        self.scaling, self.columns = scaling, columns
 
     def save(self, path: PathLike) -> None:
         """Write ``state_dict()`` to ``path`` as JSON, atomically: a crash mid-write leaves any old file intact.
 
-        Floats are written with ``repr`` so that loading gives back every parameter exactly.
+        Floats are written with ``repr`` so that loading gives back every parameter exactly;
+        ``scaling`` and ``columns`` are written when set.
         """
         write_atomic(path, json.dumps(self.state_dict(), allow_nan=False) + "\n")
 
     load = _class_or_instance_method(_load_new, _load_into, """Read a file written by ``save``.
 
         ``MLP.load(path)`` builds a new model; ``model.load(path)`` loads the weights into ``model``
-        (which must have the same sizes and activations) and returns it. A malformed file raises
-        :class:`StateError` naming the file and the problem, and leaves ``model`` untouched.
+        (which must have the same sizes and activations) and returns it. Either way ``scaling`` and
+        ``columns`` are the file's (None when it has none). A malformed file raises
+        :class:`StateError` naming the file and the problem (and the key), and leaves ``model`` untouched.
         """)
 
 
@@ -378,8 +423,38 @@ def _check_weights(weights: Any, sizes: list[int], source: str) -> list[list[lis
             for i, (layer, nin, nout) in enumerate(zip(weights, sizes, sizes[1:]))]
 
 
-def _check_state(state: Any, source: str) -> tuple[list[int], list[str], list]:
-    """``(sizes, activations, weights)`` from a state dict, or StateError saying what is wrong."""
+def _check_extras(state: dict, sizes: list[int], source: str) -> tuple[dict | None, dict | None]:
+    """The optional ``scaling`` (as fitted MinMaxScalers) and ``columns`` of a state, None where absent."""
+    scaling = columns = None
+    for key in _OPTIONAL_KEYS:
+        entry = state.get(key)
+        if entry is not None and (not isinstance(entry, dict) or set(entry) != {"inputs", "target"}):
+            got = f"keys {', '.join(map(repr, entry))}" if isinstance(entry, dict) else type(entry).__name__
+            raise StateError(f"{source}: {key} should be an object with keys 'inputs' and 'target', got {got}")
+    if state.get("scaling") is not None:
+        scaling = {}
+        for key, width, what in (("inputs", sizes[0], "input"), ("target", sizes[-1], "output")):
+            try:
+                scaler = MinMaxScaler.from_state(state["scaling"][key])
+            except ValueError as error:
+                raise StateError(f"{source}: scaling.{key}: {error}") from None
+            if len(scaler.data_min_) != width:
+                raise StateError(f"{source}: scaling.{key} scales {len(scaler.data_min_)} columns, "
+                                 f"but the model has {width} {what}{'s' if width != 1 else ''}")
+            scaling[key] = scaler
+    if state.get("columns") is not None:
+        inputs, target = state["columns"]["inputs"], state["columns"]["target"]
+        if (not isinstance(inputs, (list, tuple)) or len(inputs) != sizes[0]
+                or not all(isinstance(name, str) for name in inputs) or len(set(inputs)) != len(inputs)):
+            raise StateError(f"{source}: columns.inputs should list {sizes[0]} distinct column names, got {inputs!r}")
+        if not isinstance(target, str) or target in inputs:
+            raise StateError(f"{source}: columns.target should be a column name not among the inputs, got {target!r}")
+        columns = {"inputs": list(inputs), "target": target}
+    return scaling, columns
+
+
+def _check_state(state: Any, source: str) -> tuple[list[int], list[str], list, dict | None, dict | None]:
+    """``(sizes, activations, weights, scaling, columns)`` from a state dict, or StateError saying what is wrong."""
     if not isinstance(state, dict):
         raise StateError(f"{source}: expected a JSON object, got {type(state).__name__}")
     if state.get("format") != FORMAT:
@@ -393,7 +468,7 @@ def _check_state(state: Any, source: str) -> tuple[list[int], list[str], list]:
     missing = [k for k in _KEYS if k not in state]
     if missing:
         raise StateError(f"{source}: missing {', '.join(map(repr, missing))}")
-    unknown = [k for k in state if k not in _KEYS]
+    unknown = [k for k in state if k not in _KEYS + _OPTIONAL_KEYS]
     if unknown:
         raise StateError(f"{source}: unexpected {', '.join(map(repr, unknown))}")
     sizes, activations = state["sizes"], state["activations"]
@@ -404,7 +479,7 @@ def _check_state(state: Any, source: str) -> tuple[list[int], list[str], list]:
             or any(not isinstance(a, str) or a not in ACTIVATIONS for a in activations)):
         raise StateError(f"{source}: activations should list {len(sizes) - 1} of {', '.join(ACTIVATIONS)}, "
                          f"got {activations!r}")
-    return sizes, activations, _check_weights(state["weights"], sizes, source)
+    return sizes, activations, _check_weights(state["weights"], sizes, source), *_check_extras(state, sizes, source)
 
 
 def _read(path: PathLike) -> Any:

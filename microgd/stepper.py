@@ -26,7 +26,7 @@ from typing import Union
 
 from .engine import Value, gradients
 from .files import write_atomic
-from .viz import _expression_graph, _grad_fill, _nodes, _number_formatter, _run_renderer
+from .viz import expression_graph, grad_fill, graph_nodes, number_formatter, run_renderer
 
 __all__ = ["backprop_html"]
 
@@ -40,8 +40,8 @@ def backprop_html(root: Value, path: Union[str, os.PathLike], number_format: str
     last one every grad is what ``root.backward()`` computes. The graph's own ``.grad`` values are
     neither read nor changed. Each value node carries its current gradient in ``data-grad``.
     """
-    nodes = _nodes(root, max_nodes, "backprop_html")
-    number = _number_formatter(number_format, "backprop_html")
+    nodes = graph_nodes(root, max_nodes, "backprop_html")
+    number = number_formatter(number_format, "backprop_html")
     path = Path(path)
     if path.suffix.lower() not in (".html", ".htm"):
         raise ValueError(f"backprop_html: {os.fspath(path)!r} should end in .html")
@@ -54,13 +54,13 @@ def backprop_html(root: Value, path: Union[str, os.PathLike], number_format: str
     for step in steps:
         texts[step["target"]].add(number(step["after"]))
     widest = [f"grad {max(sorted(texts[i]), key=len)}" if i in texts else "" for i in range(len(nodes))]
-    graph = _expression_graph(nodes, rankdir, number, widest, None, names=True, caller="backprop_html")
-    svg = _run_renderer(graph.source, "svg").decode("utf-8")
+    graph = expression_graph(nodes, rankdir, number, widest, None, names=True, caller="backprop_html")
+    svg = run_renderer(graph.source, "svg").decode("utf-8")
     final_at = {step["target"]: k for k, step in enumerate(steps, 1)}  # a node's last contribution makes it final
     data = {
         "values": [f"v{i}" for i in shown],
         "final_at": {f"v{i}": k for i, k in final_at.items()},
-        "zero": {"text": f"grad {number(0.0)}", "fill": _grad_fill(0.0, scale)},
+        "zero": {"text": f"grad {number(0.0)}", "fill": grad_fill(0.0, scale)},
         "intro": "Before the backward pass every grad is 0. Press <b>next</b> (or →) to start.",
         "steps": [_page_step(step, final_at[step["target"]] == k, names, number, scale)
                   for k, step in enumerate(steps, 1)],
@@ -140,7 +140,7 @@ def _page_step(step: dict, final: bool, names: list, number, scale: float) -> di
         "current": [f"v{i}"] if step["edge"] is None else [f"v{i}", f"v{i}op", f"o{i}", step["edge"]],
         "before": step["before"], "after": step["after"],
         "before_text": f"grad {number(step['before'])}", "after_text": f"grad {number(step['after'])}",
-        "before_fill": _grad_fill(step["before"], scale), "after_fill": _grad_fill(step["after"], scale),
+        "before_fill": grad_fill(step["before"], scale), "after_fill": grad_fill(step["after"], scale),
         "words": words,
     }
 

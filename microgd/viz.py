@@ -31,6 +31,8 @@ from .engine import Value
 from .files import write_atomic
 
 __all__ = ["draw_graph", "draw_mlp", "save", "find_renderer", "Diagram", "RendererNotFound"]
+# Also used by the stepper page, outside __all__: graph_nodes, number_formatter, expression_graph,
+# grad_fill and run_renderer.
 
 PathLike = Union[str, os.PathLike]
 
@@ -55,7 +57,7 @@ class Diagram(graphviz.Digraph):
              encoding: Optional[str] = None, quiet: bool = False) -> Union[bytes, str]:
         """The rendered picture as bytes (or text when ``encoding`` is given), default format svg.
         The renderer's messages are always captured (``quiet`` is accepted for compatibility)."""
-        data = _run_renderer(self.source, format or self.format, engine or self.engine)
+        data = run_renderer(self.source, format or self.format, engine or self.engine)
         return data.decode(encoding) if encoding else data
 
     def _render(self, engine, format, filepath, renderer=None, formatter=None, neato_no_op=None, quiet=False,
@@ -67,7 +69,7 @@ class Diagram(graphviz.Digraph):
         out = Path(outfile) if outfile is not None else Path(f"{os.fspath(filepath)}.{format}")
         if raise_if_result_exists and out.exists():
             raise graphviz.FileExistsError(f"output file exists: {os.fspath(out)!r}")
-        write_atomic(out, _run_renderer(Path(filepath).read_text(encoding=self.encoding), format, engine))
+        write_atomic(out, run_renderer(Path(filepath).read_text(encoding=self.encoding), format, engine))
         return os.fspath(out)
 
 
@@ -83,7 +85,7 @@ def find_renderer() -> Optional[str]:
     return found
 
 
-def _run_renderer(source: str, format: str, engine: str = "dot") -> bytes:
+def run_renderer(source: str, format: str, engine: str = "dot") -> bytes:
     """Render DOT ``source`` to ``format`` bytes with the renderer :func:`find_renderer` picks."""
     program = find_renderer()
     if program is None:
@@ -115,7 +117,7 @@ def save(graph: graphviz.Digraph, path: PathLike) -> Path:
     if not isinstance(source, str):
         raise TypeError(f"save: expected a graphviz graph (what draw_graph or draw_mlp return), "
                         f"got {type(graph).__name__}")
-    data = source.encode("utf-8") if format == "dot" else _run_renderer(source, format, getattr(graph, "engine", "dot"))
+    data = source.encode("utf-8") if format == "dot" else run_renderer(source, format, getattr(graph, "engine", "dot"))
     write_atomic(path, data)
     return path
 
@@ -135,12 +137,12 @@ def draw_graph(root: Value, rankdir: str = "LR", number_format: str = ".4f", sho
         >>> draw_graph(y).source.count("3.0000<br/>× 1.0000 = 3.0000")   # both edges x -> ×
         2
     """
-    nodes = _nodes(root, max_nodes, "draw_graph")
-    number = _number_formatter(number_format, "draw_graph")
+    nodes = graph_nodes(root, max_nodes, "draw_graph")
+    number = number_formatter(number_format, "draw_graph")
     shown = show_grad and any(v.grad for v in nodes)
     grads = [v.grad for v in nodes] if shown else None
     rows = [f"grad {number(g)}" for g in grads] if shown else None
-    graph = _expression_graph(nodes, rankdir, number, rows, grads, names=False, caller="draw_graph")
+    graph = expression_graph(nodes, rankdir, number, rows, grads, names=False, caller="draw_graph")
     caption = "edge: local derivative ∂child/∂parent"
     if shown:
         caption += ", then × upstream grad = its contribution to parent.grad · fill: blue grad > 0, red grad < 0"
@@ -148,7 +150,7 @@ def draw_graph(root: Value, rankdir: str = "LR", number_format: str = ".4f", sho
     return graph
 
 
-def _nodes(root: Value, max_nodes: int, caller: str) -> list:
+def graph_nodes(root: Value, max_nodes: int, caller: str) -> list:
     """root.topo(), refused with a clear message when it is more than ``max_nodes`` long."""
     if not isinstance(root, Value):
         raise TypeError(f"{caller}: expected a microgd Value, got {type(root).__name__}")
@@ -160,7 +162,8 @@ def _nodes(root: Value, max_nodes: int, caller: str) -> list:
     return nodes
 
 
-def _number_formatter(number_format: str, caller: str) -> Callable[[float], str]:
+def number_formatter(number_format: str, caller: str) -> Callable[[float], str]:
+    """A function printing numbers with ``number_format`` (e.g. ".4f"), checked once up front."""
     try:
         format(1.5, number_format)
     except (ValueError, TypeError):
@@ -179,7 +182,7 @@ def _new_diagram(rankdir: str, caller: str) -> Diagram:
     return graph
 
 
-def _expression_graph(nodes: list, rankdir: str, number: Callable[[float], str], grad_rows: Optional[list],
+def expression_graph(nodes: list, rankdir: str, number: Callable[[float], str], grad_rows: Optional[list],
                       grads: Optional[list], names: bool, caller: str) -> Diagram:
     """The DOT graph of ``nodes`` (topo order): node ids ``v{i}`` by position, op nodes ``v{i}op``,
     edge ids ``e{i}_{k}`` (parent k of node i). ``grad_rows`` is the grad line of each node (None: no
@@ -202,7 +205,7 @@ def _expression_graph(nodes: list, rankdir: str, number: Callable[[float], str],
             rows.append(html.escape(grad_rows[i]))
         kind = "interior" if v.parents else "parameter" if v.label else "input"
         style = {"interior": "rounded,filled", "parameter": "filled,bold", "input": "filled"}[kind]
-        fill = _grad_fill(grads[i], scale) if grads is not None else "#f7f7f7" if kind == "interior" else "white"
+        fill = grad_fill(grads[i], scale) if grads is not None else "#f7f7f7" if kind == "interior" else "white"
         graph.node(f"v{i}", _html_rows(rows), id=f"v{i}", shape="box", style=style, fillcolor=fill,
                    margin="0.06,0.03", **{"class": f"value {kind}"})
         if not v.parents:
@@ -233,7 +236,7 @@ def _html_rows(rows: Sequence[str]) -> str:
     return f'<<table border="0" cellborder="0" cellspacing="0" cellpadding="1">{cells}</table>>'
 
 
-def _grad_fill(grad: float, scale: float) -> str:
+def grad_fill(grad: float, scale: float) -> str:
     """The fill of a value node: white for a zero grad, light to medium blue (> 0) or red (< 0)."""
     return _shade(grad, scale, 0.12, 0.55, "#ffffff")
 
@@ -260,7 +263,7 @@ def draw_mlp(model, show_grad: bool = False, rankdir: str = "LR", number_format:
     layers = getattr(model, "layers", None)
     if layers is None or not getattr(model, "sizes", None):
         raise TypeError(f"draw_mlp: expected a microgd.nn.MLP (with .layers and .sizes), got {type(model).__name__}")
-    number = _number_formatter(number_format, "draw_mlp")
+    number = number_formatter(number_format, "draw_mlp")
     graph = _new_diagram(rankdir, "draw_mlp")
     graph.attr(ranksep="1.1", nodesep="0.25")
     weights = [w.data for layer in layers for neuron in layer.neurons for w in neuron.w]

@@ -137,17 +137,17 @@ def test_any_expression_ends_at_the_engines_gradients(e):
 
 def _page_without_rendering(root, path):
     """backprop_html with the layout step replaced by an empty picture (the layout is not under test here)."""
-    run = microgd.stepper._run_renderer
-    microgd.stepper._run_renderer = lambda source, format: b"<svg></svg>"
+    run = microgd.stepper.run_renderer
+    microgd.stepper.run_renderer = lambda source, format: b"<svg></svg>"
     try:
         return backprop_html(root, path)
     finally:
-        microgd.stepper._run_renderer = run
+        microgd.stepper.run_renderer = run
 
 
 def test_a_replay_that_disagrees_with_the_engine_is_never_written(tmp_path, monkeypatch):
     root = seed_neuron()
-    monkeypatch.setattr(microgd.stepper, "_run_renderer", lambda source, format: b"<svg></svg>")
+    monkeypatch.setattr(microgd.stepper, "run_renderer", lambda source, format: b"<svg></svg>")
     exact = Value.local_grads
     monkeypatch.setattr(Value, "local_grads", lambda v: tuple(1.01 * d for d in exact(v)))
     with pytest.raises(AssertionError, match="replaying the rules gives grad .* but the engine computes"):

@@ -1,6 +1,7 @@
 """microgd: a small, fast, exact scalar autograd engine for learning, teaching and checking backprop."""
 
-from .engine import DomainError, Value, grad, gradients, is_recording, no_grad
+from .engine import DomainError, RuleError, Value, grad, gradients, is_recording, no_grad
+from .rules import define_op
 
-__all__ = ["Value", "DomainError", "grad", "gradients", "no_grad", "is_recording"]
-__version__ = "0.1.0"
+__all__ = ["Value", "DomainError", "RuleError", "grad", "gradients", "no_grad", "is_recording", "define_op"]
+__version__ = "0.2.0"

@@ -61,6 +61,9 @@ def _name(f: Callable) -> str:
 # -- gradcheck ---------------------------------------------------------------------------------
 
 def _as_float(x, where: str) -> float:
+    """``x`` (a real number, or a Value's number) as a finite float, or a clear error naming ``where``."""
+    if isinstance(x, Value):
+        x = x.data
     if isinstance(x, (str, bytes, complex)) or not hasattr(x, "__float__"):
         raise TypeError(f"{where} must be a real number, got {type(x).__name__}: {x!r}")
     value = float(x)

@@ -24,7 +24,7 @@ from typing import Sequence
 
 from . import __version__
 from .engine import DomainError, Value, no_grad
-from .formula import FUNCTIONS, FormulaError, compile
+from .formula import FormulaError, compile, functions
 
 __all__ = ["main", "UsageError"]
 
@@ -77,7 +77,7 @@ def _number(text: str, what: str) -> float:
 def _variable(text: str) -> tuple[str, float]:
     """``--var x=1.5`` -> ("x", 1.5)."""
     name, value = _assignment(text)
-    if name in FUNCTIONS:
+    if name in functions():
         raise argparse.ArgumentTypeError(f"{name!r} is a function name, pick another variable name")
     return name, _number(value, name)
 

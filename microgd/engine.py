@@ -1,5 +1,5 @@
-"""Value: a scalar that records the operations applied to it, and reverse-mode
-differentiation over the recorded graph (iterative: no recursion limit, any depth).
+"""Value: a scalar that records the operations applied to it, and reverse-mode differentiation over the
+recorded graph (iterative: no recursion limit, any depth). Every derivative comes from :mod:`microgd.rules`.
 
     >>> from microgd import Value
     >>> x = Value(2.0); y = x * x + x.tanh()
@@ -9,29 +9,42 @@ differentiation over the recorded graph (iterative: no recursion limit, any dept
 
 from __future__ import annotations
 
-import math
-from typing import Callable, Iterable, Union
+import contextvars
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from math import isfinite
+from operator import attrgetter
+from typing import Any, Union
 
-from .rules import RULES, DomainError
+from . import rules
+from .rules import OPS, DomainError, Op, non_finite
 
 Number = Union[int, float]
 Operand = Union["Value", int, float]
 
-__all__ = ["Value", "DomainError", "no_grad", "is_recording", "gradients", "grad"]
+__all__ = ["Value", "DomainError", "RuleError", "no_grad", "is_recording", "gradients", "grad"]
 
-_recording = True  # switched off inside `no_grad()`
+_recording: contextvars.ContextVar[bool] = contextvars.ContextVar("microgd_recording", default=True)
+_stamps = itertools.count()  # creation order: every node is newer than its parents
+_CONSTANT = object()  # the _rule of a Python number taking part in an op (a leaf never differentiated)
+_stamp_of = attrgetter("_stamp")
+_grad_of = attrgetter("grad")
 
 
-def _leaf_data(data) -> float:
+class RuleError(TypeError):
+    """An op's vjp rule broke the registry's contract (e.g. returned the wrong number of entries)."""
+
+
+def _leaf_data(data: Any) -> float:
     """Check and convert what a user hands to ``Value(...)``: a finite real number."""
     if type(data) is not float:
-        if isinstance(data, (str, bytes, Value)) or not hasattr(data, "__float__") or isinstance(data, complex):
+        if isinstance(data, (str, bytes, Value, complex)) or not hasattr(data, "__float__"):
             raise TypeError(f"Value() takes a real number, got {type(data).__name__}: {data!r}")
         try:
             data = float(data)
         except OverflowError:
             raise ValueError(f"Value() takes a finite number, got {data!r}, too large for a float") from None
-    if not math.isfinite(data):
+    if not isfinite(data):
         raise ValueError(f"Value() takes a finite number, got {data!r} (nan and inf are rejected at the door)")
     return data
 
@@ -40,136 +53,174 @@ class Value:
     """A scalar in a computation graph: ``data``, ``grad`` and how it was made.
 
     Compatible with micrograd's ``Value``: the same constructor, ``data``, ``grad``,
-    operators and ``backward()``. Inputs must be finite real numbers (``Value(nan)``
-    is a ValueError, ``Value("a")`` a TypeError); ops outside their domain
-    (``log(0)``, ``(-8) ** 0.5``, ``x / 0``, ``exp(1000)``) raise :class:`DomainError`.
+    operators, ``backward()``, ``_prev``, ``_op`` and ``_backward()``. Inputs must be finite real
+    numbers (``Value(nan)`` is a ValueError, ``Value("a")`` a TypeError); an op outside its domain
+    (``log(0)``, ``(-8) ** 0.5``, ``x / 0``, ``exp(1000)``) raises :class:`DomainError`.
 
         >>> a = Value(3.0, label="a"); b = a * a
         >>> b.backward(); a.grad
         6.0
     """
 
-    __slots__ = ("data", "grad", "_op", "_parents", "label")
+    __slots__ = ("data", "grad", "_parents", "_rule", "_stamp", "label")
 
     def __init__(self, data: Number, _children: tuple = (), _op: str = "", label: str = ""):
-        if _children and _recording:
-            self.data = data  # made by an op: already a float
-            self._parents = _children
-            self._op = _op
-        else:
-            self.data = data if _children else _leaf_data(data)
-            self._parents = ()
-            self._op = "" if _children else _op
+        self.data = _leaf_data(data)
         self.grad = 0.0
+        self._parents: tuple[Value, ...] = ()
+        self._rule: Any = None
+        self._stamp = next(_stamps)
         self.label = label
+        if _children:  # micrograd's internal way to make a node: Value(data, (a, b), '+')
+            if _op not in OPS:
+                raise RuleError(f"Value(..., _op={_op!r}): no op of that name in microgd.rules.OPS; "
+                                "add one with microgd.define_op")
+            if _recording.get():
+                self._parents, self._rule = tuple(_children), OPS[_op]
 
-    # -- reading the graph (the public walk used by viz, stepper and check) --
+    # -- reading the graph (the public walk used by pictures, the page, explain, tape and check) --
 
     @property
     def op(self) -> str:
-        """The op that made this node: '' for a leaf, 'const' for a wrapped number."""
-        return self._op
+        """The name of the op that made this node ('' for a leaf); its entry is ``microgd.rules.OPS[v.op]``."""
+        return self._rule.name if self._parents else ""
 
     @property
-    def parents(self) -> tuple:
+    def is_constant(self) -> bool:
+        """True for a leaf made from a Python number taking part in an op (``2`` in ``x * 2``)."""
+        return self._rule is _CONSTANT
+
+    @property
+    def parents(self) -> tuple[Value, ...]:
         """The nodes this one was computed from, in argument order, duplicates kept."""
         return self._parents
 
     @property
-    def _prev(self) -> set:  # micrograd's name for the parents
+    def _prev(self) -> set[Value]:  # micrograd's name for the parents
         return set(self._parents)
 
     @property
-    def _backward(self):  # micrograd's per-node closure: microgd nodes have none
-        raise AttributeError(_NO_CLOSURES)
+    def _op(self) -> str:  # micrograd's name for the op
+        return self.op
 
-    @_backward.setter
-    def _backward(self, closure) -> None:
-        raise AttributeError(_NO_CLOSURES)
+    def local_grads(self) -> tuple[float, ...]:
+        """d self / d parent for each parent, from the registry's rule: ``(x * y).local_grads() == (y, x)``."""
+        return self.contributions(1.0)
 
-    def local_grads(self) -> tuple:
-        """d self / d parent for each parent, from the rule table: ``(x * y).local_grads() == (y, x)``."""
+    def contributions(self, upstream: float) -> tuple[float, ...]:
+        """What backward adds to each parent's grad when this node's grad is ``upstream``: the rule's
+        ``vjp(upstream, data, *parent data)``, exactly the call ``backward()`` makes."""
         if not self._parents:
             return ()
-        return RULES[self._op].vjp(1.0, self.data, *[p.data for p in self._parents])
+        return tuple(self._rule.vjp(upstream, self.data, *[p.data for p in self._parents]))
 
-    def topo(self) -> list:
+    @property
+    def _backward(self) -> Callable[[], None]:
+        """micrograd's per-node step, ``o._backward()``: adds this node's contribution to each parent's grad."""
+        def step() -> None:
+            for parent, c in zip(self._parents, self.contributions(self.grad)):
+                parent.grad += c
+        return step
+
+    @_backward.setter
+    def _backward(self, closure: object) -> None:
+        raise AttributeError("microgd nodes carry no _backward closures: every op's derivative is a rule in the "
+                             "registry (microgd.rules.OPS); add an op with microgd.define_op")
+
+    def topo(self) -> list[Value]:
         """Every node of the graph once, parents before children, ``self`` last.
 
         ``reversed(v.topo())`` is the exact order in which ``v.backward()`` applies the rules.
         """
-        return _backward_order(self)[::-1]
+        return sorted(_reachable(self), key=_stamp_of)
 
-    # -- ops: forward on floats here, every derivative in rules.RULES --
+    # -- ops: each applies its registry entry --
 
     def __add__(self, other: Operand) -> Value:
-        other = other if isinstance(other, Value) else _const(other)
-        return Value(self.data + other.data, (self, other), "+")
-
-    def __sub__(self, other: Operand) -> Value:
-        other = other if isinstance(other, Value) else _const(other)
-        return Value(self.data - other.data, (self, other), "-")
-
-    def __mul__(self, other: Operand) -> Value:
-        other = other if isinstance(other, Value) else _const(other)
-        return Value(self.data * other.data, (self, other), "*")
-
-    def __truediv__(self, other: Operand) -> Value:
-        other = other if isinstance(other, Value) else _const(other)
-        return _apply("/", self, other)
-
-    def __pow__(self, other: Operand) -> Value:
-        if isinstance(other, Value):
-            return _apply("powc" if other._op == "const" else "pow", self, other)
-        return _apply("powc", self, _const(other))
-
-    def __neg__(self) -> Value:
-        return _apply("neg", self)
+        return _binary(rules.add, self, other if isinstance(other, Value) else _const(other))
 
     def __radd__(self, other: Operand) -> Value:  # other + self
-        return _const(other) + self
+        return _binary(rules.add, _const(other), self)
+
+    def __sub__(self, other: Operand) -> Value:
+        return _binary(rules.subtract, self, other if isinstance(other, Value) else _const(other))
 
     def __rsub__(self, other: Operand) -> Value:  # other - self
-        return _const(other) - self
+        return _binary(rules.subtract, _const(other), self)
+
+    def __mul__(self, other: Operand) -> Value:
+        return _binary(rules.multiply, self, other if isinstance(other, Value) else _const(other))
 
     def __rmul__(self, other: Operand) -> Value:  # other * self
-        return _const(other) * self
+        return _binary(rules.multiply, _const(other), self)
+
+    def __truediv__(self, other: Operand) -> Value:
+        return _binary(rules.divide, self, other if isinstance(other, Value) else _const(other))
 
     def __rtruediv__(self, other: Operand) -> Value:  # other / self
-        return _const(other) / self
+        return _binary(rules.divide, _const(other), self)
+
+    def __pow__(self, other: Operand) -> Value:
+        """``x ** 2`` (a number exponent: op ``powc``) or ``x ** y`` (a Value exponent: op ``pow``)."""
+        if isinstance(other, Value):
+            return _binary(rules.powc if other.is_constant else rules.power, self, other)
+        return _binary(rules.powc, self, _const(other))
 
     def __rpow__(self, other: Operand) -> Value:  # other ** self
-        return _apply("pow", _const(other), self)
+        return _binary(rules.power, _const(other), self)
+
+    def __neg__(self) -> Value:
+        return _unary(rules.negate, self)
 
     def exp(self) -> Value:
-        return _apply("exp", self)
+        """e ** self."""
+        return _unary(rules.exp, self)
 
     def log(self) -> Value:
-        return _apply("log", self)
+        """The natural logarithm (self > 0)."""
+        return _unary(rules.log, self)
 
     def tanh(self) -> Value:
-        return _apply("tanh", self)
+        return _unary(rules.tanh, self)
 
     def sigmoid(self) -> Value:
-        return _apply("sigmoid", self)
+        """1 / (1 + e ** -self), computed stably."""
+        return _unary(rules.sigmoid, self)
 
     def relu(self) -> Value:
-        return _apply("relu", self)
+        """max(self, 0); its derivative at 0 is 0, as in PyTorch."""
+        return _unary(rules.relu, self)
 
     def __abs__(self) -> Value:
-        return _apply("abs", self)
+        return _unary(rules.absolute, self)
 
     abs = __abs__
 
     @staticmethod
-    def dot(weights: list, inputs: list, bias: Operand) -> Value:
-        """``sum(w * x) + bias`` as one node (a neuron's weighted sum): ``Value.dot([w1, w2], [x1, x2], b)``."""
+    def weighted_sum(weights: Sequence[Operand], inputs: Sequence[Operand], bias: Operand) -> Value:
+        """``w_1 x_1 + ... + w_n x_n + bias`` as one node (a neuron's sum of products).
+
+            >>> Value.weighted_sum([Value(2.0), 3.0], [1.0, Value(4.0)], 1.0).data
+            15.0
+        """
         if len(weights) != len(inputs):
-            raise ValueError(f"dot: {len(weights)} weights but {len(inputs)} inputs")
-        return _apply("dot", *[v if isinstance(v, Value) else _const(v) for v in (*weights, *inputs, bias)])
+            raise ValueError(f"weighted_sum: {len(weights)} weights but {len(inputs)} inputs")
+        return _apply(rules.weighted_sum, *[v if isinstance(v, Value) else _const(v)
+                                            for v in (*weights, *inputs, bias)])
+
+    @classmethod
+    def _microgd_apply_op(cls, op: Op, inputs: tuple) -> Value:
+        """How a registry op called on Values records a node (``sin(Value(0.5))``)."""
+        for i in op.constants:
+            if isinstance(inputs[i], Value) and not inputs[i].is_constant:
+                raise TypeError(f"{op.name}: input {i + 1} is a constant of the op and must be a number, "
+                                f"got a Value")
+        return _apply(op, *[x if isinstance(x, Value) else _const(x) for x in inputs])
 
     def __float__(self) -> float:
-        return self.data
+        raise TypeError(f"a Value is not a float: Python's math functions would drop it from the graph. "
+                        f"Use the Value's own ops (v.exp(), v.log(), v.tanh(), ...) or v.data for the number "
+                        f"({self!r})")
 
     def __repr__(self) -> str:
         label = f", label={self.label!r}" if self.label else ""
@@ -183,80 +234,170 @@ class Value:
         Iterative (no recursion limit), each node processed once, reuse summed exactly.
         Leaves *accumulate* across calls, as in PyTorch (so per-sample calls sum up:
         call ``zero_grad`` between steps); interior nodes hold the latest call's gradient.
+        A gradient that is not a finite number raises :class:`DomainError` naming the op.
         """
-        order = _backward_order(self, leaves=False)
-        for node in order:
-            if node._parents:
-                node.grad = 0.0
+        order, leaves = _interior_order(self)
         self.grad += 1.0
-        rules = RULES
+        node = self
         try:
             for node in order:
                 parents = node._parents
                 if len(parents) == 2:  # the common case, unrolled
                     a, b = parents
-                    da, db = rules[node._op].vjp(node.grad, node.data, a.data, b.data)
+                    da, db = node._rule.vjp(node.grad, node.data, a.data, b.data)
                     a.grad += da
                     b.grad += db
-                elif parents:
-                    contribution = rules[node._op].vjp(node.grad, node.data, *[p.data for p in parents])
-                    for parent, c in zip(parents, contribution):
+                elif len(parents) == 1:
+                    (da,) = node._rule.vjp(node.grad, node.data, parents[0].data)
+                    parents[0].grad += da
+                else:
+                    for parent, c in zip(parents, node._rule.vjp(node.grad, node.data, *[p.data for p in parents]),
+                                         strict=True):
                         parent.grad += c
-        except (ArithmeticError, ValueError) as error:
-            raise _backward_error(node, error) from error
-        except KeyError:
-            raise _missing_rule(node) from None
+        except Exception as error:
+            _raise_rule_failure(node, error, node.grad)
+        if not isfinite(sum(map(_grad_of, order)) + sum(map(_grad_of, leaves))):
+            _raise_non_finite_gradient(order, leaves)
 
 
-_NO_CLOSURES = "microgd nodes carry no _backward closures; every op's derivative is a rule in microgd.rules.RULES"
+def _const(number: Number) -> Value:
+    """A Python number taking part in an op, as a leaf marked constant (never differentiated)."""
+    leaf = Value(number)
+    leaf._rule = _CONSTANT
+    return leaf
 
 
-def _const(number) -> Value:
-    """A Python number taking part in an op, as a leaf marked 'const' (never differentiated)."""
-    return Value(number, (), "const")
+def _node(op: Op, data: float, parents: tuple[Value, ...]) -> Value:
+    """The node for ``op`` applied to ``parents`` (a plain leaf inside ``no_grad()``)."""
+    if not isfinite(data):
+        raise non_finite(op.name, data, parents)
+    node = Value.__new__(Value)
+    node.data, node.grad, node.label, node._stamp = data, 0.0, "", next(_stamps)
+    if _recording.get():
+        node._parents, node._rule = parents, op
+    else:
+        node._parents, node._rule = (), None
+    return node
 
 
-def _apply(op: str, *parents: Value) -> Value:
-    """Run ``op``'s forward from the rule table on the parents' data and record the node."""
-    return Value(RULES[op].forward(*[p.data for p in parents]), parents, op)
+def _binary(op: Op, a: Value, b: Value) -> Value:
+    return _node(op, op.forward(a.data, b.data), (a, b))
 
 
-def _backward_order(root: Value, leaves: bool = True) -> list:
-    """Every node reachable from ``root`` once, each after all of its consumers (root first).
+def _unary(op: Op, a: Value) -> Value:
+    return _node(op, op.forward(a.data), (a,))
 
-    Backward needs no order among leaves (they pass nothing on): ``leaves=False`` leaves them out.
-    """
-    consumers: dict = {}
+
+def _apply(op: Op, *parents: Value) -> Value:
+    if op.arity is not None and len(parents) != op.arity:
+        raise TypeError(f"{op.name} takes {op.arity} input(s), got {len(parents)}")
+    return _node(op, op.forward(*[p.data for p in parents]), parents)
+
+
+def _reachable(root: Value) -> set[Value]:
+    """Every node reachable from ``root``, ``root`` included."""
+    seen = {root}
     stack = [root]
     while stack:
         for parent in stack.pop()._parents:
-            if parent in consumers:
-                consumers[parent] += 1
-            elif leaves or parent._parents:
-                consumers[parent] = 1
+            if parent not in seen:
+                seen.add(parent)
                 stack.append(parent)
-    order = [root]
-    for node in order:  # Kahn's algorithm: `order` grows while we walk it
-        for parent in node._parents:
-            if parent in consumers:
-                left = consumers[parent] - 1
-                consumers[parent] = left
-                if not left:
-                    order.append(parent)
-    return order
+    return seen
 
 
-def _missing_rule(node: Value) -> TypeError:
-    return TypeError(f"backward: no derivative rule for op {node._op!r}: {_NO_CLOSURES}")
+def _interior_order(root: Value) -> tuple[list[Value], list[Value]]:
+    """The nodes with parents reachable from ``root``, newest first (a valid backward order, since every
+    node is newer than its parents), their grads set to 0; and the leaves met on the way (with repeats)."""
+    if not root._parents:
+        return [], [root]
+    root.grad = 0.0
+    order, leaves = [root], []
+    seen = {root}
+    stack = [root]
+    while stack:
+        for parent in stack.pop()._parents:
+            if not parent._parents:
+                leaves.append(parent)
+            elif parent not in seen:
+                seen.add(parent)
+                parent.grad = 0.0
+                order.append(parent)
+                stack.append(parent)
+    order.sort(key=_stamp_of, reverse=True)
+    return order, leaves
 
 
-def _backward_error(node: Value, error: Exception) -> DomainError:
-    operands = ", ".join(repr(p.data) for p in node._parents)
-    return DomainError(f"backward of {node._op}({operands}) failed: {error}")
+def backward_steps(root: Value, upstream: float = 1.0) -> Iterator[tuple[Value, float, tuple[float, ...]]]:
+    """The backward pass of ``root`` as data, without touching any ``.grad``: for each node with parents,
+    in the order ``backward()`` uses, ``(node, its final gradient, its contributions to its parents)``,
+    from the same rule calls. The pictures' step-through page is built from this.
+
+        >>> x = Value(3.0); y = x * x
+        >>> [(node.op, g, c) for node, g, c in backward_steps(y)]
+        [('*', 1.0, (3.0, 3.0))]
+    """
+    order, _ = _interior_order_untouched(root)
+    grads = {root: upstream}
+    for node in order:
+        g = grads.get(node, 0.0)
+        contribution = node.contributions(g)
+        for parent, c in zip(node._parents, contribution):
+            grads[parent] = grads.get(parent, 0.0) + c
+        yield node, g, contribution
+
+
+def _interior_order_untouched(root: Value) -> tuple[list[Value], set[Value]]:
+    nodes = _reachable(root)
+    return sorted((v for v in nodes if v._parents), key=_stamp_of, reverse=True), nodes
+
+
+def _describe(node: Value) -> str:
+    return f"{node.op}({', '.join(repr(p.data) for p in node._parents)})"
+
+
+def _raise_rule_failure(node: Value, error: Exception, upstream: float) -> None:
+    """Report an exception raised while applying ``node``'s rule: a broken contract or a domain error
+    (with the op and operands), or else the rule's own error, unchanged."""
+    try:
+        returned = node._rule.vjp(upstream, node.data, *[p.data for p in node._parents])
+    except Exception:
+        returned = None
+    n = len(node._parents)
+    if returned is not None and not isinstance(returned, (tuple, list)):
+        raise RuleError(f"the vjp rule of op {node.op!r} returned a {type(returned).__name__}, not a tuple of "
+                        f"{n} entries (one contribution per input)") from error
+    if returned is not None and len(returned) != n:
+        raise RuleError(f"the vjp rule of op {node.op!r} returned {len(returned)} entries for {n} "
+                        f"inputs (one contribution per input, in order)") from error
+    if isinstance(error, ArithmeticError):  # DomainError, ZeroDivisionError, OverflowError in the rule's arithmetic
+        raise DomainError(f"backward of {_describe(node)}: the derivative is not a finite number "
+                          f"({error})") from error
+    raise error
+
+
+def _raise_non_finite_gradient(order: list[Value], leaves: list[Value]) -> None:
+    """Name the first rule (in backward's order) whose contribution was inf or nan, or the node whose
+    gradient overflowed when contributions were summed. Nothing to report if every grad is finite."""
+    for node in order:
+        if not isfinite(node.grad):
+            raise DomainError(f"backward: the gradient of {_describe(node)} summed to {node.grad!r}, "
+                              "past the largest float")
+        for k, c in enumerate(node.contributions(node.grad)):
+            if not isfinite(c):
+                raise DomainError(f"backward of {_describe(node)}: its contribution to input {k + 1} is {c!r}, "
+                                  f"not a finite number (its gradient is {node.grad!r})")
+    for leaf in leaves:
+        if not isfinite(leaf.grad):
+            raise DomainError(f"backward: the gradient of the leaf {leaf!r} is not a finite number "
+                              "(contributions summed past the largest float)")
 
 
 class no_grad:
     """Context manager: ops inside record no graph (parameter updates, inference).
+
+    The switch is per thread and per asyncio task, as in PyTorch: one thread's ``no_grad()``
+    never stops another thread's graph.
 
         >>> with no_grad():
         ...     y = Value(2.0) * 3
@@ -265,21 +406,19 @@ class no_grad:
     """
 
     def __enter__(self) -> no_grad:
-        global _recording
-        self._was_recording, _recording = _recording, False
+        self._token = _recording.set(False)
         return self
 
-    def __exit__(self, *exc_info) -> None:
-        global _recording
-        _recording = self._was_recording
+    def __exit__(self, *exc_info: object) -> None:
+        _recording.reset(self._token)
 
 
 def is_recording() -> bool:
-    """False inside ``no_grad()``."""
-    return _recording
+    """False inside ``no_grad()`` (in this thread or task)."""
+    return _recording.get()
 
 
-def gradients(output: Value, inputs: Iterable[Value], create_graph: bool = False) -> list:
+def gradients(output: Value, inputs: Iterable[Value], create_graph: bool = False) -> list[Any]:
     """d output / d input for each input, without touching any ``.grad``.
 
     With ``create_graph=True`` the gradients are Values that are themselves
@@ -289,32 +428,47 @@ def gradients(output: Value, inputs: Iterable[Value], create_graph: bool = False
         >>> gradients(x * x, [x])
         [6.0]
     """
-    if create_graph and not _recording:
+    if create_graph and not _recording.get():
         raise RuntimeError("gradients(create_graph=True) cannot build a graph inside no_grad()")
-    adjoint: dict = {output: _const(1.0) if create_graph else 1.0}
+    order, _ = _interior_order_untouched(output)
+    adjoint: dict[Value, Any] = {output: _const(1.0) if create_graph else 1.0}
     node = output
     try:
-        for node in _backward_order(output, leaves=False):
-            parents = node._parents
-            if not parents or node not in adjoint:
+        for node in order:
+            if node not in adjoint:
                 continue
+            parents = node._parents
             if create_graph:
-                args = [p.data if p._op == "const" else p for p in parents]
-                contribution = RULES[node._op].vjp(adjoint[node], node, *args)
+                args = [p.data if p.is_constant else p for p in parents]
+                contribution = node._rule.vjp(adjoint[node], node, *args)
             else:
-                contribution = RULES[node._op].vjp(adjoint[node], node.data, *[p.data for p in parents])
-            for parent, c in zip(parents, contribution):
-                if create_graph and parent._op == "const":
+                contribution = node._rule.vjp(adjoint[node], node.data, *[p.data for p in parents])
+            for parent, c in zip(parents, contribution, strict=True):
+                if create_graph and parent.is_constant:
                     continue
                 adjoint[parent] = adjoint[parent] + c if parent in adjoint else c
-    except (ArithmeticError, ValueError) as error:
-        raise _backward_error(node, error) from error
-    except KeyError:
-        raise _missing_rule(node) from None
-    return [adjoint.get(x, 0.0) for x in inputs]
+    except Exception as error:
+        upstream = adjoint.get(node, 0.0)
+        _raise_rule_failure(node, error, upstream.data if isinstance(upstream, Value) else upstream)
+    found = [adjoint.get(x, 0.0) for x in inputs]
+    for g in found:
+        if not isfinite(g.data if isinstance(g, Value) else g):
+            _raise_non_finite_adjoint(order, adjoint)
+    return found
 
 
-def grad(f: Callable, argnums: int | tuple[int, ...] = 0) -> Callable:
+def _raise_non_finite_adjoint(order: list[Value], adjoint: dict) -> None:
+    for node in order:
+        g = adjoint.get(node, 0.0)
+        g = g.data if isinstance(g, Value) else g
+        for k, c in enumerate(node.contributions(g)):
+            if not isfinite(c):
+                raise DomainError(f"gradients: backward of {_describe(node)}: its contribution to input {k + 1} "
+                                  f"is {c!r}, not a finite number")
+    raise DomainError("gradients: a gradient grew past the largest float")
+
+
+def grad(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0) -> Callable[..., Any]:
     """The derivative of ``f`` with respect to argument ``argnums`` (an int or a tuple).
 
     Called on numbers it returns floats; called on Values it builds a
@@ -327,14 +481,14 @@ def grad(f: Callable, argnums: int | tuple[int, ...] = 0) -> Callable:
     """
     wanted = (argnums,) if isinstance(argnums, int) else tuple(argnums)
 
-    def derivative(*args):
+    def derivative(*args: Any) -> Any:
         for i in wanted:
             if not -len(args) <= i < len(args):
                 raise IndexError(f"grad: argnums {i} is out of range for {len(args)} argument(s)")
         positions = [i % len(args) for i in wanted]
         create_graph = any(isinstance(a, Value) for a in args)
-        args = [a if i not in positions or isinstance(a, Value) else Value(a) for i, a in enumerate(args)]
-        if create_graph and not _recording:
+        args = tuple(a if i not in positions or isinstance(a, Value) else Value(a) for i, a in enumerate(args))
+        if create_graph and not _recording.get():
             raise RuntimeError("grad() on Values cannot build a graph inside no_grad()")
         out = f(*args)
         if isinstance(out, Value):

@@ -1,7 +1,9 @@
 """Formulas typed as text (``"sigmoid(w*x + b)"``), turned into Value graphs safely.
 
 The text is parsed by Python's ``ast`` module and walked against an allow-list: numbers,
-variables, ``+ - * / **``, unary ``-`` and ``+``, parentheses and calls of :data:`FUNCTIONS`.
+variables, ``+ - * / **``, unary ``-`` and ``+``, parentheses and calls of the registry's ops
+that have a function name (:func:`functions`: exp, log, ..., step, sign, and every op made with
+``define_op``).
 Nothing is ever passed to ``eval``; anything else is a :class:`FormulaError` that names the
 offending token and its column.
 
@@ -21,15 +23,17 @@ import operator
 from typing import Callable, Iterable, Mapping, Union
 
 from .engine import DomainError, Value
+from .rules import OPS, Op
 
-__all__ = ["parse", "compile", "Formula", "FormulaError", "FUNCTIONS"]
+__all__ = ["parse", "compile", "Formula", "FormulaError", "functions"]
 
 Number = Union[int, float]
 
-FUNCTIONS: dict[str, Callable[[Value], Value]] = {
-    "exp": Value.exp, "log": Value.log, "tanh": Value.tanh,
-    "sigmoid": Value.sigmoid, "relu": Value.relu, "abs": Value.abs,
-}
+
+def functions() -> dict[str, Op]:
+    """The functions a formula may call, by name: the registry's ops written ``name(...)``."""
+    return {name: op for name, op in OPS.items() if op.function}
+
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
            ast.Pow: operator.pow}
 _UNARY = {ast.USub: operator.neg, ast.UAdd: lambda v: v}
@@ -45,8 +49,14 @@ _REFUSED_NODES = {ast.Attribute: "attribute access", ast.Subscript: "subscript",
                   ast.SetComp: "comprehension", ast.DictComp: "comprehension", ast.GeneratorExp: "generator",
                   ast.JoinedStr: "f-string", ast.Starred: "argument unpacking", ast.Await: "await",
                   ast.Yield: "yield", ast.YieldFrom: "yield", ast.Slice: "slice"}
-_ALLOWED = "allowed: numbers, variables, + - * / ** and unary -, ( ), " + " ".join(FUNCTIONS)
-_FUNCTION_LIST = "functions: " + " ".join(FUNCTIONS)
+
+
+def _allowed() -> str:
+    return "allowed: numbers, variables, + - * / ** and unary -, ( ), " + " ".join(functions())
+
+
+def _function_list() -> str:
+    return "functions: " + " ".join(functions())
 
 
 class FormulaError(ValueError):
@@ -167,14 +177,15 @@ class Formula:
             if kind == "num":
                 stack.append(arg)
                 continue
-            operands = stack[-2:] if kind == "binary" else stack[-1:]
-            del stack[-len(operands):]
+            count = 2 if kind == "binary" else 1 if kind == "unary" else len(node.args)
+            operands = stack[-count:]
+            del stack[-count:]
             try:
-                if not any(isinstance(o, Value) for o in operands):  # fold constants, with the engine's checks
-                    operands[0] = Value(operands[0])
+                if kind != "call" and not any(isinstance(o, Value) for o in operands):
+                    operands[0] = Value(operands[0])  # fold constants, with the engine's checks
                     stack.append(arg(*operands).data)
                 else:
-                    stack.append(arg(*operands))
+                    stack.append(arg(*operands))  # a registry op: on numbers it folds, checked
             except DomainError as error:
                 source = self._source
                 raise DomainError(f"{error} (in {source.segment(node)!r} at {source.place(source.start(node))})") \
@@ -246,7 +257,7 @@ def _check_names(names: Iterable[str]) -> frozenset[str]:
         if not isinstance(name, str) or not name.isidentifier():
             raise FormulaError(f"variable name {name!r} is not a name (letters, digits and _, not first a digit)",
                                str(name))
-        if name in FUNCTIONS:
+        if name in functions():
             raise FormulaError(f"variable name {name!r} is taken by the function {name}()", name)
     return frozenset(names)
 
@@ -257,23 +268,23 @@ def _check_node(node: ast.AST, source: _Source, allowed: frozenset[str] | None) 
         if type(node.op) not in _BINARY:
             symbol = _REFUSED_SYMBOLS[type(node.op)]
             raise source.error(f"operator {symbol!r} is not allowed", symbol,
-                               source.find(symbol, node.left, node.right), _ALLOWED)
+                               source.find(symbol, node.left, node.right), _allowed())
         return [node.left, node.right]
     if isinstance(node, ast.UnaryOp):
         if type(node.op) not in _UNARY:
             symbol = _REFUSED_SYMBOLS[type(node.op)]
-            raise source.error(f"operator {symbol!r} is not allowed", symbol, source.start(node), _ALLOWED)
+            raise source.error(f"operator {symbol!r} is not allowed", symbol, source.start(node), _allowed())
         return [node.operand]
     if isinstance(node, ast.Constant):
         return _check_number(node, source)
     if isinstance(node, ast.Name):
-        if node.id in FUNCTIONS:
+        if node.id in functions():
             raise source.error(f"function {node.id!r} without arguments", node.id, source.start(node),
                                f"call it: {node.id}(x)")
         if allowed is not None and node.id not in allowed:
             known = ", ".join(sorted(allowed)) or "none"
             raise source.error(f"unknown name {node.id!r}", node.id, source.start(node),
-                               f"variables: {known}; {_FUNCTION_LIST}")
+                               f"variables: {known}; {_function_list()}")
         return []
     if isinstance(node, ast.Call):
         return _check_call(node, source, allowed)
@@ -282,15 +293,15 @@ def _check_node(node: ast.AST, source: _Source, allowed: frozenset[str] | None) 
         left = node.left if isinstance(node, ast.Compare) else node.values[0]
         right = node.comparators[0] if isinstance(node, ast.Compare) else node.values[1]
         symbol = _REFUSED_SYMBOLS[type(first)]
-        raise source.error(f"operator {symbol!r} is not allowed", symbol, source.find(symbol, left, right), _ALLOWED)
+        raise source.error(f"operator {symbol!r} is not allowed", symbol, source.find(symbol, left, right), _allowed())
     if isinstance(node, (ast.Attribute, ast.Subscript)):
         symbol = "." if isinstance(node, ast.Attribute) else "["
         at = source.find(symbol, node.value)
         token = f".{node.attr}" if isinstance(node, ast.Attribute) else source.text[at:source.end(node)]
-        raise source.error(f"{_REFUSED_NODES[type(node)]} {token!r} is not allowed", token, at, _ALLOWED)
+        raise source.error(f"{_REFUSED_NODES[type(node)]} {token!r} is not allowed", token, at, _allowed())
     what = _REFUSED_NODES.get(type(node), type(node).__name__)
     token = source.segment(node)
-    raise source.error(f"{what} {token!r} is not allowed", token, source.start(node), _ALLOWED)
+    raise source.error(f"{what} {token!r} is not allowed", token, source.start(node), _allowed())
 
 
 def _check_number(node: ast.Constant, source: _Source) -> list:
@@ -298,7 +309,7 @@ def _check_number(node: ast.Constant, source: _Source) -> list:
     token = source.segment(node)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         what = {str: "string", bytes: "bytes", complex: "complex number"}.get(type(value), "constant")
-        raise source.error(f"{what} {token!r} is not allowed", token, source.start(node), _ALLOWED)
+        raise source.error(f"{what} {token!r} is not allowed", token, source.start(node), _allowed())
     try:
         number = float(value)
     except OverflowError:
@@ -313,22 +324,28 @@ def _check_call(node: ast.Call, source: _Source, allowed: frozenset[str] | None)
         if isinstance(node.func, ast.Attribute):
             _check_node(node.func, source, allowed)  # raises: attribute access
         token = source.segment(node.func)
-        raise source.error(f"call of {token!r} is not allowed", token, source.start(node.func), _FUNCTION_LIST)
+        raise source.error(f"call of {token!r} is not allowed", token, source.start(node.func), _function_list())
     name = node.func.id
-    if name not in FUNCTIONS:
+    op = functions().get(name)
+    if op is None:
         is_variable = allowed is not None and name in allowed
         what = f"{name!r} is a variable, not a function" if is_variable else f"unknown function {name!r}"
-        raise source.error(what, name, source.start(node.func), _FUNCTION_LIST)
+        raise source.error(what, name, source.start(node.func), _function_list())
     for keyword in node.keywords:
         token = "**" if keyword.arg is None else f"{keyword.arg}="
         raise source.error(f"keyword argument {token!r} is not allowed", token,
-                           source.offset(keyword.lineno, keyword.col_offset), f"{name}() takes one argument")
+                           source.offset(keyword.lineno, keyword.col_offset), f"{name}() takes {_count(op)}")
     for arg in node.args:
         if isinstance(arg, ast.Starred):
             raise source.error(f"argument unpacking '*' is not allowed in {name}()", "*", source.start(arg))
-    if len(node.args) != 1:
-        raise source.error(f"function {name!r} takes 1 argument, got {len(node.args)}", name, source.start(node.func))
-    return [node.args[0]]
+    if op.arity is not None and len(node.args) != op.arity:
+        raise source.error(f"function {name!r} takes {_count(op)}, got {len(node.args)}", name,
+                           source.start(node.func))
+    return list(node.args)
+
+
+def _count(op: Op) -> str:
+    return "any number of arguments" if op.arity is None else f"{op.arity} argument{'s' if op.arity > 1 else ''}"
 
 
 def _step(node: ast.AST) -> tuple:
@@ -341,4 +358,4 @@ def _step(node: ast.AST) -> tuple:
         return ("binary", _BINARY[type(node.op)], node)
     if isinstance(node, ast.UnaryOp):
         return ("unary", _UNARY[type(node.op)], node)
-    return ("call", FUNCTIONS[node.func.id], node)
+    return ("call", OPS[node.func.id], node)

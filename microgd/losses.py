@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Union
 
+from . import rules
 from .engine import Value
 
 __all__ = ["squared_error", "half_squared_error", "mse", "binary_cross_entropy", "hinge"]
@@ -77,7 +78,7 @@ def binary_cross_entropy(pred: Scalar, target: Scalar) -> Value:
     t = _number(target)
     if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 <= t <= 1.0:
         raise ValueError(f"binary_cross_entropy: target must be a number in [0, 1], got {target!r}")
-    if isinstance(pred, Value) and pred.op == "sigmoid":
+    if isinstance(pred, Value) and pred.op == rules.sigmoid.name:
         s = pred.parents[0]
         if s.data >= 0.0:  # s (1 - t) + log(1 + exp(-s)): each branch smooth, the exp never overflows
             return s * (1.0 - t) + (1.0 + (-s).exp()).log()

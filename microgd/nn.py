@@ -1,6 +1,6 @@
 """Neural networks on Value: Neuron, Layer, MLP, and saving them as versioned JSON.
 
-A neuron computes its weighted sum as one ``dot`` node, ``Value.dot(w, x, b)``, then its
+A neuron computes its weighted sum as one ``weighted_sum`` node, ``Value.weighted_sum(w, x, b)``, then its
 activation ("sigmoid", "tanh", "relu" or "linear" for none). The second seed's 2-3-1 network:
 
     >>> from microgd.nn import MLP
@@ -197,7 +197,7 @@ class Module:
 
 
 class Neuron(Module):
-    """One neuron: ``activation(w . x + b)``, the weighted sum as a single ``dot`` node.
+    """One neuron: ``activation(w . x + b)``, the weighted sum as a single ``weighted_sum`` node.
 
     ``weights=[w_1, ..., w_n, b]`` or drawn by ``init`` (see the module); ``label`` prefixes the
     parameters' labels (``w1 .. wn``, ``b``), which graph pictures show.
@@ -222,7 +222,7 @@ class Neuron(Module):
     def __call__(self, x: Sequence[Value | float]) -> Value:
         if len(x) != len(self.w):
             raise ValueError(f"Neuron expected {len(self.w)} inputs, got {len(x)}")
-        s = Value.dot(self.w, x, self.b)
+        s = Value.weighted_sum(self.w, x, self.b)
         act = ACTIVATIONS[self.activation]
         return act(s) if act else s
 

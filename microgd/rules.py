@@ -1,44 +1,247 @@
-"""The one table of derivative rules.
+"""The op registry: everything about an op in one entry, and :func:`define_op`, its front door.
 
-Each op is one entry ``RULES[name] = Rule(forward, vjp)``:
+The rule convention, stated once for every entry:
 
-* ``forward(*inputs) -> float`` computes the op on plain floats and raises
-  :class:`DomainError` (naming the op and the operand) outside the op's domain;
-* ``vjp(g, out, *inputs) -> tuple`` returns one contribution per input: the
-  upstream gradient ``g`` times the local derivative. It is written with plain
-  arithmetic, so the same rule runs on floats (fast first-order backward) and on
-  ``Value`` objects (a differentiable graph, for higher-order derivatives).
-  Where the derivative is cheaper from the result, the rule reuses ``out``.
+* ``forward(*inputs) -> float`` computes the op on plain floats and raises :class:`DomainError`
+  (naming the op and the operand) outside the op's domain.
+* ``vjp(g, out, *inputs) -> tuple`` returns one entry per input: the upstream gradient ``g`` times
+  d out / d input. It is plain arithmetic plus calls of registry ops (``step``, ``sign``, ``log``,
+  ``xlogy``, ...), never ``math.*`` and never a branch on an input's value, so the same rule runs on
+  floats (first-order backward), on Values (a differentiable gradient graph, any order), on the
+  symbols of :mod:`microgd.symbolic` (formulas, the tape's source) and on arrays. Like JAX's
+  ``defjvp2`` a rule gets the result ``out`` and reuses it where that is cheaper (exp, tanh, sigmoid).
+* ``constants``: inputs that are always plain numbers (the exponent of ``x ** 2``), never
+  differentiated: their entry in the vjp is 0, as PyTorch's derivatives.yaml marks such inputs.
 
-Example::
+Calling an op dispatches on its inputs: numbers give a float (``exp(0.0) == 1.0``), a Value gives a
+Value node, a symbol gives a symbol. A number type joins by defining ``_microgd_apply_op(op, inputs)``.
 
-    >>> RULES["tanh"].vjp(1.0, 0.0, 0.0)
+How an op prints: ``formula`` (the formula language, which is also the tape's Python), ``text``
+(Unicode math) and ``latex`` are templates with ``{0}``, ``{1}``, ... for the inputs. ``{0:2}`` asks
+for input 0 at precedence 2 or higher (see SUM ... ATOM below), else it is put in parentheses; a bare
+``{0}`` is already grouped by the template (a call's parentheses, LaTeX braces). A template may also be
+a function of the inputs' printed pieces (``weighted_sum`` takes any number of inputs).
+
+    >>> OPS["tanh"].vjp(1.0, 0.0, 0.0)
     (1.0,)
+    >>> exp(0.0), step(-2.0), sign(-2.0)
+    (1.0, 0.0, -1.0)
 """
 
+from __future__ import annotations
+
+import inspect
 import math
+import os
+from collections.abc import Callable, Mapping
 from operator import mul
-from typing import Callable, NamedTuple
+from types import MappingProxyType
+from typing import Any, Union
+
+__all__ = ["Op", "OPS", "define_op", "DomainError", "Piece", "render", "SUM", "PRODUCT", "PREFIX", "POWER", "ATOM"]
+
+# Precedence of a printed expression, lowest first (Python's order for the operators it shares).
+SUM, PRODUCT, PREFIX, POWER, ATOM = 1, 2, 3, 4, 5
+
+Template = Union[str, Callable[..., str]]
+Interval = tuple[float, float]
 
 
 class DomainError(ArithmeticError, ValueError):
-    """An op was applied outside its domain, e.g. ``log(-1)`` or ``x / 0``."""
+    """An op was applied outside its domain, e.g. ``log(-1)`` or ``x / 0``; the message names op and operands."""
 
 
-class Rule(NamedTuple):
-    forward: Callable[..., float]
-    vjp: Callable[..., tuple]
+class Op:
+    """One registry entry: an op's forward, its vjp rule, and how every view shows it. Call it to apply it.
+
+    Made by :func:`define_op`; read by the engine, pictures, the formula parser, the symbolic views
+    and ``microgd.testing`` (``domain``: an interval per input that random tests draw from;
+    ``kinks``: points where the op is not smooth, which tests keep away from).
+    """
+
+    __slots__ = ("name", "forward", "vjp", "arity", "symbol", "formula", "text", "latex", "precedence",
+                 "domain", "kinks", "constants", "array", "function", "defined_at")
+
+    def __init__(self, name: str, forward: Callable[..., float], vjp: Callable[..., tuple], arity: int | None,
+                 symbol: str, formula: Template, text: Template, latex: Template, precedence: int,
+                 domain: tuple[Interval, ...], kinks: tuple[float, ...], constants: tuple[int, ...],
+                 array: Callable[..., Any] | None, function: bool, defined_at: str):
+        self.name, self.forward, self.vjp, self.arity = name, forward, vjp, arity
+        self.symbol, self.formula, self.text, self.latex, self.precedence = symbol, formula, text, latex, precedence
+        self.domain, self.kinks, self.constants, self.array = domain, kinks, constants, array
+        self.function = function  # written name(...) in the formula language
+        self.defined_at = defined_at
+
+    def __call__(self, *inputs: Any) -> Any:
+        for x in inputs:
+            apply = getattr(type(x), "_microgd_apply_op", None)
+            if apply is not None:
+                return apply(self, inputs)
+        return self.apply_to_numbers(*inputs)
+
+    def apply_to_numbers(self, *inputs: float) -> float:
+        """``forward`` on plain numbers, its result checked: an inf or nan result is a DomainError."""
+        if self.arity is not None and len(inputs) != self.arity:
+            raise TypeError(f"{self.name} takes {self.arity} input(s), got {len(inputs)}")
+        result = self.forward(*inputs)
+        if not math.isfinite(result):
+            raise non_finite(self.name, result, inputs)
+        return float(result)
+
+    def __repr__(self) -> str:
+        return f"<microgd op {self.name!r}>"
 
 
-def _float(x) -> float:
-    """The number inside ``x`` (a float, or a Value's data): for piecewise-constant factors."""
-    return x if type(x) is float else x.data
+class Piece:
+    """An operand already printed, with its precedence: ``f"{piece:2}"`` puts it in parentheses when
+    its precedence is below 2, which is how the registry's templates ask for grouping."""
+
+    __slots__ = ("text", "precedence")
+
+    def __init__(self, text: str, precedence: int = ATOM):
+        self.text, self.precedence = text, precedence
+
+    def __format__(self, spec: str) -> str:
+        return f"({self.text})" if spec and self.precedence < int(spec) else self.text
+
+    def __str__(self) -> str:
+        return self.text
 
 
-def _log(x):
-    """log on floats and Values alike (the vjp of ``pow`` needs it on both)."""
-    return math.log(x) if type(x) is float else x.log()
+def render(template: Template, pieces: list[Piece] | tuple[Piece, ...]) -> str:
+    """Fill one of an op's templates (``op.formula``, ``op.text``, ``op.latex``) with printed inputs.
 
+        >>> render(OPS["*"].formula, [Piece("a + b", SUM), Piece("c")])
+        '(a + b) * c'
+    """
+    return template(*pieces) if callable(template) else template.format(*pieces)
+
+
+def non_finite(name: str, result: float, inputs: tuple) -> DomainError:
+    """The error for an op whose result is inf or nan although its inputs are finite."""
+    operands = ", ".join(repr(getattr(x, "data", x)) for x in inputs)
+    return DomainError(f"{name}: the result is {result!r} for the operand(s) {operands}, not a finite number")
+
+
+_REGISTRY: dict[str, Op] = {}
+OPS: Mapping[str, Op] = MappingProxyType(_REGISTRY)
+"""Every op by name, built-in and defined, read-only: change it through :func:`define_op`."""
+
+
+def define_op(name: str, forward: Callable[..., float], vjp: Callable[..., tuple], *, symbol: str | None = None,
+              latex: Template | None = None, text: Template | None = None, formula: Template | None = None,
+              precedence: int = ATOM, domain: tuple[Interval, ...] | None = None, kinks: tuple[float, ...] = (),
+              constants: tuple[int, ...] = (), array: Callable[..., Any] | None = None) -> Op:
+    """Add an op to the registry and return it: a function of Values, numbers or symbols.
+
+    ``forward(*inputs)`` computes it on floats; ``vjp(g, out, *inputs)`` returns one gradient
+    contribution per input, written with arithmetic and registry ops (see the module docstring).
+    The arity comes from the vjp's signature (``*inputs`` for any number). ``symbol`` is what
+    pictures show (default: the name), ``latex`` its LaTeX (a command such as ``r"\\cos"`` or a
+    template), ``domain`` an interval per input for random tests (default: the real line).
+    ``array(xp, *inputs)`` computes it on whole arrays, ``xp`` being numpy or torch (for the tape's
+    batched replay; without it the forward runs element by element).
+
+        >>> import math
+        >>> from microgd import Value
+        >>> cube = define_op("cube", forward=lambda x: x ** 3, vjp=lambda g, out, x: (3 * g * x * x,))
+        >>> y = cube(Value(2.0)); y.backward()
+        >>> y.data, y.parents[0].grad, cube(2.0)
+        (8.0, 12.0, 8.0)
+
+    Defining a name twice is an error, except from the same line of the same file (a re-run notebook
+    cell or module replaces its own definition).
+    """
+    where = _caller()
+    if not isinstance(name, str) or not (name.isidentifier() or (formula is not None and name.strip() == name != "")):
+        raise ValueError(f"define_op: the name must be a Python identifier (it is called by name in formulas), "
+                         f"got {name!r}")
+    known = _REGISTRY.get(name)
+    if known is not None and known.defined_at != where:
+        kind = "a built-in op" if known.defined_at.startswith(_HERE) else f"an op defined at {known.defined_at}"
+        raise ValueError(f"define_op: {name!r} is already {kind}; an op is defined once (pick another name)")
+    for role, f in (("forward", forward), ("vjp", vjp)):
+        if not callable(f):
+            raise TypeError(f"define_op({name!r}): {role} must be a function, got {type(f).__name__}")
+    arity = _vjp_arity(name, vjp)
+    _check_forward(name, forward, arity)
+    domain = _check_domain(name, domain, arity)
+    for i in constants:
+        if arity is not None and not 0 <= i < arity:
+            raise ValueError(f"define_op({name!r}): constants names input {i}, but the op has {arity} inputs")
+    shown = symbol if symbol is not None else name
+    inputs = ", ".join(f"{{{i}}}" for i in range(arity or 1))
+    latex_name = r"\operatorname{" + name.replace("_", r"\_") + "}"
+    if isinstance(latex, str) and "{0" not in latex:
+        latex_name, latex = latex, None
+    op = Op(name, forward, vjp, arity, shown,
+            formula=formula if formula is not None else f"{name}({inputs})",
+            text=text if text is not None else f"{shown}({inputs})",
+            latex=latex if latex is not None else latex_name + r"\left(" + inputs + r"\right)",
+            precedence=precedence, domain=domain, kinks=tuple(kinks), constants=tuple(constants), array=array,
+            function=formula is None, defined_at=where)
+    _REGISTRY[name] = op
+    return op
+
+
+_HERE = os.path.abspath(__file__)
+
+
+def _caller() -> str:
+    """``file:line`` of the code that called define_op."""
+    frame = inspect.currentframe()
+    outer = frame.f_back.f_back if frame is not None and frame.f_back is not None else None
+    if outer is None:
+        return "?"
+    return f"{os.path.abspath(outer.f_code.co_filename)}:{outer.f_lineno}"
+
+
+def _vjp_arity(name: str, vjp: Callable) -> int | None:
+    """The number of inputs a vjp ``(g, out, *inputs)`` takes; None for any number (``*inputs``)."""
+    try:
+        params = list(inspect.signature(vjp).parameters.values())
+    except (TypeError, ValueError):
+        raise TypeError(f"define_op({name!r}): cannot read the vjp's signature; write it as a def or lambda") from None
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return None
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
+    if len(positional) < 3 or len(positional) != len(params):
+        raise TypeError(f"define_op({name!r}): the vjp must take (g, out, *inputs), one name per input, "
+                        f"got ({', '.join(p.name for p in params)})")
+    return len(positional) - 2
+
+
+def _check_forward(name: str, forward: Callable, arity: int | None) -> None:
+    try:
+        signature = inspect.signature(forward)
+    except (TypeError, ValueError):
+        return  # a builtin without a readable signature: checked when called
+    try:
+        signature.bind(*[0.0] * (arity if arity is not None else 3))
+    except TypeError:
+        raise TypeError(f"define_op({name!r}): the vjp takes {arity} input(s) after (g, out), "
+                        f"but forward{signature} does not") from None
+
+
+def _check_domain(name: str, domain: tuple | None, arity: int | None) -> tuple[Interval, ...]:
+    if domain is None:
+        return ((-math.inf, math.inf),) * (arity or 1)
+    checked = []
+    for interval in domain:
+        try:
+            lo, hi = (float(end) for end in interval)
+        except (TypeError, ValueError):
+            raise ValueError(f"define_op({name!r}): domain must list a (low, high) interval per input, "
+                             f"got {domain!r}") from None
+        if not lo < hi:
+            raise ValueError(f"define_op({name!r}): domain interval {interval!r} needs low < high")
+        checked.append((lo, hi))
+    if arity is not None and len(checked) != arity:
+        raise ValueError(f"define_op({name!r}): domain lists {len(checked)} intervals for {arity} inputs")
+    return tuple(checked)
+
+
+# -- forwards with their domain checks --------------------------------------------------------------
 
 def _div(x: float, y: float) -> float:
     if y == 0.0:
@@ -46,7 +249,7 @@ def _div(x: float, y: float) -> float:
     return x / y
 
 
-def _log_forward(x: float) -> float:
+def _log(x: float) -> float:
     if x <= 0.0:
         raise DomainError(f"log: operand must be > 0, got {x!r}")
     return math.log(x)
@@ -70,25 +273,6 @@ def _pow(x: float, p: float) -> float:
         raise DomainError(f"pow: result overflows a float for {x!r} ** {p!r}") from None
 
 
-def _pow_vjp(g, out, x, p):
-    """d/dx x**p = p x**(p-1); d/dp x**p = x**p log x (defined for x > 0, and 0 at x == 0 < p)."""
-    if _float(x) > 0.0:
-        dp = g * out * _log(x)
-    elif _float(x) == 0.0 and _float(p) > 0.0:
-        dp = 0.0 * g
-    else:
-        raise DomainError(f"pow: derivative with respect to the exponent needs a base > 0, got {_float(x)!r}")
-    return (g * p * x ** (p - 1), dp)
-
-
-def _powc_vjp(g, out, x, p):
-    if p == 0.0:  # x ** 0 is constant, even at x = 0
-        return (0.0 * g, 0.0)
-    if _float(x) == 0.0 and p < 1.0:
-        raise DomainError(f"pow: derivative of x ** {p!r} is infinite at x = 0")
-    return (g * p * x ** (p - 1), 0.0)
-
-
 def _sigmoid(x: float) -> float:
     if x >= 0.0:
         return 1.0 / (1.0 + math.exp(-x))
@@ -96,30 +280,87 @@ def _sigmoid(x: float) -> float:
     return e / (1.0 + e)
 
 
-def _dot(*inputs: float) -> float:
+def _xlogy(a: float, b: float) -> float:
+    """a log b, and 0 wherever a == 0 (also at b == 0): the derivative of x ** p by p, x ** p log x."""
+    return 0.0 if a == 0.0 else a * _log(b)
+
+
+def _weighted_sum(*inputs: float) -> float:
     n = len(inputs) // 2
     return sum(map(mul, inputs[:n], inputs[n:-1])) + inputs[-1]
 
 
-def _dot_vjp(g, out, *inputs):
+def _powc_vjp(g, out, x, p):
+    """p is always a plain number (the op's constant), so testing it is not a branch on data."""
+    if p == 0:  # x ** 0 is constant: derivative 0 everywhere, x = 0 included
+        return (0.0, 0.0)
+    return (g * p * x ** (p - 1), 0.0)
+
+
+def _weighted_sum_vjp(g, out, *inputs):
     """inputs are w_1..w_n, x_1..x_n, b: d/dw_i = x_i, d/dx_i = w_i, d/db = 1."""
     n = len(inputs) // 2
-    return (*[g * x for x in inputs[n : 2 * n]], *[g * w for w in inputs[:n]], g)
+    return (*[g * x for x in inputs[n:2 * n]], *[g * w for w in inputs[:n]], g)
 
 
-RULES: dict[str, Rule] = {
-    "+": Rule(lambda x, y: x + y, lambda g, out, x, y: (g, g)),
-    "-": Rule(lambda x, y: x - y, lambda g, out, x, y: (g, -g)),
-    "*": Rule(lambda x, y: x * y, lambda g, out, x, y: (g * y, g * x)),
-    "/": Rule(_div, lambda g, out, x, y: (g / y, -g * out / y)),
-    "neg": Rule(lambda x: -x, lambda g, out, x: (-g,)),
-    "pow": Rule(_pow, _pow_vjp),  # Value exponent
-    "powc": Rule(_pow, _powc_vjp),  # constant exponent
-    "exp": Rule(_exp, lambda g, out, x: (g * out,)),
-    "log": Rule(_log_forward, lambda g, out, x: (g / x,)),
-    "tanh": Rule(math.tanh, lambda g, out, x: (g * (1.0 - out * out),)),
-    "sigmoid": Rule(_sigmoid, lambda g, out, x: (g * out * (1.0 - out),)),
-    "relu": Rule(lambda x: x if x > 0.0 else 0.0, lambda g, out, x: (g * float(_float(x) > 0.0),)),
-    "abs": Rule(abs, lambda g, out, x: (g * float((_float(x) > 0.0) - (_float(x) < 0.0)),)),
-    "dot": Rule(_dot, _dot_vjp),  # sum_i w_i x_i + b, one node for a neuron's weighted sum
-}
+def _weighted_sum_notation(times: str, plus: str) -> Callable[..., str]:
+    def render(*pieces) -> str:
+        n = len(pieces) // 2
+        terms = [f"{w:{PRODUCT}}{times}{x:{PRODUCT + 1}}" for w, x in zip(pieces[:n], pieces[n:2 * n])]
+        return plus.join([*terms, f"{pieces[-1]:{SUM}}"])
+    return render
+
+
+def _power_text(x, p) -> str:
+    """x², x³, ... for small whole exponents; x^p otherwise."""
+    digits = str(p)
+    if digits.isdigit() or (digits.endswith(".0") and digits[:-2].isdigit()):
+        digits = digits.removesuffix(".0")
+        return f"{x:{ATOM}}" + digits.translate(str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"))
+    return f"{x:{ATOM}}^{p:{ATOM}}"
+
+
+REAL, POSITIVE = (-math.inf, math.inf), (0.5, math.inf)
+
+add = define_op("+", forward=lambda x, y: x + y, vjp=lambda g, out, x, y: (g, g),
+                formula=f"{{0:{SUM}}} + {{1:{PRODUCT}}}", text=f"{{0:{SUM}}} + {{1:{PRODUCT}}}",
+                latex=f"{{0:{SUM}}} + {{1:{PRODUCT}}}", precedence=SUM)
+subtract = define_op("-", forward=lambda x, y: x - y, vjp=lambda g, out, x, y: (g, -g), symbol="−",
+                     formula=f"{{0:{SUM}}} - {{1:{PRODUCT}}}", text=f"{{0:{SUM}}} − {{1:{PRODUCT}}}",
+                     latex=f"{{0:{SUM}}} - {{1:{PRODUCT}}}", precedence=SUM)
+multiply = define_op("*", forward=lambda x, y: x * y, vjp=lambda g, out, x, y: (g * y, g * x), symbol="×",
+                     formula=f"{{0:{PRODUCT}}} * {{1:{PREFIX}}}", text=f"{{0:{PRODUCT}}}·{{1:{PREFIX}}}",
+                     latex=f"{{0:{PRODUCT}}} \\cdot {{1:{PREFIX}}}", precedence=PRODUCT)
+divide = define_op("/", forward=_div, vjp=lambda g, out, x, y: (g / y, -g * out / y), symbol="÷",
+                   formula=f"{{0:{PRODUCT}}} / {{1:{PREFIX}}}", text=f"{{0:{PRODUCT}}}/{{1:{PREFIX}}}",
+                   latex=r"\frac{{{0}}}{{{1}}}", precedence=PRODUCT, domain=(REAL, (1.0, math.inf)))
+negate = define_op("neg", forward=lambda x: -x, vjp=lambda g, out, x: (-g,), symbol="−",
+                   formula=f"-{{0:{PREFIX}}}", text=f"−{{0:{PREFIX}}}", latex=f"-{{0:{PREFIX}}}", precedence=PREFIX)
+power = define_op("pow", forward=_pow, vjp=lambda g, out, x, p: (g * p * x ** (p - 1), g * xlogy(out, x)),
+                  symbol="**", formula=f"{{0:{ATOM}}} ** {{1:{PREFIX}}}", text=f"{{0:{ATOM}}}^{{1:{ATOM}}}",
+                  latex=f"{{0:{ATOM}}}^{{{{{{1}}}}}}", precedence=POWER, domain=(POSITIVE, (-2.0, 2.0)))
+powc = define_op("powc", forward=_pow, vjp=_powc_vjp, symbol="**", formula=f"{{0:{ATOM}}} ** {{1:{PREFIX}}}",
+                 text=_power_text, latex=f"{{0:{ATOM}}}^{{{{{{1}}}}}}", precedence=POWER,
+                 domain=(POSITIVE, (-1.5, 3.0)), constants=(1,))
+exp = define_op("exp", forward=_exp, vjp=lambda g, out, x: (g * out,), latex="e^{{{0}}}",
+                array=lambda xp, x: xp.exp(x))
+log = define_op("log", forward=_log, vjp=lambda g, out, x: (g / x,), latex=r"\log",
+                domain=(POSITIVE,), array=lambda xp, x: xp.log(x))
+tanh = define_op("tanh", forward=math.tanh, vjp=lambda g, out, x: (g * (1.0 - out * out),), latex=r"\tanh",
+                 array=lambda xp, x: xp.tanh(x))
+sigmoid = define_op("sigmoid", forward=_sigmoid, vjp=lambda g, out, x: (g * out * (1.0 - out),), symbol="σ",
+                    latex=r"\sigma", array=lambda xp, x: 1.0 / (1.0 + xp.exp(-x)))
+step = define_op("step", forward=lambda x: 1.0 if x > 0.0 else 0.0, vjp=lambda g, out, x: (0.0,),
+                 text="[{0} > 0]", latex="[{0} > 0]", kinks=(0.0,), array=lambda xp, x: (x > 0) * 1.0)
+sign = define_op("sign", forward=lambda x: float(x > 0.0) - float(x < 0.0), vjp=lambda g, out, x: (0.0,),
+                 latex=r"\operatorname{sign}", kinks=(0.0,), array=lambda xp, x: xp.sign(x))
+relu = define_op("relu", forward=lambda x: x if x > 0.0 else 0.0, vjp=lambda g, out, x: (g * step(x),),
+                 latex=r"\operatorname{relu}", kinks=(0.0,), array=lambda xp, x: (x > 0) * x)
+absolute = define_op("abs", forward=abs, vjp=lambda g, out, x: (g * sign(x),), text="|{0}|",
+                     latex=r"\left|{0}\right|", kinks=(0.0,), array=lambda xp, x: abs(x))
+xlogy = define_op("xlogy", forward=_xlogy, vjp=lambda g, out, a, b: (g * log(b), g * a / b),
+                  text=f"{{0:{PRODUCT}}}·log({{1}})", latex=f"{{0:{PRODUCT}}} \\log\\left({{1}}\\right)",
+                  domain=(REAL, POSITIVE), array=lambda xp, a, b: xp.where(a == 0, 0.0, a * xp.log(b)))
+weighted_sum = define_op("weighted_sum", forward=_weighted_sum, vjp=_weighted_sum_vjp, symbol="w·x+b",
+                         formula=_weighted_sum_notation(" * ", " + "), text=_weighted_sum_notation("·", " + "),
+                         latex=_weighted_sum_notation(r" \cdot ", " + "), precedence=SUM, domain=(REAL,) * 5)

@@ -45,7 +45,7 @@ def backprop_html(root: Value, path: Union[str, os.PathLike], number_format: str
     path = Path(path)
     if path.suffix.lower() not in (".html", ".htm"):
         raise ValueError(f"backprop_html: {os.fspath(path)!r} should end in .html")
-    shown = [i for i, v in enumerate(nodes) if v.op != "const" or v is root]
+    shown = [i for i, v in enumerate(nodes) if not v.is_constant or v is root]
     steps, grads = _replay(nodes)
     _check_against_engine(nodes, shown, grads)
     names = [html.escape(v.label) if v.label else f"v{i}" for i, v in enumerate(nodes)]
@@ -86,7 +86,7 @@ def _replay(nodes: list) -> tuple:
     for i in range(root, -1, -1):
         v = nodes[i]
         for k, (parent, local) in enumerate(zip(v.parents, v.local_grads())):
-            if parent.op == "const":
+            if parent.is_constant:
                 continue
             j = index[parent]
             before = grads[j]

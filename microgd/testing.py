@@ -1,7 +1,9 @@
 """Hypothesis strategies for testing gradients: scalar Values, random expression graphs, random MLPs.
 
 Each strategy yields the object together with what is needed to evaluate it numerically,
-so a test can hold the engine against plain-float arithmetic or finite differences:
+so a test can hold the engine against plain-float arithmetic or finite differences. Ops, their
+arity and the intervals their inputs are drawn from all come from the op registry
+(:data:`microgd.rules.OPS`), so an op made with ``define_op`` is drawn like a built-in:
 
     >>> from hypothesis import given
     >>> from microgd.check import gradcheck
@@ -15,23 +17,20 @@ so a test can hold the engine against plain-float arithmetic or finite differenc
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any
 
 from hypothesis import assume
 from hypothesis import strategies as st
 
 from .engine import Value
 from .nn import MLP
+from .rules import OPS, Op, Piece, add, multiply, render, sigmoid, subtract
 
-__all__ = ["values", "expressions", "mlps", "Expression", "Network", "OPS"]
+__all__ = ["values", "expressions", "mlps", "Expression", "Network"]
 
-# op -> number of operands drawn from earlier nodes
-_ARITY = {"+": 2, "-": 2, "*": 2, "/": 2, "pow": 2, "neg": 1, "powc": 1, "exp": 1, "log": 1, "tanh": 1,
-          "sigmoid": 1, "relu": 1, "abs": 1, "dot": 5}
-OPS = tuple(_ARITY)
-_POWERS = (2, 3, 0.5, -1.5)  # constant exponents for "powc"; the non-integer ones get a positive base
-_KINKED = ("relu", "abs")
+Node = tuple[str, tuple[int, ...], tuple[float, ...]]  # op name, operand indices, the op's constants
 
 
 def _check_range(min_value: float, max_value: float, who: str) -> None:
@@ -55,58 +54,36 @@ def values(min_value: float = -3.0, max_value: float = 3.0) -> st.SearchStrategy
 
 # -- expressions ---------------------------------------------------------------------------------
 
-def _sigmoid(x: float) -> float:
-    if x >= 0.0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
+def _into(interval: tuple[float, float], a: Any) -> Any:
+    """``a`` (any real) mapped into ``interval`` with registry ops, so it works on Values and floats alike:
+    ``lo + a*a``, ``hi - a*a`` or ``lo + (hi - lo) * sigmoid(a)``."""
+    lo, hi = interval
+    if math.isinf(lo) and math.isinf(hi):
+        return a
+    if math.isinf(hi):
+        return add(lo, multiply(a, a))
+    if math.isinf(lo):
+        return subtract(hi, multiply(a, a))
+    return add(lo, multiply(hi - lo, sigmoid(a)))
 
 
-def _apply(op: str, args: list, power, exp, log, tanh, sigmoid, relu, dot):
-    """One node, written once for Values and floats alike; each op kept inside its domain."""
-    a = args[0]
-    if op == "+":
-        return a + args[1]
-    if op == "-":
-        return a - args[1]
-    if op == "*":
-        return a * args[1]
-    if op == "/":
-        return a / (1 + args[1] * args[1])
-    if op == "pow":
-        return (a * a + 1) ** args[1]
-    if op == "powc":
-        return (a if power == int(power) else a * a + 1) ** power
-    if op == "neg":
-        return -a
-    if op == "log":
-        return log(a * a + 1)
-    if op == "abs":
-        return abs(a)
-    if op == "dot":
-        return dot(args[:2], args[2:4], args[4])
-    return {"exp": exp, "tanh": tanh, "sigmoid": sigmoid, "relu": relu}[op](a)
+def _into_text(interval: tuple[float, float], a: str) -> str:
+    lo, hi = interval
+    if math.isinf(lo) and math.isinf(hi):
+        return a
+    if math.isinf(hi):
+        return f"({lo!r} + {a}*{a})"
+    if math.isinf(lo):
+        return f"({hi!r} - {a}*{a})"
+    return f"({lo!r} + {hi - lo!r}*sigmoid({a}))"
 
 
-_ON_VALUES = dict(exp=Value.exp, log=Value.log, tanh=Value.tanh, sigmoid=Value.sigmoid, relu=Value.relu,
-                  dot=Value.dot)
-_ON_FLOATS = dict(exp=math.exp, log=math.log, tanh=math.tanh, sigmoid=_sigmoid, relu=lambda x: max(x, 0.0),
-                  dot=lambda w, x, b: w[0] * x[0] + w[1] * x[1] + b)
-
-
-def _text(op: str, names: list, power) -> str:
-    a = names[0]
-    binary = {"+": f"{a} + {names[-1]}", "-": f"{a} - {names[-1]}", "*": f"{a} * {names[-1]}",
-              "/": f"{a} / (1 + {names[-1]}*{names[-1]})", "pow": f"({a}*{a} + 1) ** {names[-1]}"}
-    if op in binary:
-        return binary[op]
-    if op == "powc":
-        return f"{a} ** {power}" if power == int(power) else f"({a}*{a} + 1) ** {power}"
-    if op == "log":
-        return f"log({a}*{a} + 1)"
-    if op == "dot":
-        return f"dot([{names[0]}, {names[1]}], [{names[2]}, {names[3]}], {names[4]})"
-    return f"-{a}" if op == "neg" else f"{op}({a})"
+def _inputs(op: Op, operands: Sequence[Any], constants: Sequence[float], into: Any) -> list[Any]:
+    """The op's inputs: each drawn operand mapped into its domain interval, each constant in its place."""
+    inputs, drawn, fixed = [], iter(operands), iter(constants)
+    for i, interval in enumerate(op.domain):
+        inputs.append(next(fixed) if i in op.constants else into(interval, next(drawn)))
+    return inputs
 
 
 @dataclass(frozen=True)
@@ -114,74 +91,89 @@ class Expression:
     """A random computation graph over ``len(inputs)`` variables x0, x1, ...
 
     ``build(*args)`` runs it on Values (or numbers) and returns a Value; ``evaluate(*floats)``
-    runs the same arithmetic on plain floats; ``inputs`` is the drawn point; ``text`` the
-    program, one node per line (``n2 = tanh(n0)``), the output last.
+    runs the same registry ops on plain floats; ``inputs`` is the drawn point; ``text`` the
+    program, one node per line in the formula language (``n2 = tanh(n0)``), the output last.
     """
 
-    nodes: tuple  # (op, operand indices, constant exponent or None); indices < n_vars are inputs
+    nodes: tuple[Node, ...]
     inputs: tuple[float, ...]
 
-    def _run(self, args: Sequence, impl: dict) -> list:
+    def _run(self, args: Sequence[Any]) -> list[Any]:
         """Every node's result (inputs first), then the output: the last node plus every unused node."""
         results = list(args)
-        for op, operands, power in self.nodes:
-            results.append(_apply(op, [results[i] for i in operands], power, **impl))
-        used = {i for _, operands, _ in self.nodes for i in operands}
-        n = len(self.inputs)
+        for name, operands, constants in self.nodes:
+            op = OPS[name]
+            results.append(op(*_inputs(op, [results[i] for i in operands], constants, _into)))
         out = results[-1]
-        for k in range(n, len(results) - 1):
-            if k not in used:
-                out = out + results[k]
+        for k in self._unused():
+            out = out + results[k]
         return results + [out]
 
-    def build(self, *args) -> Value:
+    def _unused(self) -> list[int]:
+        used = {i for _, operands, _ in self.nodes for i in operands}
+        n = len(self.inputs)
+        return [k for k in range(n, n + len(self.nodes) - 1) if k not in used]
+
+    def build(self, *args: Any) -> Value:
         """The graph on Values: ``e.build(*map(Value, e.inputs))``."""
         if len(args) != len(self.inputs):
             raise TypeError(f"this expression takes {len(self.inputs)} arguments, got {len(args)}")
-        return self._run(args, _ON_VALUES)[-1]
+        return self._run(args)[-1]
 
     def evaluate(self, *args: float) -> float:
-        """The same arithmetic on plain floats."""
-        return self._run([float(a) for a in args], _ON_FLOATS)[-1]
+        """The same ops on plain floats."""
+        return self._run([float(a) for a in args])[-1]
 
     @property
     def text(self) -> str:
         """The program, one ``nK = ...`` line per node, then ``out = ...``."""
         n = len(self.inputs)
         names = [f"x{i}" for i in range(n)] + [f"n{k}" for k in range(len(self.nodes))]
-        lines = [f"n{k} = {_text(op, [names[i] for i in operands], power)}"
-                 for k, (op, operands, power) in enumerate(self.nodes)]
-        used = {i for _, operands, _ in self.nodes for i in operands}
-        sinks = [names[-1]] + [names[k] for k in range(n, len(names) - 1) if k not in used]
-        return "\n".join(lines + ["out = " + " + ".join(sinks)])
+        lines = []
+        for k, (name, operands, constants) in enumerate(self.nodes):
+            op = OPS[name]
+            pieces = [Piece(text) for text in _inputs(op, [names[i] for i in operands], map(repr, constants),
+                                                      _into_text)]
+            lines.append(f"n{k} = {render(op.formula, pieces)}")
+        sinks = [names[-1], *(names[k] for k in self._unused())]
+        return "\n".join([*lines, "out = " + " + ".join(sinks)])
 
     def __repr__(self) -> str:
         return f"Expression(inputs={self.inputs!r}, program={self.text.replace(chr(10), '; ')!r})"
 
 
 def _well_conditioned(e: Expression, bound: float, margin: float) -> bool:
-    """Finite and within ``bound`` everywhere, with every relu/abs operand at least ``margin`` from its kink."""
+    """Finite and within ``bound`` everywhere, with every operand at least ``margin`` from its op's kinks."""
     try:
-        results = e._run(e.inputs, _ON_FLOATS)
+        results = e._run(e.inputs)
     except (ArithmeticError, ValueError):
         return False
-    n = len(e.inputs)
-    for op, operands, _ in e.nodes:
-        if op in _KINKED and abs(results[operands[0]]) < margin:
-            return False
-    return all(abs(r) <= bound for r in results[n:])
+    for name, operands, constants in e.nodes:
+        op = OPS[name]
+        if op.kinks:
+            for x in _inputs(op, [results[i] for i in operands], constants, _into):
+                if any(abs(x - kink) < margin for kink in op.kinks):
+                    return False
+    return all(abs(r) <= bound for r in results[len(e.inputs):])
 
 
-def expressions(ops: Sequence[str] = OPS, max_depth: int = 3, n_vars: int = 2, max_nodes: int = 6,
+def _constant_choices(interval: tuple[float, float]) -> list[float]:
+    """Round numbers in ``interval`` to use as an op's constant (e.g. the exponent of ``x ** 2``)."""
+    lo, hi = max(interval[0], -4.0), min(interval[1], 4.0)
+    return [k / 2 for k in range(math.ceil(2 * lo), math.floor(2 * hi) + 1)] or [lo]
+
+
+def expressions(ops: Sequence[str] | None = None, max_depth: int = 3, n_vars: int = 2, max_nodes: int = 6,
                 min_value: float = -3.0, max_value: float = 3.0) -> st.SearchStrategy[Expression]:
-    """Random computation graphs over ``ops`` with node reuse, at most ``max_depth`` ops deep.
+    """Random computation graphs over ``ops`` (default: every op in the registry) with node reuse, at
+    most ``max_depth`` ops deep.
 
     Each of 1..``max_nodes`` nodes applies an op to earlier nodes or to the inputs x0..x{n_vars-1}
     (drawn in ``[min_value, max_value]``), so nodes are shared; the output is the last node plus
-    every node nothing else used. Ops stay inside their domains by construction: ``log(a*a + 1)``,
-    ``a / (1 + b*b)``, ``(a*a + 1) ** b``, non-integer constant powers of ``a*a + 1``. Draws whose
-    values exceed 100 in size, or that put a relu/abs operand within 1e-4 of its kink, are
-    rejected, so finite differences are accurate at the drawn point.
+    every node nothing else used. Each operand is mapped into the interval the registry gives for
+    that input (``log(0.5 + a*a)``, ``a / (1 + b*b)``), an op's constants are round numbers from
+    theirs. Draws whose values exceed 100 in size, or that put an operand within 1e-4 of its op's
+    kinks (relu and abs at 0), are rejected, so finite differences are accurate at the drawn point.
 
         >>> from hypothesis import given
         >>> @given(expressions(ops=("+", "*", "exp", "sigmoid"), max_depth=2, n_vars=3))
@@ -189,26 +181,27 @@ def expressions(ops: Sequence[str] = OPS, max_depth: int = 3, n_vars: int = 2, m
         ...     assert abs(e.build(*map(Value, e.inputs)).data - e.evaluate(*e.inputs)) < 1e-9
         >>> test_forward_matches_floats()
     """
-    unknown = [op for op in ops if op not in _ARITY]
-    if unknown or not ops:
+    names = tuple(OPS) if ops is None else tuple(ops)
+    unknown = [op for op in names if op not in OPS]
+    if unknown or not names:
         problem = f"unknown ops {unknown!r}" if unknown else "no ops given"
         raise ValueError(f"expressions: {problem} (choose from {', '.join(OPS)})")
     if max_depth < 1 or n_vars < 1 or max_nodes < 1:
         raise ValueError(f"expressions: max_depth, n_vars and max_nodes must be >= 1, "
                          f"got {max_depth}, {n_vars}, {max_nodes}")
     _check_range(min_value, max_value, "expressions")
-    ops = tuple(ops)
 
     @st.composite
-    def draw_expression(draw) -> Expression:
+    def draw_expression(draw: Any) -> Expression:
         depths = [0] * n_vars
-        nodes = []
+        nodes: list[Node] = []
         for _ in range(draw(st.integers(1, max_nodes))):
-            op = draw(st.sampled_from(ops))
+            op = OPS[draw(st.sampled_from(names))]
             usable = [i for i, d in enumerate(depths) if d < max_depth]
-            operands = tuple(draw(st.sampled_from(usable)) for _ in range(_ARITY[op]))
-            power = draw(st.sampled_from(_POWERS)) if op == "powc" else None
-            nodes.append((op, operands, power))
+            drawn = len(op.domain) - len(op.constants)
+            operands = tuple(draw(st.sampled_from(usable)) for _ in range(drawn))
+            constants = tuple(draw(st.sampled_from(_constant_choices(op.domain[i]))) for i in op.constants)
+            nodes.append((op.name, operands, constants))
             depths.append(1 + max(depths[i] for i in operands))
         point = st.floats(min_value, max_value, allow_nan=False, allow_infinity=False)
         e = Expression(tuple(nodes), tuple(draw(point) for _ in range(n_vars)))
@@ -220,7 +213,8 @@ def expressions(ops: Sequence[str] = OPS, max_depth: int = 3, n_vars: int = 2, m
 
 # -- MLPs ----------------------------------------------------------------------------------------
 
-_ACTIVATIONS = {"sigmoid": _sigmoid, "tanh": math.tanh, "relu": lambda s: max(s, 0.0), "linear": lambda s: s}
+def _activate(name: str, s: float) -> float:
+    return s if name == "linear" else OPS[name](s)
 
 
 @dataclass(frozen=True)
@@ -256,17 +250,17 @@ class Network:
         it = iter(params)
         a = list(self.x)
         for nin, nout, name in zip(self.sizes, self.sizes[1:], self.activations):
-            act = _ACTIVATIONS[name]
             rows = [[next(it) for _ in range(nin + 1)] for _ in range(nout)]
-            a = [act(sum(w * v for w, v in zip(row, a)) + row[-1]) for row in rows]
+            a = [_activate(name, sum(w * v for w, v in zip(row, a)) + row[-1]) for row in rows]
         return sum(0.5 * (y - t) ** 2 for y, t in zip(a, self.target))
 
 
 def mlps(max_inputs: int = 3, hidden_layers: tuple[int, int] = (1, 3), max_width: int = 4, max_outputs: int = 2,
          activations: Sequence[str] = ("sigmoid", "tanh"), weight_range: float = 2.0) -> st.SearchStrategy[Network]:
     """Random MLPs: 1..``max_inputs`` inputs, a number of hidden layers in ``hidden_layers``, each
-    1..``max_width`` wide, 1..``max_outputs`` outputs, one activation per layer from ``activations``,
-    weights and biases in ``[-weight_range, weight_range]``, input in [-1, 1], target in [0, 1].
+    1..``max_width`` wide, 1..``max_outputs`` outputs, one activation per layer from ``activations``
+    (registry ops of one input, or "linear"), weights and biases in ``[-weight_range, weight_range]``,
+    input in [-1, 1], target in [0, 1].
 
         >>> from hypothesis import given, settings
         >>> from microgd import gradients
@@ -285,13 +279,13 @@ def mlps(max_inputs: int = 3, hidden_layers: tuple[int, int] = (1, 3), max_width
                          f"got {max_inputs}, {hidden_layers}, {max_width}, {max_outputs}")
     if not (math.isfinite(weight_range) and weight_range > 0):
         raise ValueError(f"mlps: weight_range must be a finite number > 0, got {weight_range!r}")
-    unknown = [a for a in activations if a not in _ACTIVATIONS]
+    unknown = [a for a in activations if a != "linear" and (a not in OPS or OPS[a].arity != 1)]
     if unknown or not activations:
         problem = f"unknown activations {unknown!r}" if unknown else "no activations given"
-        raise ValueError(f"mlps: {problem} (choose from {', '.join(_ACTIVATIONS)})")
+        raise ValueError(f"mlps: {problem} (use ops of one input from microgd.rules.OPS, or 'linear')")
 
     @st.composite
-    def draw_network(draw) -> Network:
+    def draw_network(draw: Any) -> Network:
         nin = draw(st.integers(1, max_inputs))
         widths = draw(st.lists(st.integers(1, max_width), min_size=lo, max_size=hi))
         sizes = (nin, *widths, draw(st.integers(1, max_outputs)))

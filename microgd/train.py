@@ -20,7 +20,7 @@ import random
 import sys
 from collections.abc import Callable, Sequence
 
-from .engine import Value, no_grad
+from .engine import DomainError, Value, no_grad
 from .losses import half_squared_error
 from .nn import Module
 from .optim import SGD, Optimizer
@@ -73,7 +73,11 @@ def fit(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: Callable
                 batch = order[start:start + batch_size]
                 optimizer.zero_grad()
                 for i in batch:
-                    sample = _sample_loss(model, X[i], y[i], loss)
+                    try:
+                        sample = _sample_loss(model, X[i], y[i], loss)
+                    except DomainError as error:
+                        raise DomainError(f"fit: epoch {epoch}, sample {i}: {error} (learning rate too large?)") \
+                            from error
                     if not isinstance(sample, Value):
                         raise TypeError(f"fit: loss(prediction, target) must return a Value, got "
                                         f"{type(sample).__name__}")

@@ -28,6 +28,7 @@ from typing import Callable, Optional, Sequence, Union
 import graphviz
 
 from .engine import Value
+from .rules import OPS
 from .files import write_atomic
 
 __all__ = ["draw_graph", "draw_mlp", "save", "find_renderer", "Diagram", "RendererNotFound"]
@@ -36,10 +37,6 @@ __all__ = ["draw_graph", "draw_mlp", "save", "find_renderer", "Diagram", "Render
 
 PathLike = Union[str, os.PathLike]
 
-OP_SYMBOLS = {
-    "+": "+", "-": "−", "*": "×", "/": "÷", "neg": "−", "pow": "**", "powc": "**", "exp": "exp",
-    "log": "log", "tanh": "tanh", "sigmoid": "σ", "relu": "relu", "abs": "abs", "dot": "w·x+b",
-}
 SUFFIX_FORMATS = {".svg": "svg", ".png": "png", ".dot": "dot", ".gv": "dot"}
 RANKDIRS = ("LR", "TB", "RL", "BT")
 POSITIVE, NEGATIVE = (33, 102, 172), (178, 24, 43)  # blue: grad > 0, red: grad < 0 (ColorBrewer RdBu)
@@ -193,7 +190,7 @@ def expression_graph(nodes: list, rankdir: str, number: Callable[[float], str], 
     scale = max((abs(g) for g in grads), default=0.0) if grads is not None else 0.0
     root = nodes[-1]
     for i, v in enumerate(nodes):
-        if v.op == "const" and v is not root:
+        if v.is_constant and v is not root:
             graph.node(f"v{i}", format(v.data, "g"), id=f"v{i}", shape="plaintext", fontsize="10",
                        fontcolor="#555555", width="0", height="0", margin="0.02", **{"class": "const"})
             continue
@@ -210,13 +207,13 @@ def expression_graph(nodes: list, rankdir: str, number: Callable[[float], str], 
                    margin="0.06,0.03", **{"class": f"value {kind}"})
         if not v.parents:
             continue
-        graph.node(f"v{i}op", OP_SYMBOLS.get(v.op, v.op), id=f"v{i}op", shape="circle", width="0.42", margin="0.02",
+        graph.node(f"v{i}op", OPS[v.op].symbol, id=f"v{i}op", shape="circle", width="0.42", margin="0.02",
                    style="filled", fillcolor="#eeeeee", fontsize="12", **{"class": "op"})
         graph.edge(f"v{i}op", f"v{i}", id=f"o{i}", **{"class": "out"})
         for k, (parent, local) in enumerate(zip(v.parents, v.local_grads())):
             j = index[parent]
             attrs = {"id": f"e{i}_{k}", "class": "local"}
-            if parent.op == "const" and parent is not root:
+            if parent.is_constant and parent is not root:
                 attrs.update(label=number(local), style="dashed", color="#aaaaaa", fontcolor="#888888")
             elif grads is not None:
                 contribution = local * grads[i]

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+import microgd
 from microgd import cli
 
 SCRIPT = shutil.which("microgd", path=os.path.dirname(sys.executable))
@@ -246,7 +247,7 @@ def test_help_and_version(tmp_path):
     status, out, _ = run("--help", cwd=tmp_path)
     assert status == 0 and all(c in out for c in ("demo", "train", "graph", "check"))
     status, out, _ = run("--version", cwd=tmp_path, script=True)
-    assert (status, out.strip()) == (0, "microgd 0.1.0")
+    assert (status, out.strip()) == (0, f"microgd {microgd.__version__}")
 
 
 # -- main() in process ------------------------------------------------------------------------

@@ -36,8 +36,8 @@ def test_reuse_sums_every_path():
 
 def test_each_node_is_processed_once(monkeypatch):
     calls = []
-    add = rules.RULES["+"]
-    monkeypatch.setitem(rules.RULES, "+", rules.Rule(add.forward, lambda *a: calls.append(1) or add.vjp(*a)))
+    vjp = rules.add.vjp
+    monkeypatch.setattr(rules.add, "vjp", lambda *a: calls.append(1) or vjp(*a))
     x = Value(1.0)
     y = x
     for _ in range(30):  # a ladder: each step is used twice by the next, 2**30 paths in all
@@ -218,9 +218,9 @@ def test_integer_powers_of_negative_bases_are_fine():
 
 def test_backward_errors_name_the_op():
     x = Value(0.0)
-    with pytest.raises(DomainError, match=r"backward of powc\(0\.0, 0\.5\).*infinite at x = 0"):
+    with pytest.raises(DomainError, match=r"backward of powc\(0\.0, 0\.5\): the derivative is not a finite number"):
         (x**0.5).backward()
-    with pytest.raises(DomainError, match=r"backward of pow\(-2\.0, 2\.0\).*base > 0"):
+    with pytest.raises(DomainError, match=r"backward of pow\(-2\.0, 2\.0\).*log: operand must be > 0"):
         (Value(-2.0) ** Value(2.0)).backward()
 
 
@@ -255,13 +255,11 @@ def test_micrograd_code_runs_unchanged_with_the_same_numbers():
 
 def test_micrograd_style_closures_get_a_clear_message():
     x = Value(0.5)
-    out = Value(2.0, (x,), "custom")  # micrograd lets you add an op this way; microgd keeps rules in a table
-    with pytest.raises(AttributeError, match="rules.RULES"):
+    with pytest.raises(TypeError, match="no op of that name in microgd.rules.OPS; add one with microgd.define_op"):
+        Value(2.0, (x,), "custom")  # micrograd's way to add an op; microgd keeps every rule in the registry
+    out = Value(2.0, (x,), "tanh")
+    with pytest.raises(AttributeError, match="rules.OPS.*define_op"):
         out._backward = lambda: None
-    with pytest.raises(TypeError, match="no derivative rule for op 'custom'"):
-        out.backward()
-    with pytest.raises(TypeError, match="no derivative rule for op 'custom'"):
-        gradients(out, [x])
 
 
 # -- the seeds' chain rules, held against the engine --
@@ -287,8 +285,8 @@ def test_second_seed_output_and_hidden_deltas(params, data):
     hidden_w = [[Value(params[3 * j]), Value(params[3 * j + 1])] for j in range(3)]
     hidden_b = [Value(params[3 * j + 2]) for j in range(3)]
     out_w, out_b = [Value(p) for p in params[9:12]], Value(params[12])
-    a = [Value.dot(hidden_w[j], x, hidden_b[j]).sigmoid() for j in range(3)]
-    y = Value.dot(out_w, a, out_b).sigmoid()
+    a = [Value.weighted_sum(hidden_w[j], x, hidden_b[j]).sigmoid() for j in range(3)]
+    y = Value.weighted_sum(out_w, a, out_b).sigmoid()
     loss = (y - z) ** 2 / 2
     loss.backward()
 

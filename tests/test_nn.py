@@ -45,7 +45,7 @@ def output_delta(target):
     y = model(SEED_X)
     half_squared_error(y, target).backward()
     s = y.parents[0]  # the output neuron's weighted sum
-    assert s.op == "dot"
+    assert s.op == "weighted_sum"
     return y.data, s.grad
 
 
@@ -169,7 +169,7 @@ def test_one_dot_node_per_neuron_and_inputs_wrapped_once():
     y = model(SEED_X)
     # 2 inputs + 13 parameters + (dot, sigmoid) for each of the 4 neurons
     assert len(y.topo()) == 2 + 13 + 8
-    assert y.op == "sigmoid" and y.parents[0].op == "dot"
+    assert y.op == "sigmoid" and y.parents[0].op == "weighted_sum"
     first, second, _ = (a.parents[0] for a in model.layers[0](SEED_X))
     assert first.parents[2] is second.parents[2] and first.parents[3] is second.parents[3]
     assert first.parents[2].op == "" and first.parents[2].label == "x1"
@@ -192,7 +192,7 @@ def test_activations(activation, expected):
     neuron = Neuron(2, activation, weights=[1.0, -1.0, 0.5])
     out = neuron([0.25, 0.25])
     assert out.data == pytest.approx(expected, rel=1e-15)
-    assert out.op == ("dot" if activation == "linear" else activation)
+    assert out.op == ("weighted_sum" if activation == "linear" else activation)
     negative = {"sigmoid": sigmoid(-0.5), "tanh": math.tanh(-0.5), "relu": 0.0, "linear": -0.5}[activation]
     assert neuron([-1.0, 0.0]).data == pytest.approx(negative, rel=1e-15)
 
@@ -202,7 +202,7 @@ def test_activation_applies_to_every_layer_and_activations_per_layer():
     assert MLP(2, [3, 1], seed=0).activations == ["sigmoid", "sigmoid"]
     model = MLP(2, [3, 1], activations=["relu", "linear"], seed=0)
     assert model.activations == ["relu", "linear"]
-    assert model([0.3, -0.2]).op == "dot"
+    assert model([0.3, -0.2]).op == "weighted_sum"
 
 
 def test_model_output_is_a_value_or_a_list():

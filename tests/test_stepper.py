@@ -33,7 +33,7 @@ def seed_neuron():
 def neuron_with_reuse():
     """A dot node (w1, w2, x1, x2, b), constants, and a node used three times."""
     w1, w2, b = Value(0.5, label="w1"), Value(-1.0, label="w2"), Value(0.5, label="b")
-    h = Value.dot([w1, w2], [Value(0.7), Value(0.2)], b).sigmoid()
+    h = Value.weighted_sum([w1, w2], [Value(0.7), Value(0.2)], b).sigmoid()
     h.label = "h"
     return (h * h + h.tanh() / 3 - 0.3) ** 2
 
@@ -42,7 +42,7 @@ def replay(root):
     """The backward pass by the book, one state per step: all zeros, then root.grad = 1, then for each
     node in reversed topological order and each non-constant parent, parent.grad += local * upstream."""
     nodes = root.topo()
-    grads = {v: 0.0 for v in nodes if v.op != "const"}
+    grads = {v: 0.0 for v in nodes if not v.is_constant}
     states, edges = [dict(grads)], [None]
     grads[root] = 1.0
     states.append(dict(grads))
@@ -50,7 +50,7 @@ def replay(root):
     for i in range(len(nodes) - 1, -1, -1):
         node = nodes[i]
         for k, (parent, local) in enumerate(zip(node.parents, node.local_grads())):
-            if parent.op != "const":
+            if not parent.is_constant:
                 grads[parent] += local * grads[node]
                 states.append(dict(grads))
                 edges.append((f"v{i}", f"e{i}_{k}", f"v{nodes.index(parent)}"))
@@ -81,7 +81,7 @@ def backward_grads(root):
     for v in nodes:
         v.grad = 0.0
     root.backward()
-    return {f"v{i}": v.grad for i, v in enumerate(nodes) if v.op != "const"}
+    return {f"v{i}": v.grad for i, v in enumerate(nodes) if not v.is_constant}
 
 
 @needs_renderer

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from microgd import DomainError
 from microgd.data import MinMaxScaler, seed_table, two_moons, xor
 from microgd.losses import binary_cross_entropy, half_squared_error
 from microgd.nn import MLP
@@ -54,7 +55,8 @@ def test_xor_is_learned_to_full_accuracy():
 def test_two_moons_are_separated():
     X, y = two_moons(100, noise=0.1, seed=0)
     model = MLP(2, [8, 8, 1], activations=["tanh", "tanh", "sigmoid"], init="xavier", seed=0)
-    history = fit(model, X, y, loss=binary_cross_entropy, optimizer=Adam(model.parameters(), lr=0.05), epochs=80,
+    # a rate that separates the moons from each of 8 seeds tried, so no rounding detail decides the test
+    history = fit(model, X, y, loss=binary_cross_entropy, optimizer=Adam(model.parameters(), lr=0.02), epochs=120,
                   seed=0, verbose=False)
     assert accuracy(model, X, y) >= 0.97
     assert history[-1] < history[0]
@@ -136,7 +138,7 @@ def test_a_loss_must_return_a_value():
 
 def test_a_non_finite_loss_is_an_error_not_a_silent_nan():
     model = MLP(1, [1], activation="linear", weights=[[[1e200, 0.0]]])
-    with pytest.raises(FloatingPointError, match="fit: the loss became inf at epoch 1, sample 0"):
+    with pytest.raises(DomainError, match=r"fit: epoch 1, sample 0: weighted_sum: the result is inf"):
         fit(model, [[1e200]], [0.0], epochs=1, verbose=False)
 
 

@@ -83,7 +83,7 @@ def test_leaves_parameters_constants_and_interior_nodes_look_different():
     assert 'class="value input"' in statement(source, vx) and 'style=filled' in statement(source, vx)
     assert 'class="value parameter"' in statement(source, vw) and 'style="filled,bold"' in statement(source, vw)
     assert 'class="value interior"' in statement(source, vsop) and 'style="rounded,filled"' in statement(source, vsop)
-    constants = [f"v{i}" for i, v in enumerate(nodes) if v.op == "const"]
+    constants = [f"v{i}" for i, v in enumerate(nodes) if v.is_constant]
     assert {re.search(r"label=(\S+)", statement(source, c)).group(1) for c in constants} == {"0.3", "2"}
     assert all("shape=plaintext" in statement(source, c) for c in constants)
 
@@ -106,7 +106,7 @@ def test_a_dot_node_is_one_op_with_every_parent_edge_labelled():
     w = [Value(0.5, label="w1"), Value(-1.0, label="w2")]
     x = [Value(2.0), Value(3.0)]
     b = Value(0.25, label="b")
-    out = Value.dot(w, x, b)
+    out = Value.weighted_sum(w, x, b)
     nodes = out.topo()
     source = draw_graph(out).source
     n = nodes.index(out)

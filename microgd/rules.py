@@ -96,10 +96,10 @@ class Piece:
     """An operand already printed, with its precedence: ``f"{piece:2}"`` puts it in parentheses when
     its precedence is below 2, which is how the registry's templates ask for grouping."""
 
-    __slots__ = ("text", "precedence")
+    __slots__ = ("text", "precedence", "is_number")
 
-    def __init__(self, text: str, precedence: int = ATOM):
-        self.text, self.precedence = text, precedence
+    def __init__(self, text: str, precedence: int = ATOM, is_number: bool = False):
+        self.text, self.precedence, self.is_number = text, precedence, is_number
 
     def __format__(self, spec: str) -> str:
         return f"({self.text})" if spec and self.precedence < int(spec) else self.text
@@ -172,8 +172,9 @@ def define_op(name: str, forward: Callable[..., float], vjp: Callable[..., tuple
     shown = symbol if symbol is not None else name
     inputs = ", ".join(f"{{{i}}}" for i in range(arity or 1))
     latex_name = r"\operatorname{" + name.replace("_", r"\_") + "}"
-    if isinstance(latex, str) and "{0" not in latex:
+    if isinstance(latex, str) and "{0" not in latex:  # a command such as \cos, not a template
         latex_name, latex = latex, None
+    latex_name = latex_name.replace("{", "{{").replace("}", "}}")
     op = Op(name, forward, vjp, arity, shown,
             formula=formula if formula is not None else f"{name}({inputs})",
             text=text if text is not None else f"{shown}({inputs})",
@@ -280,6 +281,12 @@ def _sigmoid(x: float) -> float:
     return e / (1.0 + e)
 
 
+def _sigmoid_array(xp: Any, x: Any) -> Any:
+    """The same two branches as the float forward, each safe on the whole array (no overflow)."""
+    e = xp.exp(-abs(x))
+    return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
 def _xlogy(a: float, b: float) -> float:
     """a log b, and 0 wherever a == 0 (also at b == 0): the derivative of x ** p by p, x ** p log x."""
     return 0.0 if a == 0.0 else a * _log(b)
@@ -311,6 +318,17 @@ def _weighted_sum_notation(times: str, plus: str) -> Callable[..., str]:
     return render
 
 
+def _product_notation(times: str) -> Callable[[Piece, Piece], str]:
+    """A product as mathematicians write it: ``2x``, ``2(y − t)``, ``y(1 − y)``, else ``a·b``."""
+    def render(a: Piece, b: Piece) -> str:
+        if a.is_number and not b.is_number:
+            return f"{a:{PRODUCT}}{b:{POWER}}"
+        if b.precedence < PREFIX and not b.is_number:
+            return f"{a:{PRODUCT}}({b})"
+        return f"{a:{PRODUCT}}{times}{b:{PREFIX}}"
+    return render
+
+
 def _power_text(x, p) -> str:
     """x², x³, ... for small whole exponents; x^p otherwise."""
     digits = str(p)
@@ -329,8 +347,8 @@ subtract = define_op("-", forward=lambda x, y: x - y, vjp=lambda g, out, x, y: (
                      formula=f"{{0:{SUM}}} - {{1:{PRODUCT}}}", text=f"{{0:{SUM}}} − {{1:{PRODUCT}}}",
                      latex=f"{{0:{SUM}}} - {{1:{PRODUCT}}}", precedence=SUM)
 multiply = define_op("*", forward=lambda x, y: x * y, vjp=lambda g, out, x, y: (g * y, g * x), symbol="×",
-                     formula=f"{{0:{PRODUCT}}} * {{1:{PREFIX}}}", text=f"{{0:{PRODUCT}}}·{{1:{PREFIX}}}",
-                     latex=f"{{0:{PRODUCT}}} \\cdot {{1:{PREFIX}}}", precedence=PRODUCT)
+                     formula=f"{{0:{PRODUCT}}} * {{1:{PREFIX}}}", text=_product_notation("·"),
+                     latex=_product_notation(r" \cdot "), precedence=PRODUCT)
 divide = define_op("/", forward=_div, vjp=lambda g, out, x, y: (g / y, -g * out / y), symbol="÷",
                    formula=f"{{0:{PRODUCT}}} / {{1:{PREFIX}}}", text=f"{{0:{PRODUCT}}}/{{1:{PREFIX}}}",
                    latex=r"\frac{{{0}}}{{{1}}}", precedence=PRODUCT, domain=(REAL, (1.0, math.inf)))
@@ -349,7 +367,7 @@ log = define_op("log", forward=_log, vjp=lambda g, out, x: (g / x,), latex=r"\lo
 tanh = define_op("tanh", forward=math.tanh, vjp=lambda g, out, x: (g * (1.0 - out * out),), latex=r"\tanh",
                  array=lambda xp, x: xp.tanh(x))
 sigmoid = define_op("sigmoid", forward=_sigmoid, vjp=lambda g, out, x: (g * out * (1.0 - out),), symbol="σ",
-                    latex=r"\sigma", array=lambda xp, x: 1.0 / (1.0 + xp.exp(-x)))
+                    latex=r"\sigma", array=_sigmoid_array)
 step = define_op("step", forward=lambda x: 1.0 if x > 0.0 else 0.0, vjp=lambda g, out, x: (0.0,),
                  text="[{0} > 0]", latex="[{0} > 0]", kinks=(0.0,), array=lambda xp, x: (x > 0) * 1.0)
 sign = define_op("sign", forward=lambda x: float(x > 0.0) - float(x < 0.0), vjp=lambda g, out, x: (0.0,),
@@ -360,7 +378,7 @@ absolute = define_op("abs", forward=abs, vjp=lambda g, out, x: (g * sign(x),), t
                      latex=r"\left|{0}\right|", kinks=(0.0,), array=lambda xp, x: abs(x))
 xlogy = define_op("xlogy", forward=_xlogy, vjp=lambda g, out, a, b: (g * log(b), g * a / b),
                   text=f"{{0:{PRODUCT}}}·log({{1}})", latex=f"{{0:{PRODUCT}}} \\log\\left({{1}}\\right)",
-                  domain=(REAL, POSITIVE), array=lambda xp, a, b: xp.where(a == 0, 0.0, a * xp.log(b)))
+                  domain=(REAL, POSITIVE), array=lambda xp, a, b: a * xp.log(xp.where(a == 0, 1.0, b)))
 weighted_sum = define_op("weighted_sum", forward=_weighted_sum, vjp=_weighted_sum_vjp, symbol="w·x+b",
                          formula=_weighted_sum_notation(" * ", " + "), text=_weighted_sum_notation("·", " + "),
                          latex=_weighted_sum_notation(r" \cdot ", " + "), precedence=SUM, domain=(REAL,) * 5)

@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import inspect
 import math
+import operator
 import os
 from collections.abc import Callable, Mapping
-from operator import mul
 from types import MappingProxyType
 from typing import Any, Union
 
@@ -294,7 +294,7 @@ def _xlogy(a: float, b: float) -> float:
 
 def _weighted_sum(*inputs: float) -> float:
     n = len(inputs) // 2
-    return sum(map(mul, inputs[:n], inputs[n:-1])) + inputs[-1]
+    return sum(map(operator.mul, inputs[:n], inputs[n:-1])) + inputs[-1]
 
 
 def _powc_vjp(g, out, x, p):
@@ -340,19 +340,19 @@ def _power_text(x, p) -> str:
 
 REAL, POSITIVE = (-math.inf, math.inf), (0.5, math.inf)
 
-add = define_op("+", forward=lambda x, y: x + y, vjp=lambda g, out, x, y: (g, g),
+add = define_op("+", forward=operator.add, vjp=lambda g, out, x, y: (g, g),
                 formula=f"{{0:{SUM}}} + {{1:{PRODUCT}}}", text=f"{{0:{SUM}}} + {{1:{PRODUCT}}}",
                 latex=f"{{0:{SUM}}} + {{1:{PRODUCT}}}", precedence=SUM)
-subtract = define_op("-", forward=lambda x, y: x - y, vjp=lambda g, out, x, y: (g, -g), symbol="−",
+subtract = define_op("-", forward=operator.sub, vjp=lambda g, out, x, y: (g, -g), symbol="−",
                      formula=f"{{0:{SUM}}} - {{1:{PRODUCT}}}", text=f"{{0:{SUM}}} − {{1:{PRODUCT}}}",
                      latex=f"{{0:{SUM}}} - {{1:{PRODUCT}}}", precedence=SUM)
-multiply = define_op("*", forward=lambda x, y: x * y, vjp=lambda g, out, x, y: (g * y, g * x), symbol="×",
+multiply = define_op("*", forward=operator.mul, vjp=lambda g, out, x, y: (g * y, g * x), symbol="×",
                      formula=f"{{0:{PRODUCT}}} * {{1:{PREFIX}}}", text=_product_notation("·"),
                      latex=_product_notation(r" \cdot "), precedence=PRODUCT)
 divide = define_op("/", forward=_div, vjp=lambda g, out, x, y: (g / y, -g * out / y), symbol="÷",
                    formula=f"{{0:{PRODUCT}}} / {{1:{PREFIX}}}", text=f"{{0:{PRODUCT}}}/{{1:{PREFIX}}}",
                    latex=r"\frac{{{0}}}{{{1}}}", precedence=PRODUCT, domain=(REAL, (1.0, math.inf)))
-negate = define_op("neg", forward=lambda x: -x, vjp=lambda g, out, x: (-g,), symbol="−",
+negate = define_op("neg", forward=operator.neg, vjp=lambda g, out, x: (-g,), symbol="−",
                    formula=f"-{{0:{PREFIX}}}", text=f"−{{0:{PREFIX}}}", latex=f"-{{0:{PREFIX}}}", precedence=PREFIX)
 power = define_op("pow", forward=_pow, vjp=lambda g, out, x, p: (g * p * x ** (p - 1), g * xlogy(out, x)),
                   symbol="**", formula=f"{{0:{ATOM}}} ** {{1:{PREFIX}}}", text=f"{{0:{ATOM}}}^{{1:{ATOM}}}",

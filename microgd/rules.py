@@ -30,6 +30,7 @@ a function of the inputs' printed pieces (``weighted_sum`` takes any number of i
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import operator
@@ -170,15 +171,13 @@ def define_op(name: str, forward: Callable[..., float], vjp: Callable[..., tuple
         if arity is not None and not 0 <= i < arity:
             raise ValueError(f"define_op({name!r}): constants names input {i}, but the op has {arity} inputs")
     shown = symbol if symbol is not None else name
-    inputs = ", ".join(f"{{{i}}}" for i in range(arity or 1))
     latex_name = r"\operatorname{" + name.replace("_", r"\_") + "}"
     if isinstance(latex, str) and "{0" not in latex:  # a command such as \cos, not a template
         latex_name, latex = latex, None
-    latex_name = latex_name.replace("{", "{{").replace("}", "}}")
     op = Op(name, forward, vjp, arity, shown,
-            formula=formula if formula is not None else f"{name}({inputs})",
-            text=text if text is not None else f"{shown}({inputs})",
-            latex=latex if latex is not None else latex_name + r"\left(" + inputs + r"\right)",
+            formula=formula if formula is not None else _call(name, "(", ")", arity),
+            text=text if text is not None else _call(shown, "(", ")", arity),
+            latex=latex if latex is not None else _call(latex_name, r"\left(", r"\right)", arity),
             precedence=precedence, domain=domain, kinks=tuple(kinks), constants=tuple(constants), array=array,
             function=formula is None, defined_at=where)
     _REGISTRY[name] = op
@@ -186,6 +185,14 @@ def define_op(name: str, forward: Callable[..., float], vjp: Callable[..., tuple
 
 
 _HERE = os.path.abspath(__file__)
+
+
+def _call(name: str, open_: str, close: str, arity: int | None) -> Template:
+    """The template of a function call ``name(a, b)``; a function of the pieces for any number of inputs."""
+    if arity is None:
+        return lambda *pieces: name + open_ + ", ".join(map(str, pieces)) + close
+    escaped = (name + open_).replace("{", "{{").replace("}", "}}")
+    return escaped + ", ".join(f"{{{i}}}" for i in range(arity)) + close.replace("{", "{{").replace("}", "}}")
 
 
 def _caller() -> str:
@@ -287,6 +294,30 @@ def _sigmoid_array(xp: Any, x: Any) -> Any:
     return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
+def _softplus(x: float) -> float:
+    """log(1 + e ** x), without overflow for any x."""
+    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+
+
+def _logsumexp(*inputs: float) -> float:
+    """log(e ** x_1 + ... + e ** x_n), shifted by the largest x so that no exp overflows."""
+    m = max(inputs)
+    return m + math.log(sum(math.exp(x - m) for x in inputs))
+
+
+def _logsumexp_array(xp: Any, *inputs: Any) -> Any:
+    m = functools.reduce(xp.maximum, inputs)
+    return m + xp.log(functools.reduce(operator.add, [xp.exp(x - m) for x in inputs]))
+
+
+def _logsumexp_text(*pieces: Piece) -> str:
+    return "log(" + " + ".join(f"exp({p})" for p in pieces) + ")"
+
+
+def _logsumexp_latex(*pieces: Piece) -> str:
+    return r"\log\left(" + " + ".join(f"e^{{{p}}}" for p in pieces) + r"\right)"
+
+
 def _xlogy(a: float, b: float) -> float:
     """a log b, and 0 wherever a == 0 (also at b == 0): the derivative of x ** p by p, x ** p log x."""
     return 0.0 if a == 0.0 else a * _log(b)
@@ -379,6 +410,11 @@ absolute = define_op("abs", forward=abs, vjp=lambda g, out, x: (g * sign(x),), t
 xlogy = define_op("xlogy", forward=_xlogy, vjp=lambda g, out, a, b: (g * log(b), g * a / b),
                   text=f"{{0:{PRODUCT}}}·log({{1}})", latex=f"{{0:{PRODUCT}}} \\log\\left({{1}}\\right)",
                   domain=(REAL, POSITIVE), array=lambda xp, a, b: a * xp.log(xp.where(a == 0, 1.0, b)))
+softplus = define_op("softplus", forward=_softplus, vjp=lambda g, out, x: (g * sigmoid(x),),
+                     latex=r"\operatorname{softplus}", array=lambda xp, x: xp.logaddexp(xp.zeros_like(x), x))
+logsumexp = define_op("logsumexp", forward=_logsumexp, vjp=lambda g, out, *xs: tuple(g * exp(x - out) for x in xs),
+                      text=_logsumexp_text, latex=_logsumexp_latex,
+                      domain=(REAL,) * 3, array=_logsumexp_array)
 weighted_sum = define_op("weighted_sum", forward=_weighted_sum, vjp=_weighted_sum_vjp, symbol="w·x+b",
                          formula=_weighted_sum_notation(" * ", " + "), text=_weighted_sum_notation("·", " + "),
                          latex=_weighted_sum_notation(r" \cdot ", " + "), precedence=SUM, domain=(REAL,) * 5)

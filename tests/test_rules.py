@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from microgd import Value, grad
 from microgd.check import gradcheck
 from microgd import rules
-from microgd.rules import OPS, sign, step, xlogy
+from microgd.rules import OPS, logsumexp, sign, softplus, step, xlogy
 
 
 def sig(x):
@@ -46,6 +46,13 @@ UNARY = [
      lambda x: 2 * x + 2, lambda x: 2.0, (-5, 5)),
     ("step", lambda x: step(x) * x, lambda x: x * (x > 0), lambda x: float(x > 0), lambda x: 0.0, (-5, 5)),
     ("sign", lambda x: sign(x) * x, abs, lambda x: math.copysign(1.0, x), lambda x: 0.0, (-5, 5)),
+    ("softplus", lambda x: softplus(x), lambda x: math.log1p(math.exp(x)), sig, lambda x: sig(x) * (1 - sig(x)),
+     (-20, 20)),
+    ("logsumexp", lambda x: logsumexp(x, 2 * x, 1.5), lambda x: math.log(math.exp(x) + math.exp(2 * x) + math.exp(1.5)),
+     lambda x: (math.exp(x) + 2 * math.exp(2 * x)) / (math.exp(x) + math.exp(2 * x) + math.exp(1.5)),
+     lambda x: ((math.exp(x) + 4 * math.exp(2 * x)) * (math.exp(x) + math.exp(2 * x) + math.exp(1.5))
+                - (math.exp(x) + 2 * math.exp(2 * x)) ** 2) / (math.exp(x) + math.exp(2 * x) + math.exp(1.5)) ** 2,
+     (-5, 5)),
     ("xlogy", lambda x: xlogy(x, x), lambda x: x * math.log(x), lambda x: math.log(x) + 1, lambda x: 1 / x,
      (0.1, 10)),
 ]

@@ -171,6 +171,15 @@ def _page_without_rendering(root, **options):
         microgd.stepper.run_renderer = run
 
 
+def test_jupyter_shows_the_page_inline_as_an_iframe():
+    from IPython.core.formatters import DisplayFormatter
+
+    page = _page_without_rendering(Value(2.0, label="a") * 3)
+    shown, _ = DisplayFormatter().format(page)
+    assert shown["text/html"] == page._repr_html_() and shown["text/html"].startswith("<iframe srcdoc=")
+    assert shown["text/plain"].startswith("<microgd BackpropPage:")
+
+
 def test_a_gradient_that_is_not_finite_is_refused_as_backward_refuses_it(tmp_path):
     root = Value(1e-300, label="x").log() * 1e10  # d/dx = 1e10 / 1e-300: past the largest float
     with pytest.raises(DomainError) as backward_error:

@@ -230,14 +230,16 @@ def test_too_large_a_graph_is_refused_with_the_option_to_allow_it():
     ({"rankdir": "up"}, "rankdir must be one of LR, TB, RL, BT"),
     ({"number_format": "d"}, "number_format 'd' is not a format for floats"),
 ])
-def test_bad_options_are_named(kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        draw_graph(Value(1.0) * 2, **kwargs)
+@pytest.mark.parametrize("draw", [draw_graph, draw_dot])
+def test_bad_options_are_named(draw, kwargs, message):
+    with pytest.raises(ValueError, match=f"{draw.__name__}: {message}"):
+        draw(Value(1.0) * 2, **kwargs)
 
 
-def test_only_values_are_drawn():
-    with pytest.raises(TypeError, match="expected a microgd Value, got float"):
-        draw_graph(1.5)
+@pytest.mark.parametrize("draw", [draw_graph, draw_dot])
+def test_only_values_are_drawn(draw):
+    with pytest.raises(TypeError, match=f"{draw.__name__}: expected a microgd Value, got float"):
+        draw(1.5)
 
 
 # -- saving and renderer discovery --

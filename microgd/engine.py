@@ -352,7 +352,9 @@ def _interior_order(root: Value) -> list[Value]:
 def backward_steps(root: Value, upstream: float = 1.0) -> Iterator[tuple[Value, float, tuple[float, ...]]]:
     """The backward pass of ``root`` as data, without touching any ``.grad``: for each node with parents,
     in the order ``backward()`` uses, ``(node, its final gradient, its contributions to its parents)``,
-    from the same rule calls. The pictures' step-through page is built from this.
+    from the same rule calls. The pictures' step-through page is built from this. A rule that fails, or
+    a gradient that is not a finite number, raises what ``backward()`` raises (:class:`DomainError`
+    naming the op, :class:`RuleError`).
 
         >>> x = Value(3.0); y = x * x
         >>> [(node.op, g, c) for node, g, c in backward_steps(y)]
@@ -362,9 +364,15 @@ def backward_steps(root: Value, upstream: float = 1.0) -> Iterator[tuple[Value, 
     grads = {root: upstream}
     for node in order:
         g = grads.get(node, 0.0)
-        contribution = node.contributions(g)
-        for parent, c in zip(node._parents, contribution):
+        try:
+            contribution = node.contributions(g)
+        except Exception as error:
+            _raise_rule_failure(node, error, g)
+        for k, (parent, c) in enumerate(zip(node._parents, contribution)):
             grads[parent] = grads.get(parent, 0.0) + c
+            if not isfinite(grads[parent]):
+                raise DomainError(f"backward of {_describe(node)}: its contribution to input {k + 1} is {c!r} "
+                                  f"and makes that input's gradient {grads[parent]!r}, not a finite number")
         yield node, g, contribution
 
 

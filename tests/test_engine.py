@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from microgd import DomainError, Value, grad, gradients, is_recording, no_grad
 from microgd import rules
 from microgd.check import gradcheck
+from microgd.engine import backward_steps
 from microgd.testing import expressions
 
 weights = st.floats(-3, 3)
@@ -320,6 +321,33 @@ def test_backward_errors_name_the_op():
         (x**0.5).backward()
     with pytest.raises(DomainError, match=r"backward of pow\(-2\.0, 2\.0\).*log: operand must be > 0"):
         (Value(-2.0) ** Value(2.0)).backward()
+
+
+@pytest.mark.parametrize("make", [lambda: Value(0.0) ** 0.5, lambda: Value(-2.0) ** Value(2.0),
+                                  lambda: Value(1e-300).log() * 1e10])
+def test_backward_steps_raise_what_backward_raises(make):
+    """The walk the pictures' page is built from fails as backward() does: DomainError naming the op."""
+    with pytest.raises(DomainError) as by_backward:
+        make().backward()
+    with pytest.raises(DomainError) as by_steps:
+        list(backward_steps(make()))
+    op = str(by_backward.value).split(":")[0]
+    assert str(by_steps.value).startswith(op) and "not a finite number" in str(by_steps.value)
+
+
+@given(expressions(max_nodes=8))
+def test_backward_steps_give_backwards_gradients_exactly(e):
+    root = e.build(*map(Value, e.inputs))
+    found = {root: 1.0}
+    order = []
+    for node, g, contributions in backward_steps(root):
+        assert g == found.get(node, 0.0) and contributions == node.contributions(g)
+        order.append(node)
+        for x, c in zip(node.parents, contributions):
+            found[x] = found.get(x, 0.0) + c
+    assert order == [v for v in reversed(root.topo()) if v.parents]
+    root.backward()
+    assert all(x.grad == g for x, g in found.items())
 
 
 # -- micrograd compatibility: the same program, both engines --

@@ -141,25 +141,25 @@ class Value:
     def __add__(self, other: Operand) -> Value:
         return _binary(rules.add, self, other if isinstance(other, Value) else _const(other))
 
-    def __radd__(self, other: Operand) -> Value:  # other + self
+    def __radd__(self, other: Number) -> Value:  # other + self
         return _binary(rules.add, _const(other), self)
 
     def __sub__(self, other: Operand) -> Value:
         return _binary(rules.subtract, self, other if isinstance(other, Value) else _const(other))
 
-    def __rsub__(self, other: Operand) -> Value:  # other - self
+    def __rsub__(self, other: Number) -> Value:  # other - self
         return _binary(rules.subtract, _const(other), self)
 
     def __mul__(self, other: Operand) -> Value:
         return _binary(rules.multiply, self, other if isinstance(other, Value) else _const(other))
 
-    def __rmul__(self, other: Operand) -> Value:  # other * self
+    def __rmul__(self, other: Number) -> Value:  # other * self
         return _binary(rules.multiply, _const(other), self)
 
     def __truediv__(self, other: Operand) -> Value:
         return _binary(rules.divide, self, other if isinstance(other, Value) else _const(other))
 
-    def __rtruediv__(self, other: Operand) -> Value:  # other / self
+    def __rtruediv__(self, other: Number) -> Value:  # other / self
         return _binary(rules.divide, _const(other), self)
 
     def __pow__(self, other: Operand) -> Value:
@@ -168,7 +168,7 @@ class Value:
             return _binary(rules.powc if other.is_constant else rules.power, self, other)
         return _binary(rules.powc, self, _const(other))
 
-    def __rpow__(self, other: Operand) -> Value:  # other ** self
+    def __rpow__(self, other: Number) -> Value:  # other ** self
         return _binary(rules.power, _const(other), self)
 
     def __neg__(self) -> Value:
@@ -207,7 +207,7 @@ class Value:
         """
         if len(weights) != len(inputs):
             raise ValueError(f"weighted_sum: {len(weights)} weights but {len(inputs)} inputs")
-        parents = (*weights, *inputs, bias)
+        parents: tuple[Any, ...] = (*weights, *inputs, bias)
         try:  # all Values, the common case: no wrapping pass
             data = rules.weighted_sum.forward(*map(_data_of, parents))
         except AttributeError:  # some are numbers

@@ -385,16 +385,19 @@ divide = define_op("/", forward=_div, vjp=lambda g, out, x, y: (g / y, -g * out 
                    latex=r"\frac{{{0}}}{{{1}}}", precedence=PRODUCT, domain=(REAL, (1.0, math.inf)))
 negate = define_op("neg", forward=operator.neg, vjp=lambda g, out, x: (-g,), symbol="−",
                    formula=f"-{{0:{PREFIX}}}", text=f"−{{0:{PREFIX}}}", latex=f"-{{0:{PREFIX}}}", precedence=PREFIX)
+exp = define_op("exp", forward=_exp, vjp=lambda g, out, x: (g * out,), latex="e^{{{0}}}",
+                array=lambda xp, x: xp.exp(x))
+log = define_op("log", forward=_log, vjp=lambda g, out, x: (g / x,), latex=r"\log",
+                domain=(POSITIVE,), array=lambda xp, x: xp.log(x))
+xlogy = define_op("xlogy", forward=_xlogy, vjp=lambda g, out, a, b: (g * log(b), g * a / b),
+                  text=f"{{0:{PRODUCT}}}·log({{1}})", latex=f"{{0:{PRODUCT}}} \\log\\left({{1}}\\right)",
+                  domain=(REAL, POSITIVE), array=lambda xp, a, b: a * xp.log(xp.where(a == 0, 1.0, b)))
 power = define_op("pow", forward=_pow, vjp=lambda g, out, x, p: (g * p * x ** (p - 1), g * xlogy(out, x)),
                   symbol="**", formula=f"{{0:{ATOM}}} ** {{1:{PREFIX}}}", text=f"{{0:{ATOM}}}^{{1:{ATOM}}}",
                   latex=f"{{0:{ATOM}}}^{{{{{{1}}}}}}", precedence=POWER, domain=(POSITIVE, (-2.0, 2.0)))
 powc = define_op("powc", forward=_pow, vjp=_powc_vjp, symbol="**", formula=f"{{0:{ATOM}}} ** {{1:{PREFIX}}}",
                  text=_power_text, latex=f"{{0:{ATOM}}}^{{{{{{1}}}}}}", precedence=POWER,
                  domain=(POSITIVE, (-1.5, 3.0)), constants=(1,))
-exp = define_op("exp", forward=_exp, vjp=lambda g, out, x: (g * out,), latex="e^{{{0}}}",
-                array=lambda xp, x: xp.exp(x))
-log = define_op("log", forward=_log, vjp=lambda g, out, x: (g / x,), latex=r"\log",
-                domain=(POSITIVE,), array=lambda xp, x: xp.log(x))
 tanh = define_op("tanh", forward=math.tanh, vjp=lambda g, out, x: (g * (1.0 - out * out),), latex=r"\tanh",
                  array=lambda xp, x: xp.tanh(x))
 sigmoid = define_op("sigmoid", forward=_sigmoid, vjp=lambda g, out, x: (g * out * (1.0 - out),), symbol="σ",
@@ -407,9 +410,6 @@ relu = define_op("relu", forward=lambda x: x if x > 0.0 else 0.0, vjp=lambda g, 
                  latex=r"\operatorname{relu}", kinks=(0.0,), array=lambda xp, x: (x > 0) * x)
 absolute = define_op("abs", forward=abs, vjp=lambda g, out, x: (g * sign(x),), text="|{0}|",
                      latex=r"\left|{0}\right|", kinks=(0.0,), array=lambda xp, x: abs(x))
-xlogy = define_op("xlogy", forward=_xlogy, vjp=lambda g, out, a, b: (g * log(b), g * a / b),
-                  text=f"{{0:{PRODUCT}}}·log({{1}})", latex=f"{{0:{PRODUCT}}} \\log\\left({{1}}\\right)",
-                  domain=(REAL, POSITIVE), array=lambda xp, a, b: a * xp.log(xp.where(a == 0, 1.0, b)))
 softplus = define_op("softplus", forward=_softplus, vjp=lambda g, out, x: (g * sigmoid(x),),
                      latex=r"\operatorname{softplus}", array=lambda xp, x: xp.logaddexp(xp.zeros_like(x), x))
 logsumexp = define_op("logsumexp", forward=_logsumexp, vjp=lambda g, out, *xs: tuple(g * exp(x - out) for x in xs),

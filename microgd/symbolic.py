@@ -147,7 +147,7 @@ def apply(op: Op, inputs: tuple) -> Expr:
     """``op`` applied to symbols and numbers, simplified; a float when every input is a number."""
     args = tuple(x if isinstance(x, Symbol) else _number(x) for x in inputs)
     if not any(isinstance(a, Symbol) for a in args):
-        return op.apply_to_numbers(*args)
+        return op.apply_to_numbers(*args)  # type: ignore[arg-type]  # every one is a float here
     simpler = _simplify(op, args)
     return simpler if simpler is not None else _make(op, args)
 

@@ -268,19 +268,17 @@ def _generate(f: Callable, out: Value, structures: list[Structure], arg_names: l
         _flatten(arg, structure, flat_args, "")
     arg_set = {id(v) for v in flat_args}
     nodes = out.topo()
-    symbol: dict[Value, Expr] = {}
-    for v, name in zip(flat_args, arg_names):
-        symbol[v] = Symbol.variable(namer(name, "a"))
+    names = {v: namer(name, "a") for v, name in zip(flat_args, arg_names)}
     captured = [v for v in nodes if not v.parents and not v.is_constant and id(v) not in arg_set]
-    for k, v in enumerate(captured):
-        symbol[v] = Symbol.variable(namer(v.label, f"p{k}"))
+    names.update((v, namer(v.label, f"p{k}")) for k, v in enumerate(captured))
+    symbol: dict[Value, Expr] = {v: Symbol.variable(name) for v, name in names.items()}
     lines: list[str] = []
     interior = [v for v in nodes if v.parents]
-    k = count()
+    numbering = count()
     for v in interior:
         expr = v._rule(*[p.data if p.is_constant else symbol[p] for p in v.parents])
         if isinstance(expr, Symbol) and not expr.is_variable:
-            name = namer(v.label, f"v{next(k)}")
+            name = namer(v.label, f"v{next(numbering)}")
             lines.append(f"{name} = {expr.formula()}")
             expr = Symbol.variable(name)
         symbol[v] = expr
@@ -306,12 +304,13 @@ def _generate(f: Callable, out: Value, structures: list[Structure], arg_names: l
             lines.append(f"{name} = {g.formula()}")
             g = Symbol.variable(name)
         results.append(g.formula() if isinstance(g, Symbol) else repr(float(g)))
-    value = symbol[out].formula() if isinstance(symbol[out], Symbol) else repr(symbol[out])
+    result = symbol[out]
+    value = result.formula() if isinstance(result, Symbol) else repr(result)
     arg_grads, captured_grads = results[:len(flat_args)], results[len(flat_args):]
     head = [f"def {namer(getattr(f, '__name__', 'f'), 'f')}("
-            f"{', '.join([*(symbol[v].formula() for v in flat_args), 'captured'])}):"]  # type: ignore[union-attr]
+            f"{', '.join([*(names[v] for v in flat_args), 'captured'])}):"]
     if captured:
-        head.append(f"    ({_tuple([symbol[v].formula() for v in captured])}) = captured")  # type: ignore[union-attr]
+        head.append(f"    ({_tuple([names[v] for v in captured])}) = captured")
     body = [f"    {line}" for line in lines]
     tail = f"    return {value}, ({_tuple(arg_grads)}), ({_tuple(captured_grads)})"
     source = "\n".join([*head, *body, tail]) + "\n"
@@ -373,8 +372,9 @@ def _raising_errors(xp: Any) -> Any:
 def array_function(op: Op, xp: Any) -> Callable[..., Any]:
     """``op`` on whole arrays of module ``xp`` (numpy or torch): its registry ``array`` form, else for
     numpy its float forward element by element."""
-    if op.array is not None:
-        return lambda *inputs: op.array(xp, *inputs)
+    array = op.array
+    if array is not None:
+        return lambda *inputs: array(xp, *inputs)
     if getattr(xp, "__name__", "") == "numpy":
         return xp.vectorize(op.forward, otypes=[float])
     raise TypeError(f"tape.batch: op {op.name!r} has no array form for {getattr(xp, '__name__', xp)}; "

@@ -17,7 +17,7 @@ arity and the intervals their inputs are drawn from all come from the op registr
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,7 +78,7 @@ def _into_text(interval: tuple[float, float], a: str) -> str:
     return f"({lo!r} + {hi - lo!r}*sigmoid({a}))"
 
 
-def _inputs(op: Op, operands: Sequence[Any], constants: Sequence[float], into: Any) -> list[Any]:
+def _inputs(op: Op, operands: Sequence[Any], constants: Iterable[Any], into: Any) -> list[Any]:
     """The op's inputs: each drawn operand mapped into its domain interval, each constant in its place."""
     inputs, drawn, fixed = [], iter(operands), iter(constants)
     for i, interval in enumerate(op.domain):

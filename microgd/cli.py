@@ -234,7 +234,7 @@ def _writable(path: str, option: str, suffixes: tuple[str, ...] = ()) -> Path:
 def _train(args: argparse.Namespace) -> int:
     """Train an MLP on a numeric CSV file."""
     from .data import MinMaxScaler, load_csv
-    from .demo import table
+    from .table import table
     from .losses import half_squared_error
     from .nn import MLP
     from .optim import SGD
@@ -301,7 +301,7 @@ def _train(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     """Predict with a saved model on a CSV file, in the data's own units when the model stores its scaling."""
     from .data import load_csv
-    from .demo import table
+    from .table import table
     from .files import write_atomic
     from .nn import MLP
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Callable, Sequence, Union
+from typing import Callable, Union
 
 from .data import MinMaxScaler, seed_table
 from .engine import gradients, no_grad
@@ -24,10 +24,11 @@ from .nn import MLP
 from .optim import SGD
 from .plot import plot_history
 from .stepper import backprop_html
+from .table import table
 from .train import fit
 from .viz import RendererNotFound, draw_graph, draw_mlp, save
 
-__all__ = ["run_seed2", "table", "SEED2_WEIGHTS", "SEED2_ETA"]
+__all__ = ["run_seed2", "SEED2_WEIGHTS", "SEED2_ETA"]
 
 SEED2_WEIGHTS = [[[-0.5, -1.0, 0.5], [-0.5, 0.5, 0.5], [1.0, 0.0, 0.5]],  # hidden: [w_1, w_2, b] per neuron
                  [[0.5, -1.0, 0.0, 0.5]]]                                 # output: [w_1, w_2, w_3, b]
@@ -87,13 +88,6 @@ def run_seed2(out: Union[str, os.PathLike] = "microgd-out", epochs: int = 2000, 
     except ModuleNotFoundError as error:
         say(f"(no loss plot: {error})")
     return written
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """Left-aligned columns two spaces apart, each line indented by two: ``print(table(header, rows))``."""
-    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
-    return "\n".join("  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
-                     for row in (header, *rows))
 
 
 def _match(printed: str | None, value: float) -> str:

@@ -19,7 +19,7 @@ import random
 from collections.abc import Sequence
 from typing import Union
 
-__all__ = ["MinMaxScaler", "seed_table", "xor", "two_moons", "load_csv"]
+__all__ = ["MinMaxScaler", "ConstantColumnError", "seed_table", "xor", "two_moons", "load_csv"]
 
 Rows = list[list[float]]
 PathLike = Union[str, "os.PathLike[str]"]
@@ -36,6 +36,14 @@ def _finite(x, where: str) -> float:
     if not math.isfinite(x):
         raise ValueError(f"{where} should be a finite number, got {x!r}")
     return x
+
+
+class ConstantColumnError(ValueError):
+    """``MinMaxScaler.fit`` met a constant column: ``column`` is its index, ``value`` its only value."""
+
+    def __init__(self, message: str, column: int, value: float):
+        super().__init__(message)
+        self.column, self.value = column, value
 
 
 class MinMaxScaler:
@@ -69,14 +77,15 @@ class MinMaxScaler:
         self.data_max_: list[float] | None = None
 
     def fit(self, data: Sequence) -> MinMaxScaler:
-        """Learn each column's minimum and maximum; returns the scaler."""
+        """Learn each column's minimum and maximum; returns the scaler. A constant column is a
+        :class:`ConstantColumnError`."""
         rows, _ = self._rows(data, "fit", width=None)
         columns = list(zip(*rows))
         lows, highs = [min(c) for c in columns], [max(c) for c in columns]
         for j, (low, high) in enumerate(zip(lows, highs)):
             if low == high:
-                raise ValueError(f"MinMaxScaler.fit: column {j} is constant (every value is {low!r}); "
-                                 "min-max scaling would divide by zero")
+                raise ConstantColumnError(f"MinMaxScaler.fit: column {j} is constant (every value is {low!r}); "
+                                          "min-max scaling would divide by zero", j, low)
         self.data_min_, self.data_max_ = lows, highs
         return self
 

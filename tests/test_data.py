@@ -9,7 +9,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import microgd.data
-from microgd.data import MinMaxScaler, load_csv, seed_table, two_moons, xor
+from microgd.data import ConstantColumnError, MinMaxScaler, load_csv, seed_table, two_moons, xor
 
 
 def rounded(rows):
@@ -77,6 +77,15 @@ def test_transform_uses_the_fitted_range():
 def test_scaler_errors(data, message):
     with pytest.raises(ValueError, match=message):
         MinMaxScaler().fit(data)
+
+
+def test_a_constant_column_says_which_and_its_value():
+    with pytest.raises(ConstantColumnError) as caught:
+        MinMaxScaler().fit([[1.0, 5.0, 0.0], [2.0, 5.0, 0.0]])
+    assert (caught.value.column, caught.value.value) == (1, 5.0)  # the first constant column
+    with pytest.raises(ConstantColumnError) as caught:
+        MinMaxScaler().fit([-2.5, -2.5])
+    assert (caught.value.column, caught.value.value) == (0, -2.5)
 
 
 def test_scaler_must_be_fitted_and_fed_matching_rows():

@@ -263,12 +263,12 @@ def check_formula(f: Callable[..., Value], formula: Callable[..., float], wrt: s
         >>> import math
         >>> def error(w, x, t):
         ...     return ((w * x).sigmoid() - t) ** 2
-        >>> def seed(w, x, t):  # the first seed's chain rule: sigmoid' taken at `predicted`
+        >>> def tutorial1(w, x, t):  # tutorial 1's chain rule: sigmoid' taken at `predicted`
         ...     p = 1 / (1 + math.exp(-w * x))
         ...     s = 1 / (1 + math.exp(-p))
         ...     return 2 * (p - t) * s * (1 - s) * x
         >>> try:
-        ...     check_formula(error, seed)
+        ...     check_formula(error, tutorial1)
         ... except FormulaMismatch as mismatch:
         ...     print(mismatch)
         check_formula: formula for d error/d w disagrees with the engine at this point (shrunk by hypothesis):

@@ -1,7 +1,7 @@
-"""Data: min-max scaling, the built-in datasets (the second seed's table, XOR, two moons) and CSV loading.
+"""Data: min-max scaling, the built-in datasets (tutorial 2's table, XOR, two moons) and CSV loading.
 
-    >>> from microgd.data import MinMaxScaler, seed_table
-    >>> X, y = seed_table()
+    >>> from microgd.data import MinMaxScaler, tutorial2_table
+    >>> X, y = tutorial2_table()
     >>> X[2], y[2]
     ([65.0, 67.0], 80.0)
     >>> [[round(v, 4) for v in row] for row in MinMaxScaler().fit_transform(X)]
@@ -19,7 +19,7 @@ import random
 from collections.abc import Sequence
 from typing import Union
 
-__all__ = ["MinMaxScaler", "ConstantColumnError", "seed_table", "xor", "two_moons", "load_csv"]
+__all__ = ["MinMaxScaler", "ConstantColumnError", "tutorial2_table", "xor", "two_moons", "load_csv"]
 
 Rows = list[list[float]]
 PathLike = Union[str, "os.PathLike[str]"]
@@ -49,7 +49,7 @@ class ConstantColumnError(ValueError):
 class MinMaxScaler:
     """Scale each column linearly so that its minimum maps to ``lo`` and its maximum to ``hi``.
 
-    ``x' = lo + (x - min) / (max - min) * (hi - lo)``: the seed's ``(x - min) / (max - min)`` for
+    ``x' = lo + (x - min) / (max - min) * (hi - lo)``: tutorial 2's ``(x - min) / (max - min)`` for
     [0, 1] and that ``* 2 - 1`` for [-1, 1]. Takes a list of rows, or a flat list for one column
     (then gives back a flat list). A constant column or a ragged row is an error.
 
@@ -171,13 +171,13 @@ def _numbers(values, key: str, length: int | None) -> list[float]:
     return [_finite(x, f"{key}[{j}]") for j, x in enumerate(values)]
 
 
-def seed_table() -> tuple[Rows, list[float]]:
-    """The second seed's training table (inputs I0, I1 and target Z0), as used for its normalisation.
+def tutorial2_table() -> tuple[Rows, list[float]]:
+    """Tutorial 2's training table (inputs I0, I1 and target Z0), as used for its normalisation.
 
-    The seed lists another table first (70, 100, 90 / 50, 85, 80 / 65, 70, 80 / 30, 95, 70) but
+    The tutorial lists another table first (70, 100, 90 / 50, 85, 80 / 65, 70, 80 / 30, 95, 70) but
     normalises and trains on this one.
 
-        >>> seed_table()
+        >>> tutorial2_table()
         ([[70.0, 98.0], [50.0, 85.0], [65.0, 67.0], [25.0, 95.0]], [91.0, 82.0, 80.0, 68.0])
     """
     return [[70.0, 98.0], [50.0, 85.0], [65.0, 67.0], [25.0, 95.0]], [91.0, 82.0, 80.0, 68.0]

@@ -1,74 +1,180 @@
-"""microgd beside micrograd 0.1.0 and PyTorch (0-d float64 tensors), side by side in one process.
+"""microgd beside hand-written Python floats, micrograd 0.1.0 and PyTorch (0-d float64 tensors), in one process.
 
-    pip install -e ".[bench]"          # micrograd 0.1.0; PyTorch is used when installed
-    python benchmarks/bench_engine.py  # --repeat 9 for tighter medians
+    pip install -e ".[bench]"          # micrograd 0.1.0 and numpy; PyTorch is used when installed
+    python benchmarks/bench_engine.py --repeat 9 [--baseline PATH_TO_ANOTHER_CHECKOUT]
+
+Rows (each a median over ``--repeat`` runs; the engines of a row take turns run by run, so a drift in the
+machine's speed reaches them alike; garbage collector on unless the row says off):
 
 (a) one training step of a 2-16-16-1 tanh MLP (linear output) on 64 points: forward, mean squared
-    error, backward, SGD update; (b) backward of a 100,000-node chain; (c) bytes per graph node
-    (tracemalloc, a chain of mul/add/tanh) and bytes of the whole step-(a) graph.
-Times are medians over repetitions with Python's defaults (garbage collector on). Ratios are against
-micrograd: for times how many times faster, for bytes the fraction of micrograd's.
+    error, backward, SGD update. Columns: hand-written floats (the baseline of the row), microgd's
+    ``nn.MLP`` on the eager engine, the same step as a tape (``trace`` once, then one call a step),
+    the numpy-batched tape, micrograd 0.1.0, PyTorch 0-d tensors;
+(b) the same step with micrograd's own ``nn`` code on each engine's Value (2n scalar nodes a neuron),
+    garbage collector off: the per-op cost of the engines (baseline: micrograd);
+(c) per-sample time of the forward and backward of the step's loss at 10,000 samples: hand-written
+    floats against the numpy-batched tape;
+(d) backward of a 100,000-node chain; (e) bytes per graph node (tracemalloc, a mul/add/tanh chain).
+
 micrograd 0.1.0 has no tanh: we add one in micrograd's own closure style, as its lecture does.
+``--baseline`` adds a column for the microgd found at that path (e.g. a checkout of an earlier commit).
 """
+
+from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import math
 import random
 import statistics
 import sys
 import time
 import tracemalloc
+from collections.abc import Callable
 
-from microgd import Value
-from microgd.nn import MLP
-
-POINTS, SIZES, CHAIN = 64, [2, 16, 16, 1], 100_000
+POINTS, SIZES, CHAIN, LARGE = 64, [2, 16, 16, 1], 100_000, 10_000
+LR = 0.05
 
 
-def dataset(seed=0):
+def dataset(n: int = POINTS, seed: int = 0) -> tuple[list[list[float]], list[float]]:
     rng = random.Random(seed)
-    xs = [[rng.uniform(-1, 1), rng.uniform(-1, 1)] for _ in range(POINTS)]
+    xs = [[rng.uniform(-1, 1), rng.uniform(-1, 1)] for _ in range(n)]
     return xs, [1.0 if x0 * x1 > 0 else -1.0 for x0, x1 in xs]
 
 
-class Engine:
-    """One engine's way to build an MLP, a leaf and a loss, so every benchmark runs the same code."""
+def initial_weights(seed: int = 1) -> list[list[list[float]]]:
+    """Per layer, per neuron, [w_1, ..., w_n, b]: the same start for every engine."""
+    rng = random.Random(seed)
+    return [[[rng.uniform(-1, 1) for _ in range(nin)] + [0.0] for _ in range(nout)] for nin, nout in zip(SIZES, SIZES[1:])]
 
-    name = "?"
 
-    def step(self, model, xs, ys, lr=0.05):
-        loss = sum((model(x) - y) ** 2 for x, y in zip(xs, ys)) * (1.0 / len(xs))
-        self.zero_grad(model)
+# -- the engines of row (a) ------------------------------------------------------------------------------------
+
+class HandWritten:
+    """The step as plain Python floats, written the way a person would: loops over layers and neurons."""
+
+    name = "hand-written floats"
+
+    def __init__(self, xs, ys):
+        self.W, self.xs, self.ys = initial_weights(), xs, ys
+
+    def step(self) -> float:
+        W, n = self.W, len(self.xs)
+        grads = [[[0.0] * len(neuron) for neuron in layer] for layer in W]
+        total = 0.0
+        for x, y in zip(self.xs, self.ys):
+            activations = [x]
+            for li, layer in enumerate(W):
+                a, out = activations[-1], []
+                for neuron in layer:
+                    s = neuron[-1]
+                    for w, v in zip(neuron, a):
+                        s += w * v
+                    out.append(math.tanh(s) if li < len(W) - 1 else s)
+                activations.append(out)
+            prediction = activations[-1][0]
+            total += (prediction - y) ** 2
+            delta = [2.0 * (prediction - y) / n]  # dL/ds of the output neuron
+            for li in range(len(W) - 1, -1, -1):
+                a, back = activations[li], [0.0] * len(activations[li])
+                for neuron, g, d in zip(W[li], grads[li], delta):
+                    for k, v in enumerate(a):
+                        g[k] += d * v
+                        back[k] += d * neuron[k]
+                    g[-1] += d
+                delta = [b * (1.0 - t * t) for b, t in zip(back, a)]  # through the tanh of the layer below
+        for layer, layer_grads in zip(W, grads):
+            for neuron, g in zip(layer, layer_grads):
+                for k in range(len(neuron)):
+                    neuron[k] -= LR * g[k]
+        return total / n
+
+
+def load_microgd(path: str | None):
+    """microgd from ``path`` (a checkout) under another module name, or the installed one."""
+    if path is None:
+        import microgd
+
+        return microgd
+    spec = importlib.util.spec_from_file_location(
+        "microgd_baseline", f"{path}/microgd/__init__.py", submodule_search_locations=[f"{path}/microgd"])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["microgd_baseline"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class Eager:
+    """microgd's nn.MLP on the eager engine."""
+
+    def __init__(self, xs, ys, package=None, name="microgd eager"):
+        package = package or load_microgd(None)
+        nn = importlib.import_module(f"{package.__name__}.nn")
+        self.name = name
+        self.model = nn.MLP(SIZES[0], SIZES[1:], activations=["tanh", "tanh", "linear"], weights=initial_weights())
+        self.params, self.xs, self.ys = self.model.parameters(), xs, ys
+
+    def loss(self):
+        return sum((self.model(x) - y) ** 2 for x, y in zip(self.xs, self.ys)) * (1.0 / len(self.xs))
+
+    def step(self) -> float:
+        loss = self.loss()
+        for p in self.params:
+            p.grad = 0.0
         loss.backward()
-        self.update(model, lr)
+        for p in self.params:
+            p.data -= LR * p.grad
+        return loss.data
+
+
+class Tape(Eager):
+    """The same step traced once; each step is one call of the tape and the SGD update."""
+
+    def __init__(self, xs, ys):
+        super().__init__(xs, ys, name="microgd tape")
+        from microgd.tape import trace
+
+        self.tape = trace(lambda xs, ys: sum((self.model(x) - y) ** 2 for x, y in zip(xs, ys)) * (1.0 / len(xs)),
+                          xs, ys)
+
+    def step(self) -> float:
+        for p in self.params:
+            p.grad = 0.0
+        loss = self.tape(self.xs, self.ys)
+        for p in self.params:
+            p.data -= LR * p.grad
         return loss
 
-    def zero_grad(self, model):
-        model.zero_grad()
 
-    def update(self, model, lr):
-        for p in model.parameters():
-            p.data -= lr * p.grad
+class Batched(Eager):
+    """A per-sample loss traced once, replayed on the whole batch with numpy."""
+
+    def __init__(self, xs, ys):
+        super().__init__(xs, ys, name="microgd numpy batch")
+        import numpy
+        from microgd.tape import trace
+
+        scale = 1.0 / len(xs)
+        self.tape = trace(lambda x, y: (self.model(x) - y) ** 2 * scale, xs[0], ys[0])
+        self.X, self.Y = numpy.array(xs), numpy.array(ys)
+
+    def step(self) -> float:
+        for p in self.params:
+            p.grad = 0.0
+        loss = float(self.tape.batch(self.X, self.Y).sum())
+        for p in self.params:
+            p.data -= LR * p.grad
+        return loss
 
 
-class Microgd(Engine):
-    name = "microgd"
+def micrograd_modules():
+    """micrograd 0.1.0's Value (with a tanh in its own closure style) and nn."""
+    import micrograd.nn as mnn
+    from micrograd.engine import Value as MValue
 
-    def leaf(self, x):
-        return Value(x)
-
-    def mlp(self, rng):
-        return MLP(SIZES[0], SIZES[1:], activations=["tanh", "tanh", "linear"], rng=rng)
-
-class Micrograd(Engine):
-    name = "micrograd 0.1.0"
-
-    def __init__(self):
-        from micrograd import nn
-        from micrograd.engine import Value as MValue
-
-        def tanh(self):  # micrograd's closure style
+    if not hasattr(MValue, "tanh"):
+        def tanh(self):
             t = math.tanh(self.data)
             out = MValue(t, (self,), "tanh")
 
@@ -79,209 +185,216 @@ class Micrograd(Engine):
             return out
 
         MValue.tanh = tanh
+    return MValue, mnn
 
-        class TanhNeuron(nn.Neuron):
-            def __call__(self, x):
-                act = sum((wi * xi for wi, xi in zip(self.w, x)), self.b)
-                return act.tanh() if self.nonlin else act
 
-        self.value, self.nn, self.neuron = MValue, nn, TanhNeuron
+def karpathy_mlp(Value, mnn):
+    """micrograd's own nn.MLP, its Values made by ``Value``, with tanh neurons and our initial weights."""
 
-    def leaf(self, x):
-        return self.value(x)
+    class TanhNeuron(mnn.Neuron):
+        def __call__(self, x):
+            act = sum((wi * xi for wi, xi in zip(self.w, x)), self.b)
+            return act.tanh() if self.nonlin else act
 
-    def mlp(self, rng):
-        state = random.getstate()
-        random.seed(rng.random())  # micrograd draws from the global generator
-        model = self.nn.MLP(SIZES[0], SIZES[1:])
-        random.setstate(state)
-        for layer in model.layers:
-            for neuron in layer.neurons:
-                neuron.__class__ = self.neuron  # the same neuron, with tanh for its nonlinearity
-        return model
+    original = mnn.Value
+    mnn.Value = Value  # micrograd's nn makes its Values through this name
+    try:
+        model = mnn.MLP(SIZES[0], SIZES[1:])
+    finally:
+        mnn.Value = original
+    for layer, layer_weights in zip(model.layers, initial_weights()):
+        for neuron, row in zip(layer.neurons, layer_weights):
+            neuron.__class__ = TanhNeuron
+            for w, x in zip(neuron.w, row):
+                w.data = x
+            neuron.b.data = row[-1]
+    return model
 
-class Torch(Engine):
-    def __init__(self):
+
+class KarpathyNN(Eager):
+    """micrograd's nn code (scalar + and * nodes) on a given Value class."""
+
+    def __init__(self, xs, ys, Value, name):
+        _, mnn = micrograd_modules()
+        self.name, self.xs, self.ys = name, xs, ys
+        self.model = karpathy_mlp(Value, mnn)
+        self.params = self.model.parameters()
+
+
+class Torch(Eager):
+    """micrograd's MLP written with 0-d float64 tensors: one scalar op per graph node."""
+
+    def __init__(self, xs, ys):
         import torch
 
-        self.torch = torch
+        self.torch, self.xs, self.ys = torch, xs, ys
         self.name = f"torch {torch.__version__.split('+')[0]} (0-d)"
+        leaf = lambda x: torch.tensor(x, dtype=torch.float64, requires_grad=True)  # noqa: E731
+        self.layers = [[([leaf(w) for w in row[:-1]], leaf(row[-1])) for row in layer] for layer in initial_weights()]
+        self.params = [p for layer in self.layers for w, b in layer for p in (*w, b)]
 
-    def leaf(self, x):
-        return self.torch.tensor(x, dtype=self.torch.float64, requires_grad=True)
-
-    def mlp(self, rng):
-        layers = []
-        for i, (nin, nout) in enumerate(zip(SIZES, SIZES[1:])):
-            neurons = [([self.leaf(rng.uniform(-1, 1)) for _ in range(nin)], self.leaf(0.0)) for _ in range(nout)]
-            layers.append((neurons, i < len(SIZES) - 2))
-        return TorchMLP(layers)
-
-    def zero_grad(self, model):
-        for p in model.parameters():
-            p.grad = None
-
-    def update(self, model, lr):
-        with self.torch.no_grad():
-            for p in model.parameters():
-                p -= lr * p.grad
-
-
-class TorchMLP:
-    """micrograd's MLP, written with 0-d tensors: one scalar op per graph node."""
-
-    def __init__(self, layers):
-        self.layers = layers
-
-    def __call__(self, x):
-        for neurons, nonlinear in self.layers:
-            outs = []
-            for w, b in neurons:
-                act = sum((wi * xi for wi, xi in zip(w, x)), b)
-                outs.append(act.tanh() if nonlinear else act)
-            x = outs
+    def forward(self, x):
+        for i, layer in enumerate(self.layers):
+            outs = [sum((wi * xi for wi, xi in zip(w, x)), b) for w, b in layer]
+            x = [o.tanh() for o in outs] if i < len(self.layers) - 1 else outs
         return x[0]
 
-    def parameters(self):
-        return [p for neurons, _ in self.layers for w, b in neurons for p in (*w, b)]
+    def step(self) -> float:
+        loss = sum((self.forward(x) - y) ** 2 for x, y in zip(self.xs, self.ys)) * (1.0 / len(self.xs))
+        for p in self.params:
+            p.grad = None
+        loss.backward()
+        with self.torch.no_grad():
+            for p in self.params:
+                p -= LR * p.grad
+        return loss.item()
 
 
-def median_seconds(run, repeat):
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
+# -- measuring ----------------------------------------------------------------------------------------------------
+
+def interleaved_medians(runs: dict[str, Callable[[], object]], repeat: int, collect: bool = True) -> dict[str, float]:
+    """Median seconds of each run, the runs taking turns (A B C A B C ...) after one warm-up each. Each run
+    starts after a full collection, so no engine pays for the garbage another one left behind."""
+    for run in runs.values():
         run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def bench_step(engine, repeat):
-    xs, ys = dataset()
-    model = engine.mlp(random.Random(1))
-    engine.step(model, xs, ys)  # warm-up
-    return median_seconds(lambda: engine.step(model, xs, ys), repeat)
-
-
-def bench_step_without_gc(engine, repeat):
-    """(a) again with the cyclic garbage collector off: what is left when reference cycles cost nothing."""
-    gc.disable()
+    times: dict[str, list[float]] = {name: [] for name in runs}
     try:
-        return bench_step(engine, repeat)
+        for _ in range(repeat):
+            for name, run in runs.items():
+                gc.collect()
+                if not collect:
+                    gc.disable()
+                start = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - start)
+                gc.enable()
     finally:
         gc.enable()
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
-def bench_chain(engine, repeat):
-    def build():
-        x = engine.leaf(1.0)
-        y = x
-        for _ in range(CHAIN):
-            y = y + x
-        return y
-
-    def backward():
-        y = build()
-        start = time.perf_counter()
-        y.backward()
-        return time.perf_counter() - start
-
+def optional(make: Callable[[], object], what: str) -> list:
     try:
-        return statistics.median(backward() for _ in range(repeat))
-    except RecursionError:
-        return "RecursionError"
+        return [make()]
+    except ImportError as missing:
+        print(f"({what} not installed: {missing.name}; its column is left out)", file=sys.stderr)
+        return []
 
 
-def traced_bytes(build):
-    gc.collect()
-    tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
-    kept = build()
-    used = tracemalloc.get_traced_memory()[0] - before
-    tracemalloc.stop()
-    del kept
-    return used
-
-
-def bench_node_bytes(engine):
-    steps = 10_000  # three nodes a step: mul, add, tanh
-
-    def build():
-        x = engine.leaf(0.5)
-        y = x
-        for _ in range(steps):
-            y = (y * x + x).tanh()
-        return y
-
-    return traced_bytes(build) / (3 * steps)
-
-
-def bench_graph_bytes(engine):
+def row_a(repeat: int, baseline: str | None, collect: bool) -> dict[str, float]:
     xs, ys = dataset()
-    model = engine.mlp(random.Random(1))
-    return traced_bytes(lambda: sum((model(x) - y) ** 2 for x, y in zip(xs, ys)))
+    engines = [HandWritten(xs, ys), Eager(xs, ys), Tape(xs, ys), *optional(lambda: Batched(xs, ys), "numpy")]
+    if baseline is not None:
+        engines.append(Eager(xs, ys, load_microgd(baseline), name="microgd baseline"))
+    engines += optional(lambda: KarpathyNN(xs, ys, micrograd_modules()[0], "micrograd 0.1.0"), "micrograd")
+    engines += optional(lambda: Torch(xs, ys), "torch")
+    return interleaved_medians({e.name: e.step for e in engines}, repeat, collect)
 
 
-def available_engines():
-    engines = [Microgd()]
-    for make in (Micrograd, Torch):
+def row_b(repeat: int, baseline: str | None) -> dict[str, float]:
+    from microgd import Value
+
+    xs, ys = dataset()
+    engines = [KarpathyNN(xs, ys, Value, "microgd eager")]
+    if baseline is not None:
+        engines.append(KarpathyNN(xs, ys, load_microgd(baseline).Value, "microgd baseline"))
+    engines += optional(lambda: KarpathyNN(xs, ys, micrograd_modules()[0], "micrograd 0.1.0"), "micrograd")
+    return interleaved_medians({e.name: e.step for e in engines}, repeat, collect=False)
+
+
+def row_c(repeat: int) -> dict[str, float]:
+    """Per-sample seconds at LARGE samples (one pass of forward and backward of the loss, no update)."""
+    xs, ys = dataset(LARGE)
+    hand, batched = HandWritten(xs, ys), Batched(xs[:POINTS], ys[:POINTS])
+    import numpy
+
+    X, Y = numpy.array(xs), numpy.array(ys)
+    runs = {hand.name: lambda: hand.step(), batched.name: lambda: batched.tape.batch(X, Y)}
+    return {name: t / LARGE for name, t in interleaved_medians(runs, max(3, repeat // 3)).items()}
+
+
+def row_d(repeat: int) -> dict[str, float | str]:
+    from microgd import Value
+
+    engines: dict[str, object] = {"microgd eager": Value}
+    for make, what in ((lambda: micrograd_modules()[0], "micrograd"),):
+        engines.update({"micrograd 0.1.0": cls for cls in optional(make, what)})
+    figures: dict[str, float | str] = {}
+    for name, V in engines.items():
+        def backward(V=V) -> float:
+            x = V(1.0)
+            y = x
+            for _ in range(CHAIN):
+                y = y + x
+            start = time.perf_counter()
+            y.backward()
+            return time.perf_counter() - start
         try:
-            engines.append(make())
-        except ImportError as missing:
-            print(f"({make.__name__} not installed: {missing.name}; its column is left out)", file=sys.stderr)
-    return engines
+            figures[name] = statistics.median(backward() for _ in range(repeat))
+        except RecursionError:
+            figures[name] = "RecursionError"
+    return figures
 
 
-def speedup(baseline, figure):
-    """How many times faster (or slower) than micrograd."""
-    return f" ({baseline / figure:.1f}x faster)" if figure <= baseline else f" ({figure / baseline:.1f}x slower)"
+def row_e() -> dict[str, float]:
+    from microgd import Value
+
+    engines = {"microgd eager": Value}
+    engines.update({"micrograd 0.1.0": cls for cls in optional(lambda: micrograd_modules()[0], "micrograd")})
+    figures = {}
+    for name, V in engines.items():
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        x = V(0.5)
+        y = x
+        for _ in range(10_000):
+            y = (y * x + x).tanh()
+        figures[name] = (tracemalloc.get_traced_memory()[0] - before) / 30_000
+        tracemalloc.stop()
+        del x, y
+    return figures
 
 
-def fraction(baseline, figure):
-    """this engine's bytes over micrograd's: below 1 is smaller."""
-    return f" ({figure / baseline:.2f}x)"
+def ratio(figure: float, baseline: float | None) -> str:
+    if baseline is None or baseline == figure:
+        return " (baseline)" if baseline == figure else ""
+    return f" ({baseline / figure:.2f}x faster)" if figure < baseline else f" ({figure / baseline:.2f}x slower)"
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7, help="repetitions per figure (median reported)")
+    parser.add_argument("--baseline", metavar="PATH", help="a checkout of another microgd to add as a column")
     args = parser.parse_args(argv)
-    engines = available_engines()
-    torch = next((e for e in engines if isinstance(e, Torch)), None)
-    if torch is not None:
-        torch.torch.set_num_threads(1)
+    try:
+        import torch
 
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
     rows = [
-        ("(a) MLP step 2-16-16-1, 64 points", lambda e: bench_step(e, args.repeat), 1e3, "ms", speedup),
-        ("(a) the same, garbage collector off", lambda e: bench_step_without_gc(e, args.repeat), 1e3, "ms", speedup),
-        (f"(b) backward, {CHAIN:,}-node chain", lambda e: bench_chain(e, args.repeat), 1e3, "ms", speedup),
-        ("(c) bytes per graph node", bench_node_bytes, 1, "B", fraction),
-        ("(c) bytes of the step-(a) graph", bench_graph_bytes, 1e-6, "MB", fraction),
+        ("(a) MLP step 2-16-16-1, 64 points", row_a(args.repeat, args.baseline, True), "hand-written floats", 1e3, "ms"),
+        ("(a) the same, garbage collector off", row_a(args.repeat, args.baseline, False), "hand-written floats",
+         1e3, "ms"),
+        ("(b) micrograd's nn on each Value, GC off", row_b(args.repeat, args.baseline), "micrograd 0.1.0", 1e3, "ms"),
+        (f"(c) per sample at {LARGE:,} samples", row_c(args.repeat), "hand-written floats", 1e6, "µs"),
+        (f"(d) backward, {CHAIN:,}-node chain", row_d(args.repeat), "micrograd 0.1.0", 1e3, "ms"),
+        ("(e) bytes per graph node", row_e(), "micrograd 0.1.0", 1, "B"),
     ]
-    header = ["benchmark", *(e.name for e in engines)]
-    table = []
-    for title, measure, scale, unit, compare in rows:
-        figures = {}
-        for engine in engines:
-            untraced = isinstance(engine, Torch) and unit in ("B", "MB")
-            figures[engine.name] = "n/a (C++ memory)" if untraced else measure(engine)
-        baseline = figures.get(Micrograd.name)
-        cells = []
-        for engine in engines:
-            value = figures[engine.name]
-            if isinstance(value, str):
-                cells.append(value)
-                continue
-            text = f"{value * scale:,.1f} {unit}"
-            if engine.name == Micrograd.name:
-                text += " (baseline)"
-            elif isinstance(baseline, (int, float)):
-                text += compare(baseline, value)
-            cells.append(text)
-        table.append([title, *cells])
-    widths = [max(len(row[i]) for row in [header, *table]) for i in range(len(header))]
-    for row in [header, ["-" * w for w in widths], *table]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
-    print(f"\nmedians of {args.repeat} runs, garbage collector on unless said; ratios against micrograd 0.1.0")
+    for title, figures, base, scale, unit in rows:
+        print(title)
+        reference = figures.get(base)
+        reference = reference if isinstance(reference, float) else None
+        for name, figure in figures.items():
+            if isinstance(figure, str):
+                print(f"    {name:24} {figure}")
+            elif unit == "B":
+                share = f" ({figure / reference:.2f}x)" if reference and name != base else ""
+                print(f"    {name:24} {figure:,.1f} {unit}{share}")
+            else:
+                print(f"    {name:24} {figure * scale:,.2f} {unit}{ratio(figure, reference)}")
+    print(f"\nmedians of {args.repeat} runs taking turns; ratios against the first name in each row's baseline")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ _stamps = itertools.count()  # creation order: every node is newer than its pare
 _CONSTANT = object()  # the _rule of a Python number taking part in an op (a leaf never differentiated)
 _stamp_of = attrgetter("_stamp")
 _grad_of = attrgetter("grad")
+_data_of = attrgetter("data")
+_new = object.__new__
 
 
 class RuleError(TypeError):
@@ -205,8 +207,13 @@ class Value:
         """
         if len(weights) != len(inputs):
             raise ValueError(f"weighted_sum: {len(weights)} weights but {len(inputs)} inputs")
-        return _apply(rules.weighted_sum, *[v if isinstance(v, Value) else _const(v)
-                                            for v in (*weights, *inputs, bias)])
+        parents = (*weights, *inputs, bias)
+        try:  # all Values, the common case: no wrapping pass
+            data = rules.weighted_sum.forward(*map(_data_of, parents))
+        except AttributeError:  # some are numbers
+            parents = tuple(v if isinstance(v, Value) else _const(v) for v in parents)
+            data = rules.weighted_sum.forward(*map(_data_of, parents))
+        return _node(rules.weighted_sum, data, parents)
 
     @classmethod
     def _microgd_apply_op(cls, op: Op, inputs: tuple) -> Value:
@@ -236,8 +243,9 @@ class Value:
         call ``zero_grad`` between steps); interior nodes hold the latest call's gradient.
         A gradient that is not a finite number raises :class:`DomainError` naming the op.
         """
-        order, leaves = _interior_order(self)
+        order = _interior_order(self)
         self.grad += 1.0
+        total = 0.0  # of every contribution: not finite if any one is not (checked once, at the end)
         node = self
         try:
             for node in order:
@@ -247,17 +255,22 @@ class Value:
                     da, db = node._rule.vjp(node.grad, node.data, a.data, b.data)
                     a.grad += da
                     b.grad += db
+                    total += da + db
                 elif len(parents) == 1:
                     (da,) = node._rule.vjp(node.grad, node.data, parents[0].data)
                     parents[0].grad += da
+                    total += da
                 else:
-                    for parent, c in zip(parents, node._rule.vjp(node.grad, node.data, *[p.data for p in parents]),
-                                         strict=True):
+                    contribution = node._rule.vjp(node.grad, node.data, *map(_data_of, parents))
+                    if len(contribution) != len(parents):
+                        raise _wrong_length(node, contribution)
+                    for parent, c in zip(parents, contribution):
                         parent.grad += c
+                    total += sum(contribution)
         except Exception as error:
             _raise_rule_failure(node, error, node.grad)
-        if not isfinite(sum(map(_grad_of, order)) + sum(map(_grad_of, leaves))):
-            _raise_non_finite_gradient(order, leaves)
+        if not isfinite(total + sum(map(_grad_of, order))):
+            _raise_non_finite_gradient(self, order)
 
 
 def _const(number: Number) -> Value:
@@ -271,7 +284,7 @@ def _node(op: Op, data: float, parents: tuple[Value, ...]) -> Value:
     """The node for ``op`` applied to ``parents`` (a plain leaf inside ``no_grad()``)."""
     if not isfinite(data):
         raise non_finite(op.name, data, parents)
-    node = Value.__new__(Value)
+    node = _new(Value)
     node.data, node.grad, node.label, node._stamp = data, 0.0, "", next(_stamps)
     if _recording.get():
         node._parents, node._rule = parents, op
@@ -281,7 +294,17 @@ def _node(op: Op, data: float, parents: tuple[Value, ...]) -> Value:
 
 
 def _binary(op: Op, a: Value, b: Value) -> Value:
-    return _node(op, op.forward(a.data, b.data), (a, b))
+    """``_node(op, op.forward(a.data, b.data), (a, b))``, written out: this is the hot path of every graph."""
+    data = op.forward(a.data, b.data)
+    if not isfinite(data):
+        raise non_finite(op.name, data, (a, b))
+    node = _new(Value)
+    node.data, node.grad, node.label, node._stamp = data, 0.0, "", next(_stamps)
+    if _recording.get():
+        node._parents, node._rule = (a, b), op
+    else:
+        node._parents, node._rule = (), None
+    return node
 
 
 def _unary(op: Op, a: Value) -> Value:
@@ -291,7 +314,7 @@ def _unary(op: Op, a: Value) -> Value:
 def _apply(op: Op, *parents: Value) -> Value:
     if op.arity is not None and len(parents) != op.arity:
         raise TypeError(f"{op.name} takes {op.arity} input(s), got {len(parents)}")
-    return _node(op, op.forward(*[p.data for p in parents]), parents)
+    return _node(op, op.forward(*map(_data_of, parents)), parents)
 
 
 def _reachable(root: Value) -> set[Value]:
@@ -306,32 +329,32 @@ def _reachable(root: Value) -> set[Value]:
     return seen
 
 
-def _interior_order(root: Value) -> tuple[list[Value], list[Value]]:
+def _interior_order(root: Value) -> list[Value]:
     """The nodes with parents reachable from ``root``, newest first (a valid backward order, since every
-    node is newer than its parents), their grads set to 0; and the leaves met on the way (with repeats)."""
+    node is newer than its parents), their grads set to 0."""
     if not root._parents:
-        return [], [root]
+        return []
     root.grad = 0.0
-    order, leaves = [root], []
+    order = [root]
     seen = {root}
     stack = [root]
     while stack:
         for parent in stack.pop()._parents:
-            if not parent._parents:
-                leaves.append(parent)
-            elif parent not in seen:
+            if parent._parents and parent not in seen:
                 seen.add(parent)
                 parent.grad = 0.0
                 order.append(parent)
                 stack.append(parent)
     order.sort(key=_stamp_of, reverse=True)
-    return order, leaves
+    return order
 
 
 def backward_steps(root: Value, upstream: float = 1.0) -> Iterator[tuple[Value, float, tuple[float, ...]]]:
     """The backward pass of ``root`` as data, without touching any ``.grad``: for each node with parents,
     in the order ``backward()`` uses, ``(node, its final gradient, its contributions to its parents)``,
-    from the same rule calls. The pictures' step-through page is built from this.
+    from the same rule calls. The pictures' step-through page is built from this. A rule that fails, or
+    a gradient that is not a finite number, raises what ``backward()`` raises (:class:`DomainError`
+    naming the op, :class:`RuleError`).
 
         >>> x = Value(3.0); y = x * x
         >>> [(node.op, g, c) for node, g, c in backward_steps(y)]
@@ -341,9 +364,15 @@ def backward_steps(root: Value, upstream: float = 1.0) -> Iterator[tuple[Value, 
     grads = {root: upstream}
     for node in order:
         g = grads.get(node, 0.0)
-        contribution = node.contributions(g)
-        for parent, c in zip(node._parents, contribution):
+        try:
+            contribution = node.contributions(g)
+        except Exception as error:
+            _raise_rule_failure(node, error, g)
+        for k, (parent, c) in enumerate(zip(node._parents, contribution)):
             grads[parent] = grads.get(parent, 0.0) + c
+            if not isfinite(grads[parent]):
+                raise DomainError(f"backward of {_describe(node)}: its contribution to input {k + 1} is {c!r} "
+                                  f"and makes that input's gradient {grads[parent]!r}, not a finite number")
         yield node, g, contribution
 
 
@@ -363,20 +392,24 @@ def _raise_rule_failure(node: Value, error: Exception, upstream: float) -> None:
         returned = node._rule.vjp(upstream, node.data, *[p.data for p in node._parents])
     except Exception:
         returned = None
-    n = len(node._parents)
-    if returned is not None and not isinstance(returned, (tuple, list)):
-        raise RuleError(f"the vjp rule of op {node.op!r} returned a {type(returned).__name__}, not a tuple of "
-                        f"{n} entries (one contribution per input)") from error
-    if returned is not None and len(returned) != n:
-        raise RuleError(f"the vjp rule of op {node.op!r} returned {len(returned)} entries for {n} "
-                        f"inputs (one contribution per input, in order)") from error
+    if returned is not None and (not isinstance(returned, (tuple, list)) or len(returned) != len(node._parents)):
+        raise _wrong_length(node, returned) from error
     if isinstance(error, ArithmeticError):  # DomainError, ZeroDivisionError, OverflowError in the rule's arithmetic
         raise DomainError(f"backward of {_describe(node)}: the derivative is not a finite number "
                           f"({error})") from error
     raise error
 
 
-def _raise_non_finite_gradient(order: list[Value], leaves: list[Value]) -> None:
+def _wrong_length(node: Value, returned: Any) -> RuleError:
+    n = len(node._parents)
+    if not isinstance(returned, (tuple, list)):
+        return RuleError(f"the vjp rule of op {node.op!r} returned a {type(returned).__name__}, not a tuple of "
+                         f"{n} entries (one contribution per input)")
+    return RuleError(f"the vjp rule of op {node.op!r} returned {len(returned)} entries for {n} "
+                     f"inputs (one contribution per input, in order)")
+
+
+def _raise_non_finite_gradient(root: Value, order: list[Value]) -> None:
     """Name the first rule (in backward's order) whose contribution was inf or nan, or the node whose
     gradient overflowed when contributions were summed. Nothing to report if every grad is finite."""
     for node in order:
@@ -387,8 +420,8 @@ def _raise_non_finite_gradient(order: list[Value], leaves: list[Value]) -> None:
             if not isfinite(c):
                 raise DomainError(f"backward of {_describe(node)}: its contribution to input {k + 1} is {c!r}, "
                                   f"not a finite number (its gradient is {node.grad!r})")
-    for leaf in leaves:
-        if not isfinite(leaf.grad):
+    for leaf in _reachable(root):
+        if not leaf._parents and not isfinite(leaf.grad):
             raise DomainError(f"backward: the gradient of the leaf {leaf!r} is not a finite number "
                               "(contributions summed past the largest float)")
 

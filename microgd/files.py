@@ -1,39 +1,143 @@
-"""Atomic file writes: every file microgd writes (models, pictures, pages, plots) goes through here.
+"""Files microgd writes: one atomic writer behind every model, picture, page and plot, and the checks a
+command runs on its destinations before it starts long work.
 
     >>> from microgd.files import write_atomic
     >>> write_atomic("note.txt", "written whole or not at all\\n").read_text()
     'written whole or not at all\\n'
+
+``write_atomic`` writes a temporary file beside the target, flushes it to disk and renames it over the
+target in one step, so a crash or a kill mid-write leaves the old file whole. It keeps an existing
+file's permission bits (a new file gets the umask's), writes through a symlink to the file it points
+to (as editors do), names its temporaries ``.microgd-<pid>-<random>.tmp`` (short, so any legal target
+name works) and removes temporaries of that form left by a process that no longer runs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import stat
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Union
 
-__all__ = ["write_atomic"]
+__all__ = ["write_atomic", "check_writable", "check_distinct", "DestinationError"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+_TEMPORARY = re.compile(r"\.microgd-(\d+)-[0-9a-f]{8}\.tmp")
 
 
-def write_atomic(path: Union[str, os.PathLike], data: Union[str, bytes]) -> Path:
-    """Write ``data`` (text as UTF-8) to a temporary file beside ``path``, flush it to disk, then move it
-    into place in one step: a crash mid-write leaves any old file at ``path`` intact and no temporary behind.
-    """
-    path = Path(path)
-    folder = path.absolute().parent
+class DestinationError(ValueError):
+    """A file cannot be written where asked (or would overwrite an input); the message names the path typed."""
+
+
+def write_atomic(path: PathLike, data: Union[str, bytes]) -> Path:
+    """Write ``data`` (text as UTF-8) to ``path`` whole or not at all; returns ``path`` as a Path."""
+    shown = Path(path)
+    target = Path(os.path.realpath(path))  # through symlinks, to the file they point to
+    folder = target.parent
     if not folder.is_dir():
-        raise FileNotFoundError(f"cannot write {os.fspath(path)!r}: folder {os.fspath(folder)!r} does not exist")
-    temporary = folder / f".{path.name}.{os.urandom(4).hex()}.tmp"
-    # os.open with 0o666 lets the umask decide the permissions, as for any new file (mkstemp forces 0o600)
+        raise FileNotFoundError(f"cannot write {os.fspath(shown)!r}: folder {os.fspath(shown.absolute().parent)!r} "
+                                "does not exist")
+    _remove_stale_temporaries(folder)
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        mode = None
+    temporary = folder / f".microgd-{os.getpid()}-{os.urandom(4).hex()}.tmp"
+    # os.open with 0o666 lets the umask decide a new file's permissions (mkstemp would force 0o600)
     handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data.encode("utf-8") if isinstance(data, str) else data)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temporary, path)
+        if mode is not None:
+            os.chmod(temporary, mode)
+        os.replace(temporary, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
-    return path
+    return shown
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Delete ``.microgd-<pid>-*.tmp`` files whose writing process has ended (killed mid-write)."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        match = _TEMPORARY.fullmatch(name)
+        if match and not _running(int(match.group(1))):
+            with contextlib.suppress(OSError):
+                os.unlink(folder / name)
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: leave its files alone
+    return True
+
+
+def check_writable(path: PathLike, option: str = "") -> Path:
+    """Check, before any long work, that a file can be written at ``path``: its folder exists and takes
+    a new file (tried for real: read-only filesystems and ``/proc`` fail here), and ``path`` is not a
+    folder. Raises :class:`DestinationError` naming the path as typed (and the option, when given).
+
+        >>> check_writable("model.json")
+        PosixPath('model.json')
+    """
+    shown = os.fspath(path)
+    where = f"{option} {shown!r}" if option else repr(shown)
+    target = Path(os.path.realpath(path))
+    if target.is_dir():
+        raise DestinationError(f"{where} is a folder; give a file name")
+    folder = target.parent
+    if not folder.is_dir():
+        raise DestinationError(f"{where}: folder {os.fspath(Path(shown).absolute().parent)!r} does not exist")
+    probe = folder / f".microgd-{os.getpid()}-{os.urandom(4).hex()}.tmp"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.unlink(probe)
+        if target.exists() and not os.access(target, os.W_OK):
+            raise PermissionError(f"{target} is read-only")
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise DestinationError(f"{where} cannot be written: {reason}") from None
+    return Path(shown)
+
+
+def check_distinct(inputs: Iterable[tuple[str, PathLike]], outputs: Iterable[tuple[str, PathLike]]) -> None:
+    """Refuse an output that is the same file as an input or as another output, however it is spelled
+    (a symlink, a relative path, ``..``): ``inputs`` and ``outputs`` are ``(option, path)`` pairs.
+
+        >>> check_distinct([("DATA", "data.csv")], [("--save", "./data.csv")])
+        Traceback (most recent call last):
+        ...
+        microgd.files.DestinationError: --save './data.csv' is the same file as DATA 'data.csv': it would be overwritten
+    """
+    seen = [(option, os.fspath(path), os.path.realpath(path)) for option, path in inputs]
+    for option, path in outputs:
+        key = os.path.realpath(path)
+        for other_option, other_path, other_key in seen:
+            if key == other_key or _same_existing_file(key, other_key):
+                raise DestinationError(f"{option} {os.fspath(path)!r} is the same file as {other_option} "
+                                       f"{other_path!r}: it would be overwritten")
+        seen.append((option, os.fspath(path), key))
+
+
+def _same_existing_file(a: str, b: str) -> bool:
+    """Hard links: two names, one file."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False

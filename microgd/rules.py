@@ -30,11 +30,12 @@ a function of the inputs' printed pieces (``weighted_sum`` takes any number of i
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
+import operator
 import os
 from collections.abc import Callable, Mapping
-from operator import mul
 from types import MappingProxyType
 from typing import Any, Union
 
@@ -96,10 +97,10 @@ class Piece:
     """An operand already printed, with its precedence: ``f"{piece:2}"`` puts it in parentheses when
     its precedence is below 2, which is how the registry's templates ask for grouping."""
 
-    __slots__ = ("text", "precedence")
+    __slots__ = ("text", "precedence", "is_number")
 
-    def __init__(self, text: str, precedence: int = ATOM):
-        self.text, self.precedence = text, precedence
+    def __init__(self, text: str, precedence: int = ATOM, is_number: bool = False):
+        self.text, self.precedence, self.is_number = text, precedence, is_number
 
     def __format__(self, spec: str) -> str:
         return f"({self.text})" if spec and self.precedence < int(spec) else self.text
@@ -170,14 +171,13 @@ def define_op(name: str, forward: Callable[..., float], vjp: Callable[..., tuple
         if arity is not None and not 0 <= i < arity:
             raise ValueError(f"define_op({name!r}): constants names input {i}, but the op has {arity} inputs")
     shown = symbol if symbol is not None else name
-    inputs = ", ".join(f"{{{i}}}" for i in range(arity or 1))
     latex_name = r"\operatorname{" + name.replace("_", r"\_") + "}"
-    if isinstance(latex, str) and "{0" not in latex:
+    if isinstance(latex, str) and "{0" not in latex:  # a command such as \cos, not a template
         latex_name, latex = latex, None
     op = Op(name, forward, vjp, arity, shown,
-            formula=formula if formula is not None else f"{name}({inputs})",
-            text=text if text is not None else f"{shown}({inputs})",
-            latex=latex if latex is not None else latex_name + r"\left(" + inputs + r"\right)",
+            formula=formula if formula is not None else _call(name, "(", ")", arity),
+            text=text if text is not None else _call(shown, "(", ")", arity),
+            latex=latex if latex is not None else _call(latex_name, r"\left(", r"\right)", arity),
             precedence=precedence, domain=domain, kinks=tuple(kinks), constants=tuple(constants), array=array,
             function=formula is None, defined_at=where)
     _REGISTRY[name] = op
@@ -185,6 +185,14 @@ def define_op(name: str, forward: Callable[..., float], vjp: Callable[..., tuple
 
 
 _HERE = os.path.abspath(__file__)
+
+
+def _call(name: str, open_: str, close: str, arity: int | None) -> Template:
+    """The template of a function call ``name(a, b)``; a function of the pieces for any number of inputs."""
+    if arity is None:
+        return lambda *pieces: name + open_ + ", ".join(map(str, pieces)) + close
+    escaped = (name + open_).replace("{", "{{").replace("}", "}}")
+    return escaped + ", ".join(f"{{{i}}}" for i in range(arity)) + close.replace("{", "{{").replace("}", "}}")
 
 
 def _caller() -> str:
@@ -280,6 +288,36 @@ def _sigmoid(x: float) -> float:
     return e / (1.0 + e)
 
 
+def _sigmoid_array(xp: Any, x: Any) -> Any:
+    """The same two branches as the float forward, each safe on the whole array (no overflow)."""
+    e = xp.exp(-abs(x))
+    return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _softplus(x: float) -> float:
+    """log(1 + e ** x), without overflow for any x."""
+    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+
+
+def _logsumexp(*inputs: float) -> float:
+    """log(e ** x_1 + ... + e ** x_n), shifted by the largest x so that no exp overflows."""
+    m = max(inputs)
+    return m + math.log(sum(math.exp(x - m) for x in inputs))
+
+
+def _logsumexp_array(xp: Any, *inputs: Any) -> Any:
+    m = functools.reduce(xp.maximum, inputs)
+    return m + xp.log(functools.reduce(operator.add, [xp.exp(x - m) for x in inputs]))
+
+
+def _logsumexp_text(*pieces: Piece) -> str:
+    return "log(" + " + ".join(f"exp({p})" for p in pieces) + ")"
+
+
+def _logsumexp_latex(*pieces: Piece) -> str:
+    return r"\log\left(" + " + ".join(f"e^{{{p}}}" for p in pieces) + r"\right)"
+
+
 def _xlogy(a: float, b: float) -> float:
     """a log b, and 0 wherever a == 0 (also at b == 0): the derivative of x ** p by p, x ** p log x."""
     return 0.0 if a == 0.0 else a * _log(b)
@@ -287,7 +325,7 @@ def _xlogy(a: float, b: float) -> float:
 
 def _weighted_sum(*inputs: float) -> float:
     n = len(inputs) // 2
-    return sum(map(mul, inputs[:n], inputs[n:-1])) + inputs[-1]
+    return sum(map(operator.mul, inputs[:n], inputs[n:-1])) + inputs[-1]
 
 
 def _powc_vjp(g, out, x, p):
@@ -311,6 +349,17 @@ def _weighted_sum_notation(times: str, plus: str) -> Callable[..., str]:
     return render
 
 
+def _product_notation(times: str) -> Callable[[Piece, Piece], str]:
+    """A product as mathematicians write it: ``2x``, ``2(y − t)``, ``y(1 − y)``, else ``a·b``."""
+    def render(a: Piece, b: Piece) -> str:
+        if a.is_number and not b.is_number:
+            return f"{a:{PRODUCT}}{b:{POWER}}"
+        if b.precedence < PREFIX and not b.is_number:
+            return f"{a:{PRODUCT}}({b})"
+        return f"{a:{PRODUCT}}{times}{b:{PREFIX}}"
+    return render
+
+
 def _power_text(x, p) -> str:
     """x², x³, ... for small whole exponents; x^p otherwise."""
     digits = str(p)
@@ -322,19 +371,19 @@ def _power_text(x, p) -> str:
 
 REAL, POSITIVE = (-math.inf, math.inf), (0.5, math.inf)
 
-add = define_op("+", forward=lambda x, y: x + y, vjp=lambda g, out, x, y: (g, g),
+add = define_op("+", forward=operator.add, vjp=lambda g, out, x, y: (g, g),
                 formula=f"{{0:{SUM}}} + {{1:{PRODUCT}}}", text=f"{{0:{SUM}}} + {{1:{PRODUCT}}}",
                 latex=f"{{0:{SUM}}} + {{1:{PRODUCT}}}", precedence=SUM)
-subtract = define_op("-", forward=lambda x, y: x - y, vjp=lambda g, out, x, y: (g, -g), symbol="−",
+subtract = define_op("-", forward=operator.sub, vjp=lambda g, out, x, y: (g, -g), symbol="−",
                      formula=f"{{0:{SUM}}} - {{1:{PRODUCT}}}", text=f"{{0:{SUM}}} − {{1:{PRODUCT}}}",
                      latex=f"{{0:{SUM}}} - {{1:{PRODUCT}}}", precedence=SUM)
-multiply = define_op("*", forward=lambda x, y: x * y, vjp=lambda g, out, x, y: (g * y, g * x), symbol="×",
-                     formula=f"{{0:{PRODUCT}}} * {{1:{PREFIX}}}", text=f"{{0:{PRODUCT}}}·{{1:{PREFIX}}}",
-                     latex=f"{{0:{PRODUCT}}} \\cdot {{1:{PREFIX}}}", precedence=PRODUCT)
+multiply = define_op("*", forward=operator.mul, vjp=lambda g, out, x, y: (g * y, g * x), symbol="×",
+                     formula=f"{{0:{PRODUCT}}} * {{1:{PREFIX}}}", text=_product_notation("·"),
+                     latex=_product_notation(r" \cdot "), precedence=PRODUCT)
 divide = define_op("/", forward=_div, vjp=lambda g, out, x, y: (g / y, -g * out / y), symbol="÷",
                    formula=f"{{0:{PRODUCT}}} / {{1:{PREFIX}}}", text=f"{{0:{PRODUCT}}}/{{1:{PREFIX}}}",
                    latex=r"\frac{{{0}}}{{{1}}}", precedence=PRODUCT, domain=(REAL, (1.0, math.inf)))
-negate = define_op("neg", forward=lambda x: -x, vjp=lambda g, out, x: (-g,), symbol="−",
+negate = define_op("neg", forward=operator.neg, vjp=lambda g, out, x: (-g,), symbol="−",
                    formula=f"-{{0:{PREFIX}}}", text=f"−{{0:{PREFIX}}}", latex=f"-{{0:{PREFIX}}}", precedence=PREFIX)
 power = define_op("pow", forward=_pow, vjp=lambda g, out, x, p: (g * p * x ** (p - 1), g * xlogy(out, x)),
                   symbol="**", formula=f"{{0:{ATOM}}} ** {{1:{PREFIX}}}", text=f"{{0:{ATOM}}}^{{1:{ATOM}}}",
@@ -349,7 +398,7 @@ log = define_op("log", forward=_log, vjp=lambda g, out, x: (g / x,), latex=r"\lo
 tanh = define_op("tanh", forward=math.tanh, vjp=lambda g, out, x: (g * (1.0 - out * out),), latex=r"\tanh",
                  array=lambda xp, x: xp.tanh(x))
 sigmoid = define_op("sigmoid", forward=_sigmoid, vjp=lambda g, out, x: (g * out * (1.0 - out),), symbol="σ",
-                    latex=r"\sigma", array=lambda xp, x: 1.0 / (1.0 + xp.exp(-x)))
+                    latex=r"\sigma", array=_sigmoid_array)
 step = define_op("step", forward=lambda x: 1.0 if x > 0.0 else 0.0, vjp=lambda g, out, x: (0.0,),
                  text="[{0} > 0]", latex="[{0} > 0]", kinks=(0.0,), array=lambda xp, x: (x > 0) * 1.0)
 sign = define_op("sign", forward=lambda x: float(x > 0.0) - float(x < 0.0), vjp=lambda g, out, x: (0.0,),
@@ -360,7 +409,12 @@ absolute = define_op("abs", forward=abs, vjp=lambda g, out, x: (g * sign(x),), t
                      latex=r"\left|{0}\right|", kinks=(0.0,), array=lambda xp, x: abs(x))
 xlogy = define_op("xlogy", forward=_xlogy, vjp=lambda g, out, a, b: (g * log(b), g * a / b),
                   text=f"{{0:{PRODUCT}}}·log({{1}})", latex=f"{{0:{PRODUCT}}} \\log\\left({{1}}\\right)",
-                  domain=(REAL, POSITIVE), array=lambda xp, a, b: xp.where(a == 0, 0.0, a * xp.log(b)))
+                  domain=(REAL, POSITIVE), array=lambda xp, a, b: a * xp.log(xp.where(a == 0, 1.0, b)))
+softplus = define_op("softplus", forward=_softplus, vjp=lambda g, out, x: (g * sigmoid(x),),
+                     latex=r"\operatorname{softplus}", array=lambda xp, x: xp.logaddexp(xp.zeros_like(x), x))
+logsumexp = define_op("logsumexp", forward=_logsumexp, vjp=lambda g, out, *xs: tuple(g * exp(x - out) for x in xs),
+                      text=_logsumexp_text, latex=_logsumexp_latex,
+                      domain=(REAL,) * 3, array=_logsumexp_array)
 weighted_sum = define_op("weighted_sum", forward=_weighted_sum, vjp=_weighted_sum_vjp, symbol="w·x+b",
                          formula=_weighted_sum_notation(" * ", " + "), text=_weighted_sum_notation("·", " + "),
                          latex=_weighted_sum_notation(r" \cdot ", " + "), precedence=SUM, domain=(REAL,) * 5)

@@ -1,106 +1,109 @@
-"""Pictures of backprop: a computation graph with every local derivative, an MLP diagram, rendering.
+"""Pictures of backprop: a computation graph with every local derivative, the lecture's ``draw_dot``, an MLP
+diagram; saving them, and showing them inline in Jupyter.
 
     >>> from microgd import Value
     >>> from microgd.viz import draw_graph, save
     >>> w = Value(0.5, label="w")
     >>> loss = ((w * 0.1).sigmoid() - 0.3) ** 2
     >>> loss.backward()
-    >>> picture = draw_graph(loss)   # a graphviz.Digraph: Jupyter shows it as is
+    >>> picture = draw_graph(loss)   # a Diagram: Jupyter shows it inline
     >>> save(picture, "loss.svg")
     PosixPath('loss.svg')
 
-Saving .dot or .gv needs nothing more. The ``graphviz`` package only writes DOT: pictures are
+Saving .dot or .gv needs nothing more. The ``graphviz`` package only builds DOT here: pictures are
 rendered by Graphviz's ``dot`` when it is on PATH, else by ``graphviz-pure``
-(``pip install "microgd[render]"``), see :func:`find_renderer`.
+(``pip install "microgd[render]"``), see :func:`find_renderer`. Constants are drawn as
+:mod:`microgd.drawing` describes: an exponent inside its op (``** 2``), other numbers small and plain.
 """
 
 from __future__ import annotations
 
 import html
-import math
 import os
-import shutil
-import subprocess
-import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import Any, Union
 
 import graphviz
 
+from .drawing import (RendererNotFound, RenderError, drawn_inputs, expression_graph, find_renderer, graph_nodes,
+                      html_rows, new_graph, number_formatter, op_label, run_renderer, shade)
 from .engine import Value
-from .rules import OPS
 from .files import write_atomic
 
-__all__ = ["draw_graph", "draw_mlp", "save", "find_renderer", "Diagram", "RendererNotFound"]
-# Also used by the stepper page, outside __all__: graph_nodes, number_formatter, expression_graph,
-# grad_fill and run_renderer.
+__all__ = ["draw_graph", "draw_dot", "draw_mlp", "save", "find_renderer", "Diagram", "RendererNotFound"]
 
 PathLike = Union[str, os.PathLike]
 
 SUFFIX_FORMATS = {".svg": "svg", ".png": "png", ".dot": "dot", ".gv": "dot"}
-RANKDIRS = ("LR", "TB", "RL", "BT")
-POSITIVE, NEGATIVE = (33, 102, 172), (178, 24, 43)  # blue: grad > 0, red: grad < 0 (ColorBrewer RdBu)
-FONT = "Helvetica"
+MIMETYPES = {"image/svg+xml": "svg", "image/png": "png"}
 
 
-class RendererNotFound(RuntimeError):
-    """Neither Graphviz's ``dot`` nor ``graphviz-pure`` was found, so a picture cannot be rendered."""
+class Diagram:
+    """A picture: a ``graphviz`` graph (``.graph``, its DOT in ``.source``) that we render ourselves, so
+    Jupyter shows it inline with either renderer, ``dot`` or ``graphviz-pure``.
 
+    :func:`draw_graph`, :func:`draw_dot` and :func:`draw_mlp` return one; wrap a graph you built with
+    ``graphviz.Digraph`` (the lecture's own ``draw_dot``, say) to show it the same way.
 
-class Diagram(graphviz.Digraph):
-    """A ``graphviz.Digraph`` that renders (Jupyter display, ``pipe``, ``render``) via :func:`find_renderer`."""
-
-    def pipe(self, format: Optional[str] = None, *, engine: Optional[str] = None,
-             encoding: Optional[str] = None, quiet: bool = False) -> Union[bytes, str]:
-        """The rendered picture as bytes (or text when ``encoding`` is given), default format svg.
-        The renderer's messages are always captured (``quiet`` is accepted for compatibility)."""
-        data = run_renderer(self.source, format or self.format, engine or self.engine)
-        return data.decode(encoding) if encoding else data
-
-    def _render(self, engine, format, filepath, renderer=None, formatter=None, neato_no_op=None, quiet=False,
-                *, outfile=None, raise_if_result_exists=False, overwrite_filepath=False) -> str:
-        # graphviz's Digraph.render() saves the source to `filepath` and then calls this hook to run `dot`
-        if renderer or formatter or neato_no_op:
-            raise ValueError("microgd renders with -T<format> only: renderer, formatter and neato_no_op "
-                             "are not supported")
-        out = Path(outfile) if outfile is not None else Path(f"{os.fspath(filepath)}.{format}")
-        if raise_if_result_exists and out.exists():
-            raise graphviz.FileExistsError(f"output file exists: {os.fspath(out)!r}")
-        write_atomic(out, run_renderer(Path(filepath).read_text(encoding=self.encoding), format, engine))
-        return os.fspath(out)
-
-
-def find_renderer() -> Optional[str]:
-    """The program that turns DOT into pictures, or None.
-
-    Graphviz's ``dot`` on PATH first, then ``graphviz-pure`` on PATH, then ``graphviz-pure`` next to
-    the running Python (a virtual environment's bin folder, which need not be on PATH).
+        >>> import graphviz
+        >>> mine = graphviz.Digraph(); mine.edge("a", "b")
+        >>> Diagram(mine).source
+        'digraph {\\n\\ta -> b\\n}\\n'
     """
-    found = shutil.which("dot") or shutil.which("graphviz-pure")
-    if not found and sys.executable:
-        found = shutil.which("graphviz-pure", path=os.path.dirname(sys.executable))
-    return found
+
+    def __init__(self, graph: Any) -> None:
+        if not isinstance(getattr(graph, "source", None), str):
+            raise TypeError(f"Diagram: expected a graphviz graph (graphviz.Digraph, Graph or Source), "
+                            f"got {type(graph).__name__}")
+        self.graph = graph
+
+    @property
+    def source(self) -> str:
+        """The DOT source."""
+        return str(self.graph.source)
+
+    @property
+    def engine(self) -> str:
+        """The Graphviz layout engine (``dot`` unless the graph says otherwise)."""
+        return str(getattr(self.graph, "engine", None) or "dot")
+
+    def pipe(self, format: str = "svg") -> bytes:
+        """The picture rendered to ``format`` (svg, png, ...) as bytes."""
+        return run_renderer(self.source, format, self.engine)
+
+    def _repr_mimebundle_(self, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None,
+                          **kwargs: Any) -> dict[str, str | bytes]:
+        """IPython's display protocol: the SVG (and PNG when asked for); without a renderer, one line of text
+        saying what to install."""
+        wanted = [m for m in MIMETYPES if (m in include if include is not None else m == "image/svg+xml")
+                  and not (exclude is not None and m in exclude)]
+        bundle: dict[str, str | bytes] = {}
+        try:
+            for mimetype in wanted:
+                data = self.pipe(MIMETYPES[mimetype])
+                bundle[mimetype] = data.decode("utf-8") if mimetype == "image/svg+xml" else data
+        except RenderError as error:
+            return {"text/plain": f"(no picture: {error})"}
+        return bundle
+
+    def _repr_svg_(self) -> str | None:
+        """The SVG for displays that ask for it alone; None (no SVG) when it cannot be rendered."""
+        try:
+            return self.pipe("svg").decode("utf-8")
+        except RenderError:
+            return None
+
+    def __repr__(self) -> str:
+        lines = self.source.count("\n")
+        return f"<microgd Diagram: {lines} lines of DOT; save(picture, 'picture.svg') renders it>"
 
 
-def run_renderer(source: str, format: str, engine: str = "dot") -> bytes:
-    """Render DOT ``source`` to ``format`` bytes with the renderer :func:`find_renderer` picks."""
-    program = find_renderer()
-    if program is None:
-        raise RendererNotFound(
-            "rendering a picture needs a Graphviz renderer and none was found: "
-            'pip install "microgd[render]" (the graphviz-pure renderer) or install Graphviz '
-            "(https://graphviz.org/download/) so that `dot` is on PATH. "
-            "Saving the DOT source (.dot or .gv) works without either."
-        )
-    done = subprocess.run([program, f"-K{engine}", f"-T{format}"], input=source.encode("utf-8"), capture_output=True)
-    if done.returncode != 0:
-        message = done.stderr.decode("utf-8", "replace").strip()
-        raise RuntimeError(f"{program} could not render {format}: {message or f'exit status {done.returncode}'}")
-    return done.stdout
-
-
-def save(graph: graphviz.Digraph, path: PathLike) -> Path:
+def save(graph: Diagram | Any, path: PathLike) -> Path:
     """Write ``graph`` to ``path`` atomically, the format from the suffix: .svg .png (rendered) or .dot .gv (source).
+
+    ``graph`` is a :class:`Diagram` or a graph you built with the ``graphviz`` package (the lecture's
+    ``draw_dot(...)`` result), rendered with our renderer.
 
         >>> save(draw_graph(Value(2.0) * 3), "product.gv")
         PosixPath('product.gv')
@@ -110,24 +113,25 @@ def save(graph: graphviz.Digraph, path: PathLike) -> Path:
     if format is None:
         raise ValueError(f"save: cannot tell the format of {os.fspath(path)!r} from its suffix "
                          f"{path.suffix or '(none)'!r}; use one of {' '.join(SUFFIX_FORMATS)}")
-    source = getattr(graph, "source", None)
-    if not isinstance(source, str):
-        raise TypeError(f"save: expected a graphviz graph (what draw_graph or draw_mlp return), "
-                        f"got {type(graph).__name__}")
-    data = source.encode("utf-8") if format == "dot" else run_renderer(source, format, getattr(graph, "engine", "dot"))
-    write_atomic(path, data)
+    if not isinstance(graph, Diagram):
+        if not isinstance(getattr(graph, "source", None), str):
+            raise TypeError(f"save: expected a graphviz graph (what draw_graph, draw_dot or draw_mlp return, or a "
+                            f"graphviz.Digraph), got {type(graph).__name__}")
+        graph = Diagram(graph)
+    write_atomic(path, graph.source.encode("utf-8") if format == "dot" else graph.pipe(format))
     return path
 
 
 def draw_graph(root: Value, rankdir: str = "LR", number_format: str = ".4f", show_grad: bool = True,
                max_nodes: int = 500) -> Diagram:
     """The computation graph of ``root``: every Value with its label, data and grad, every op, and
-    every edge labelled with its local derivative d child / d parent.
+    every edge labelled with its local derivative d output / d input.
 
     Once a backward has run (some grad is nonzero) and ``show_grad`` is true, each edge also shows
-    ``local × upstream = contribution`` to the parent's grad, and each node is coloured by its grad:
-    blue above zero, red below, deeper for a larger magnitude. Named leaves (parameters) have a bold
-    border, unnamed leaves (inputs) a thin one, Python numbers are drawn as small plain constants.
+    ``local × upstream = contribution`` to the input's grad (the contribution is what backward adds),
+    and each node is coloured by its grad: blue above zero, red below, deeper for a larger magnitude.
+    Named leaves (parameters) have a bold border, unnamed leaves (inputs) a thin one; a constant exponent
+    is part of its op (``** 2``), other Python numbers are small plain constants.
 
         >>> x = Value(3.0, label="x"); y = x * x
         >>> y.backward()
@@ -138,118 +142,57 @@ def draw_graph(root: Value, rankdir: str = "LR", number_format: str = ".4f", sho
     number = number_formatter(number_format, "draw_graph")
     shown = show_grad and any(v.grad for v in nodes)
     grads = [v.grad for v in nodes] if shown else None
-    rows = [f"grad {number(g)}" for g in grads] if shown else None
-    graph = expression_graph(nodes, rankdir, number, rows, grads, names=False, caller="draw_graph")
-    caption = "edge: local derivative ∂child/∂parent"
+    texts = [f"grad {number(v.grad)}" for v in nodes] if shown else None
+    graph = expression_graph(nodes, number=number, rankdir=rankdir, grads=grads, grad_texts=texts,
+                             caller="draw_graph")
+    caption = "edge: local derivative ∂output/∂input"
     if shown:
-        caption += ", then × upstream grad = its contribution to parent.grad · fill: blue grad > 0, red grad < 0"
+        caption += ", then × upstream grad = its contribution to input.grad · fill: blue grad > 0, red grad < 0"
     graph.attr(label=caption, labelloc="b", fontsize="10", fontcolor="#555555")
-    return graph
+    return Diagram(graph)
 
 
-def graph_nodes(root: Value, max_nodes: int, caller: str) -> list:
-    """root.topo(), refused with a clear message when it is more than ``max_nodes`` long."""
-    if not isinstance(root, Value):
-        raise TypeError(f"{caller}: expected a microgd Value, got {type(root).__name__}")
-    nodes = root.topo()
-    if len(nodes) > max_nodes:
-        raise ValueError(f"{caller}: the graph has {len(nodes)} nodes, more than max_nodes={max_nodes}: "
-                         f"a picture that large is unreadable. Draw a smaller expression, or pass "
-                         f"max_nodes={len(nodes)} to draw it anyway")
-    return nodes
+def draw_dot(root: Value, rankdir: str = "LR", number_format: str = ".4f", max_nodes: int = 500) -> Diagram:
+    """The picture of Karpathy's micrograd lecture: a record ``label | data 2.0000 | grad 0.0000`` per
+    Value, an op node per operation, an arrow from each input to the op and from the op to its output.
 
+    As in the lecture, the grads are whatever ``.grad`` holds now (zeros before a backward). Unlike the
+    lecture's version it renders with either renderer, keeps node ids stable (``v0``, ``v1``, ...), draws
+    each use of a reused input, and draws constants as :func:`draw_graph` does.
 
-def number_formatter(number_format: str, caller: str) -> Callable[[float], str]:
-    """A function printing numbers with ``number_format`` (e.g. ".4f"), checked once up front."""
-    try:
-        format(1.5, number_format)
-    except (ValueError, TypeError):
-        raise ValueError(f"{caller}: number_format {number_format!r} is not a format for floats; "
-                         "try '.4f' or '.3g'") from None
-    return lambda x: format(x, number_format)
-
-
-def _new_diagram(rankdir: str, caller: str) -> Diagram:
-    if rankdir not in RANKDIRS:
-        raise ValueError(f"{caller}: rankdir must be one of {', '.join(RANKDIRS)}, got {rankdir!r}")
-    graph = Diagram(format="svg", engine="dot")
-    graph.attr(rankdir=rankdir, fontname=FONT, nodesep="0.3", ranksep="0.45", bgcolor="white")
-    graph.attr("node", fontname=FONT, fontsize="11", penwidth="1.2")
-    graph.attr("edge", fontname=FONT, fontsize="10", fontcolor="#333333", arrowsize="0.7", color="#666666")
-    return graph
-
-
-def expression_graph(nodes: list, rankdir: str, number: Callable[[float], str], grad_rows: Optional[list],
-                      grads: Optional[list], names: bool, caller: str) -> Diagram:
-    """The DOT graph of ``nodes`` (topo order): node ids ``v{i}`` by position, op nodes ``v{i}op``,
-    edge ids ``e{i}_{k}`` (parent k of node i). ``grad_rows`` is the grad line of each node (None: no
-    line); ``grads`` colours nodes and adds each edge's contribution (None: neither); ``names`` shows
-    ``v{i}`` on unnamed nodes."""
-    graph = _new_diagram(rankdir, caller)
+        >>> a = Value(2.0, label="a"); b = Value(-3.0, label="b"); e = a * b; e.label = "e"
+        >>> "{ e | data -6.0000 | grad 0.0000 }" in draw_dot(e).source
+        True
+    """
+    nodes = graph_nodes(root, max_nodes, "draw_dot")
+    number = number_formatter(number_format, "draw_dot")
+    graph = new_graph(rankdir, "draw_dot")
     index = {v: i for i, v in enumerate(nodes)}
-    scale = max((abs(g) for g in grads), default=0.0) if grads is not None else 0.0
-    root = nodes[-1]
+    inputs = [(index[v.parents[k]], i) for i, v in enumerate(nodes) if v.parents for k in drawn_inputs(v)]
+    wired = {j for j, _ in inputs} | {len(nodes) - 1}
     for i, v in enumerate(nodes):
-        if v.is_constant and v is not root:
-            graph.node(f"v{i}", format(v.data, "g"), id=f"v{i}", shape="plaintext", fontsize="10",
-                       fontcolor="#555555", width="0", height="0", margin="0.02", **{"class": "const"})
-            continue
-        rows = []
-        if v.label or names:
-            rows.append(f"<b>{html.escape(v.label)}</b>" if v.label else f'<font color="#777777">v{i}</font>')
-        rows.append(f"data {number(v.data)}")
-        if grad_rows is not None:
-            rows.append(html.escape(grad_rows[i]))
-        kind = "interior" if v.parents else "parameter" if v.label else "input"
-        style = {"interior": "rounded,filled", "parameter": "filled,bold", "input": "filled"}[kind]
-        fill = grad_fill(grads[i], scale) if grads is not None else "#f7f7f7" if kind == "interior" else "white"
-        graph.node(f"v{i}", _html_rows(rows), id=f"v{i}", shape="box", style=style, fillcolor=fill,
-                   margin="0.06,0.03", **{"class": f"value {kind}"})
-        if not v.parents:
-            continue
-        graph.node(f"v{i}op", OPS[v.op].symbol, id=f"v{i}op", shape="circle", width="0.42", margin="0.02",
-                   style="filled", fillcolor="#eeeeee", fontsize="12", **{"class": "op"})
-        graph.edge(f"v{i}op", f"v{i}", id=f"o{i}", **{"class": "out"})
-        for k, (parent, local) in enumerate(zip(v.parents, v.local_grads())):
-            j = index[parent]
-            attrs = {"id": f"e{i}_{k}", "class": "local"}
-            if parent.is_constant and parent is not root:
-                attrs.update(label=number(local), style="dashed", color="#aaaaaa", fontcolor="#888888")
-            elif grads is not None:
-                contribution = local * grads[i]
-                width = abs(contribution) / scale if scale else 0.0
-                attrs.update(label=f"<{number(local)}<br/>× {number(grads[i])} = {number(contribution)}>",
-                             color=_shade(contribution, scale, 0.35, 0.65, "#999999"),
-                             penwidth=f"{1 + 2.5 * math.sqrt(min(width, 1.0)):.2f}")
-            else:
-                attrs["label"] = number(local)
-            graph.edge(f"v{j}", f"v{i}op", **attrs)
-    return graph
+        if i not in wired:
+            continue  # a constant drawn inside its op
+        if v.is_constant and i != len(nodes) - 1:
+            graph.node(f"v{i}", format(v.data, "g"), shape="plaintext", fontsize="10", fontcolor="#555555",
+                       width="0", height="0", margin="0.02")
+        else:
+            fields = (_record_text(v.label), f"data {number(v.data)}", f"grad {number(v.grad)}")
+            graph.node(f"v{i}", "{ " + " | ".join(fields) + " }", shape="record")
+        if v.parents:
+            graph.node(f"v{i}op", html.escape(op_label(v)))
+            graph.edge(f"v{i}op", f"v{i}")
+    for j, i in inputs:
+        graph.edge(f"v{j}", f"v{i}op", **({"style": "dashed", "color": "#aaaaaa"} if nodes[j].is_constant else {}))
+    return Diagram(graph)
 
 
-def _html_rows(rows: Sequence[str]) -> str:
-    """A graphviz HTML-like label: one centred table row per entry (entries are already escaped)."""
-    cells = "".join(f"<tr><td>{row}</td></tr>" for row in rows)
-    return f'<<table border="0" cellborder="0" cellspacing="0" cellpadding="1">{cells}</table>>'
+def _record_text(text: str) -> str:
+    """``text`` shown as is in a field of a Graphviz record (its ``{ } | < >``, ``\\`` and ``&`` escaped)."""
+    return "".join("\\" + c if c in "{}|<>\\" else c for c in text.replace("&", "&amp;"))
 
 
-def grad_fill(grad: float, scale: float) -> str:
-    """The fill of a value node: white for a zero grad, light to medium blue (> 0) or red (< 0)."""
-    return _shade(grad, scale, 0.12, 0.55, "#ffffff")
-
-
-def _shade(x: float, scale: float, lightest: float, deepest: float, zero: str) -> str:
-    """A colour for ``x``: blue if positive, red if negative, from near white (``lightest``) to
-    ``deepest`` of the full hue as |x| goes from 0 to ``scale`` (square root, so small values show);
-    ``zero`` for 0."""
-    if x == 0.0 or scale == 0.0:
-        return zero
-    strength = lightest + (deepest - lightest) * math.sqrt(min(abs(x) / scale, 1.0))
-    base = POSITIVE if x > 0 else NEGATIVE
-    return "#" + "".join(f"{round(255 + (c - 255) * strength):02x}" for c in base)
-
-
-def draw_mlp(model, show_grad: bool = False, rankdir: str = "LR", number_format: str = ".2f") -> Diagram:
+def draw_mlp(model: Any, show_grad: bool = False, rankdir: str = "LR", number_format: str = ".2f") -> Diagram:
     """The architecture of an MLP (a ``microgd.nn.MLP``): inputs, then each neuron with its activation
     and bias; every edge labelled with its weight, coloured by sign (blue +, red −) and as wide as its
     size. With ``show_grad`` every weight and bias also shows its grad (after a backward).
@@ -261,7 +204,7 @@ def draw_mlp(model, show_grad: bool = False, rankdir: str = "LR", number_format:
     if layers is None or not getattr(model, "sizes", None):
         raise TypeError(f"draw_mlp: expected a microgd.nn.MLP (with .layers and .sizes), got {type(model).__name__}")
     number = number_formatter(number_format, "draw_mlp")
-    graph = _new_diagram(rankdir, "draw_mlp")
+    graph = new_graph(rankdir, "draw_mlp")
     graph.attr(ranksep="1.1", nodesep="0.25")
     weights = [w.data for layer in layers for neuron in layer.neurons for w in neuron.w]
     scale = max((abs(w) for w in weights), default=0.0)
@@ -284,7 +227,7 @@ def draw_mlp(model, show_grad: bool = False, rankdir: str = "LR", number_format:
                 if show_grad:
                     rows.append(f'<font point-size="9">grad {number(neuron.b.grad)}</font>')
                 node_id = f"l{li}n{j}"
-                column.node(node_id, _html_rows(rows), shape="circle" if not show_grad else "ellipse",
+                column.node(node_id, html_rows(rows), shape="circle" if not show_grad else "ellipse",
                             style="filled", fillcolor="#fde9c9" if output else "#e3eef8", margin="0.02",
                             **{"class": "neuron"})
                 current.append(node_id)
@@ -295,14 +238,14 @@ def draw_mlp(model, show_grad: bool = False, rankdir: str = "LR", number_format:
                 if show_grad:
                     label += f'<br/><font point-size="9">grad {number(w.grad)}</font>'
                 size = abs(w.data) / scale if scale else 0.0
-                colour = _shade(w.data, scale, 0.45, 1.0, "#999999")
+                colour = shade(w.data, scale, 0.45, 1.0, "#999999")
                 graph.edge(tail, current[j], label=f"<{label}>", color=colour, fontcolor=colour,
                            penwidth=f"{0.6 + 3.4 * size:.2f}", **{"class": "weight"})
         previous = current
-    return graph
+    return Diagram(graph)
 
 
-def _keep_order(column, names: list) -> None:
+def _keep_order(column: graphviz.Digraph, names: list[str]) -> None:
     """Keep a layer's nodes in their order (x1 above x2): invisible edges between neighbours of a rank."""
     for upper, lower in zip(names, names[1:]):
         column.edge(upper, lower, style="invis")

@@ -291,9 +291,10 @@ def test_interrupt_is_one_line_and_exit_130(monkeypatch, capsys):
 
 
 def test_without_a_renderer_or_matplotlib(tmp_path, monkeypatch, capsys):
-    from microgd import viz
-
-    monkeypatch.setattr(viz, "find_renderer", lambda: None)
+    nothing = tmp_path / "no-programs"  # no renderer on PATH nor beside Python
+    nothing.mkdir()
+    monkeypatch.setenv("PATH", str(nothing))
+    monkeypatch.setattr(sys, "executable", str(nothing / "python"))
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     assert cli.main(["graph", "x * x", "--var", "x=3", "--out", str(tmp_path / "g.svg")]) == 2
     err = capsys.readouterr().err

@@ -1,14 +1,18 @@
 """The engine's contract: reuse, depth, accumulation, no_grad, higher order, numerics, errors, micrograd."""
 
+import asyncio
 import math
+import threading
+import time
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from microgd import DomainError, Value, grad, gradients, no_grad
+from microgd import DomainError, Value, grad, gradients, is_recording, no_grad
 from microgd import rules
 from microgd.check import gradcheck
+from microgd.engine import backward_steps
 from microgd.testing import expressions
 
 weights = st.floats(-3, 3)
@@ -113,6 +117,101 @@ def test_no_grad_records_nothing_and_restores_on_error():
         with no_grad():
             raise ZeroDivisionError
     assert (w * 2.0).parents[0] is w
+
+
+def test_grad_mode_is_per_thread():
+    """One thread inside no_grad() never stops another thread's graph (the switch was one global)."""
+    inside, outside, done = threading.Event(), threading.Event(), threading.Event()
+    results = {}
+
+    def quiet():
+        with no_grad():
+            inside.set()
+            outside.wait(5)
+            results["quiet"] = (Value(2.0) * 3).parents
+        done.set()
+
+    def learning():
+        inside.wait(5)
+        w = Value(2.0)
+        y = w * w
+        y.backward()
+        results["learning"] = (is_recording(), y.parents != (), w.grad)
+        outside.set()
+
+    threads = [threading.Thread(target=quiet), threading.Thread(target=learning)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert results == {"quiet": (), "learning": (True, True, 4.0)}
+
+
+def test_overlapping_no_grad_blocks_in_threads_restore_each_threads_own_mode():
+    barrier = threading.Barrier(2)
+    seen = []
+
+    def worker(delay):
+        with no_grad():
+            barrier.wait(5)
+            time.sleep(delay)
+        barrier.wait(5)
+        seen.append(is_recording())
+
+    threads = [threading.Thread(target=worker, args=(d,)) for d in (0.0, 0.05)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert seen == [True, True] and is_recording()
+
+
+def test_grad_mode_is_per_async_task():
+    async def quiet(started, resume):
+        with no_grad():
+            started.set()
+            await resume.wait()
+            return (Value(1.0) + 1).parents
+
+    async def learning(started, resume):
+        await started.wait()
+        recording = is_recording() and (Value(1.0) + 1).parents != ()
+        resume.set()
+        return recording
+
+    async def main():
+        started, resume = asyncio.Event(), asyncio.Event()
+        return await asyncio.gather(quiet(started, resume), learning(started, resume))
+
+    assert asyncio.run(main()) == [(), True]
+
+
+@pytest.mark.parametrize("call", [math.exp, math.log, math.tanh, math.sqrt, float, math.isfinite])
+def test_python_math_functions_refuse_a_value_instead_of_dropping_it(call):
+    w = Value(0.5)
+    with pytest.raises(TypeError, match=r"a Value is not a float.*v\.exp\(\).*v\.data"):
+        w * call(w)
+
+
+def test_no_nan_or_inf_reaches_data_or_a_gradient_silently():
+    with pytest.raises(DomainError, match=r"\*: the result is inf for the operand\(s\) 1e\+200, 1e\+200"):
+        Value(1e200) * Value(1e200)
+    with pytest.raises(DomainError, match=r"-: the result is -inf"):
+        Value(-1.7e308) - Value(1.7e308)
+    with pytest.raises(DomainError, match=r"weighted_sum: the result is inf"):
+        Value.weighted_sum([Value(1e200), 1e200], [Value(1e200), 1e200], 0.0)
+    with pytest.raises(DomainError, match=r"div: the result is inf|/: the result is inf"):
+        Value(1.0) / Value(5e-324)
+    x = Value(5e-324)
+    y = x.log()
+    with pytest.raises(DomainError, match=r"backward of log\(5e-324\): its contribution to input 1 is inf"):
+        y.backward()
+    with pytest.raises(DomainError, match=r"log\(5e-324\)"):
+        gradients(y, [x])
+    b = Value(1e-10)
+    z = b * 1e308 + b * 1e308  # each contribution to b.grad is finite, their sum is not
+    with pytest.raises(DomainError, match=r"the gradient of the leaf Value\(data=1e-10, grad=inf\)"):
+        z.backward()
 
 
 def test_grad_refuses_to_build_a_graph_inside_no_grad():
@@ -222,6 +321,33 @@ def test_backward_errors_name_the_op():
         (x**0.5).backward()
     with pytest.raises(DomainError, match=r"backward of pow\(-2\.0, 2\.0\).*log: operand must be > 0"):
         (Value(-2.0) ** Value(2.0)).backward()
+
+
+@pytest.mark.parametrize("make", [lambda: Value(0.0) ** 0.5, lambda: Value(-2.0) ** Value(2.0),
+                                  lambda: Value(1e-300).log() * 1e10])
+def test_backward_steps_raise_what_backward_raises(make):
+    """The walk the pictures' page is built from fails as backward() does: DomainError naming the op."""
+    with pytest.raises(DomainError) as by_backward:
+        make().backward()
+    with pytest.raises(DomainError) as by_steps:
+        list(backward_steps(make()))
+    op = str(by_backward.value).split(":")[0]
+    assert str(by_steps.value).startswith(op) and "not a finite number" in str(by_steps.value)
+
+
+@given(expressions(max_nodes=8))
+def test_backward_steps_give_backwards_gradients_exactly(e):
+    root = e.build(*map(Value, e.inputs))
+    found = {root: 1.0}
+    order = []
+    for node, g, contributions in backward_steps(root):
+        assert g == found.get(node, 0.0) and contributions == node.contributions(g)
+        order.append(node)
+        for x, c in zip(node.parents, contributions):
+            found[x] = found.get(x, 0.0) + c
+    assert order == [v for v in reversed(root.topo()) if v.parents]
+    root.backward()
+    assert all(x.grad == g for x, g in found.items())
 
 
 # -- micrograd compatibility: the same program, both engines --

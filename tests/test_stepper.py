@@ -1,5 +1,7 @@
-"""stepper: the page's step data against the engine, and the page itself driven in headless Chromium."""
+"""stepper: the page's steps against backward() (exactly), its template and escaping, and the page itself
+driven in headless Chromium, as a file and inline in a notebook's iframe."""
 
+import html
 import json
 import os
 import re
@@ -11,8 +13,8 @@ import pytest
 from hypothesis import given
 
 import microgd.stepper
-from microgd import Value
-from microgd.stepper import backprop_html
+from microgd import DomainError, Value
+from microgd.stepper import BackpropPage, backprop_html, backprop_page
 from microgd.testing import expressions
 from microgd.viz import find_renderer
 
@@ -40,7 +42,8 @@ def neuron_with_reuse():
 
 def replay(root):
     """The backward pass by the book, one state per step: all zeros, then root.grad = 1, then for each
-    node in reversed topological order and each non-constant parent, parent.grad += local * upstream."""
+    node in reversed topological order and each input that is not a number, input.grad += what the op's
+    rule gives that input (Value.contributions, the call backward makes)."""
     nodes = root.topo()
     grads = {v: 0.0 for v in nodes if not v.is_constant}
     states, edges = [dict(grads)], [None]
@@ -49,11 +52,12 @@ def replay(root):
     edges.append(None)
     for i in range(len(nodes) - 1, -1, -1):
         node = nodes[i]
-        for k, (parent, local) in enumerate(zip(node.parents, node.local_grads())):
-            if not parent.is_constant:
-                grads[parent] += local * grads[node]
+        contributions = node.contributions(grads.get(node, 0.0))
+        for k, (x, c) in enumerate(zip(node.parents, contributions)):
+            if not x.is_constant:
+                grads[x] += c
                 states.append(dict(grads))
-                edges.append((f"v{i}", f"e{i}_{k}", f"v{nodes.index(parent)}"))
+                edges.append((f"v{i}", f"e{i}_{k}", f"v{nodes.index(x)}"))
     return nodes, states, edges
 
 
@@ -61,8 +65,10 @@ def by_id(nodes, state):
     return {f"v{nodes.index(v)}": g for v, g in state.items()}
 
 
-def page_data(path):
-    return json.loads(re.search(r"const DATA = (.*);\n", Path(path).read_text(encoding="utf-8")).group(1))
+def page_data(path_or_page):
+    """The page's DATA, read back from the script the way the browser reads it (JSON with \\u escapes)."""
+    page = path_or_page.html if isinstance(path_or_page, BackpropPage) else Path(path_or_page).read_text("utf-8")
+    return json.loads(re.search(r"const DATA = (.*);\n", page).group(1))
 
 
 def after_each_step(data):
@@ -86,14 +92,35 @@ def backward_grads(root):
 
 @needs_renderer
 @pytest.mark.parametrize("build", [seed_neuron, neuron_with_reuse])
-def test_the_steps_replay_the_backward_pass_and_end_at_its_gradients(build, tmp_path):
+def test_the_steps_are_backwards_steps_and_end_at_its_gradients(build, tmp_path):
     root = build()
     data = page_data(backprop_html(root, tmp_path / "page.html"))
     nodes, expected, edges = replay(root)
     assert after_each_step(data) == [by_id(nodes, state) for state in expected]
     assert [step["current"][-1] if len(step["current"]) > 1 else None for step in data["steps"]] == \
         [edge[1] if edge else None for edge in edges[1:]]
-    assert after_each_step(data)[-1] == backward_grads(root)  # these graphs replay bit for bit
+    assert after_each_step(data)[-1] == backward_grads(root)  # exactly: the same rule calls, the same sums
+
+
+def test_each_step_shows_local_times_upstream_and_the_rules_contribution():
+    """x's sigmoid edge: local × upstream, multiplied again, is off in the last place from what the rule gives
+    and backward adds; the page shows the rule's number."""
+    m = Value(0.9, label="x") * 1.7
+    m.label = "m"
+    s = m.sigmoid()
+    s.label = "s"
+    y = s * s
+    local, = s.local_grads()
+    upstream = 2 * s.data
+    contribution, = s.contributions(upstream)
+    assert local * upstream != contribution
+    data = page_data(_page_without_rendering(y, number_format=".17g"))
+    step = [step for step in data["steps"] if step["current"][0] == f"v{y.topo().index(s)}"][0]
+    assert step["after"] == contribution == backward_grads(y)[step["target"]]
+    words = html.unescape(step["words"])
+    assert "m.grad += local × upstream = contribution" in words
+    assert f"m.grad += {local:.17g} × {upstream:.17g} = {contribution:.17g}" in words
+    assert "s</span> has its final grad" in words and "passes it to its input" in words
 
 
 @needs_renderer
@@ -125,39 +152,81 @@ def test_a_single_value_has_one_step(tmp_path):
 
 
 @given(expressions(max_nodes=6))
-def test_any_expression_ends_at_the_engines_gradients(e):
-    """The page refuses to be written if its last step is off by more than rounding; this draws
-    graphs with every op, reuse and constants to make sure it never has to."""
+def test_any_expression_ends_at_the_engines_gradients_exactly(e):
+    """Graphs with every op, reuse and constants: every step as by the book, the last one == backward()."""
     root = e.build(*map(Value, e.inputs))
     nodes, expected, _ = replay(root)
-    with tempfile.TemporaryDirectory() as folder:
-        data = page_data(_page_without_rendering(root, Path(folder) / "page.html"))
-    assert after_each_step(data)[-1] == by_id(nodes, expected[-1])
+    states = after_each_step(page_data(_page_without_rendering(root)))
+    assert states == [by_id(nodes, state) for state in expected]
+    assert states[-1] == backward_grads(root)
 
 
-def _page_without_rendering(root, path):
-    """backprop_html with the layout step replaced by an empty picture (the layout is not under test here)."""
+def _page_without_rendering(root, **options):
+    """backprop_page with the layout step replaced by an empty picture (the layout is not under test here)."""
     run = microgd.stepper.run_renderer
     microgd.stepper.run_renderer = lambda source, format: b"<svg></svg>"
     try:
-        return backprop_html(root, path)
+        return backprop_page(root, **options)
     finally:
         microgd.stepper.run_renderer = run
 
 
-def test_a_replay_that_disagrees_with_the_engine_is_never_written(tmp_path, monkeypatch):
-    root = seed_neuron()
-    monkeypatch.setattr(microgd.stepper, "run_renderer", lambda source, format: b"<svg></svg>")
-    exact = Value.local_grads
-    monkeypatch.setattr(Value, "local_grads", lambda v: tuple(1.01 * d for d in exact(v)))
-    with pytest.raises(AssertionError, match="replaying the rules gives grad .* but the engine computes"):
+def test_jupyter_shows_the_page_inline_as_an_iframe():
+    from IPython.core.formatters import DisplayFormatter
+
+    page = _page_without_rendering(Value(2.0, label="a") * 3)
+    shown, _ = DisplayFormatter().format(page)
+    assert shown["text/html"] == page._repr_html_() and shown["text/html"].startswith("<iframe srcdoc=")
+    assert shown["text/plain"].startswith("<microgd BackpropPage:")
+
+
+def test_a_gradient_that_is_not_finite_is_refused_as_backward_refuses_it(tmp_path):
+    root = Value(1e-300, label="x").log() * 1e10  # d/dx = 1e10 / 1e-300: past the largest float
+    with pytest.raises(DomainError) as backward_error:
+        root.backward()
+    with pytest.raises(DomainError, match=r"backward of log\(1e-300\).*not a finite number") as page_error:
         backprop_html(root, tmp_path / "page.html")
-    assert not (tmp_path / "page.html").exists()
+    assert "\n" not in str(page_error.value) and "log(1e-300)" in str(backward_error.value)
+    with pytest.raises(DomainError, match=r"backward of powc\(0.0, 0.5\)"):
+        backprop_page(Value(0.0) ** 0.5)
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_template_is_a_real_html_file_shipped_with_the_package():
+    from importlib import resources
+
+    template = resources.files("microgd").joinpath("stepper.html").read_text(encoding="utf-8")
+    assert template.startswith("<!DOCTYPE html>") and template.rstrip().endswith("</html>")
+    assert re.findall(r"\{\{(\w+)\}\}", template) == ["title", "title", "svg", "data"]
+    rest = re.sub(r"\{\{(title|svg|data)\}\}", "", template)
+    assert "{{" not in rest and "}}" not in rest  # CSS and JS braces as written, no format-string doubling
+
+
+def test_labels_and_titles_cannot_inject_markup():
+    label = '<img src=x onerror="window.hacked = 1">'
+    a = Value(2.0, label=label)
+    root = a * a
+    root.label = "</script><script>window.hacked = 2</script>"
+    page = _page_without_rendering(root, title="</title><script>window.hacked = 3</script>")
+    assert page.html.count("<script>") == 1 and page.html.count("</script>") == 1
+    assert "<title>&lt;/title&gt;&lt;script&gt;window.hacked = 3&lt;/script&gt;</title>" in page.html
+    script = page.html[page.html.index("<script>"):page.html.index("</script>")]
+    assert not re.search(r"[<>&]", script.split("const DATA = ", 1)[1].split(";\n", 1)[0])
+    words = " ".join(step["words"] for step in page_data(page)["steps"])
+    assert html.escape(label) in words and "<img" not in words and "<script" not in words
+    default = _page_without_rendering(root)
+    assert f"<h1>Backward pass of {html.escape(root.label)}</h1>" in default.html
 
 
 def test_bad_arguments_are_named(tmp_path):
-    with pytest.raises(ValueError, match="should end in .html"):
+    with pytest.raises(ValueError, match="backprop_html: .* should end in .html"):
         backprop_html(seed_neuron(), tmp_path / "page.svg")
+    with pytest.raises(ValueError, match="BackpropPage.save: .* should end in .html"):
+        BackpropPage("<!DOCTYPE html>").save(tmp_path / "page.svg")
+    with pytest.raises(TypeError, match="backprop_page: expected a microgd Value"):
+        backprop_page(1.0)
+    with pytest.raises(ValueError, match="backprop_page: rankdir must be one of"):
+        backprop_page(seed_neuron(), rankdir="up")
     with pytest.raises(TypeError, match="expected a microgd Value"):
         backprop_html([1.0], tmp_path / "page.html")
     with pytest.raises(ValueError, match="more than max_nodes=5.*max_nodes=8"):
@@ -229,4 +298,59 @@ def test_clicking_next_shows_the_engines_gradients_step_by_step(browser, build, 
                            "s.dispatchEvent(new Event('input'))")
     assert dom_grads(browser) == by_id(nodes, expected[2])
     assert browser.find_element(By.ID, "counter").text == f"step 2 / {len(expected) - 1}"
+    assert browser.get_log("browser") == []
+
+
+def step_through(driver, expected, nodes):
+    """Click next through every step, checking the grads after each click."""
+    from selenium.webdriver.common.by import By
+
+    next_button = driver.find_element(By.ID, "next")
+    for n in range(1, len(expected)):
+        next_button.click()
+        assert dom_grads(driver) == by_id(nodes, expected[n]), f"after {n} clicks"
+    assert not next_button.is_enabled()
+
+
+@needs_renderer
+def test_the_page_shows_inline_in_a_notebook_iframe(browser, tmp_path):
+    """What Jupyter does with _repr_html_: the page in a sandboxed iframe, its script working inside it."""
+    from selenium.webdriver.common.by import By
+
+    root = neuron_with_reuse()
+    nodes, expected, _ = replay(root)
+    page = backprop_page(root)
+    inline = page._repr_html_()
+    assert inline.startswith("<iframe srcdoc=\"") and 'sandbox="allow-scripts"' in inline
+    assert html.unescape(re.search(r'srcdoc="([^"]*)"', inline).group(1)) == page.html
+    notebook = tmp_path / "notebook.html"
+    notebook.write_text(f"<!DOCTYPE html><html><body><p id='cell'>out[1]:</p>{inline}</body></html>", "utf-8")
+    browser.get(notebook.as_uri())
+    browser.switch_to.frame(browser.find_element(By.TAG_NAME, "iframe"))
+    try:
+        assert dom_grads(browser) == by_id(nodes, expected[0])
+        step_through(browser, expected, nodes)
+        assert dom_grads(browser) == backward_grads(root)
+    finally:
+        browser.switch_to.default_content()
+    assert browser.get_log("browser") == []
+
+
+@needs_renderer
+def test_markup_in_labels_stays_text_in_the_browser(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    label = '<img src=x onerror="window.hacked = 1"><b>w</b>'
+    w = Value(0.5, label=label)
+    root = (w * w).tanh()
+    root.label = "</script><script>window.hacked = 2</script>"
+    nodes, expected, _ = replay(root)
+    path = backprop_html(root, tmp_path / "page.html", title='<script>window.hacked = 3</script>')
+    browser.get(path.resolve().as_uri())
+    step_through(browser, expected, nodes)
+    browser.find_element(By.ID, "prev").click()  # the last step into w
+    assert label in browser.find_element(By.ID, "explain").text
+    assert browser.execute_script("return document.querySelectorAll('#explain img, #explain b b').length") == 0
+    assert browser.execute_script("return window.hacked === undefined")
+    assert browser.title == "<script>window.hacked = 3</script>"
     assert browser.get_log("browser") == []

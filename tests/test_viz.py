@@ -1,5 +1,8 @@
-"""viz: the DOT of known graphs (nodes, edge labels, numbers, colours), renderer discovery, saving, rendering."""
+"""viz: the DOT of known graphs (nodes, edge labels, numbers, colours, constants, escaping), the lecture's
+draw_dot, renderer discovery, saving, rendering, Jupyter display with either renderer, graphviz's public API only."""
 
+import html
+import inspect
 import math
 import os
 import re
@@ -8,10 +11,12 @@ import stat
 import sys
 import xml.etree.ElementTree as ET
 
+import graphviz
 import pytest
 
-from microgd import Value
-from microgd.viz import Diagram, RendererNotFound, draw_graph, draw_mlp, find_renderer, save
+import microgd
+from microgd import Value, define_op
+from microgd.viz import Diagram, RendererNotFound, draw_dot, draw_graph, draw_mlp, find_renderer, save
 
 # Rendering may skip only on a machine without a renderer, never in CI (.ci/run installs the `render` extra).
 needs_renderer = pytest.mark.skipif(find_renderer() is None and not os.environ.get("CI"),
@@ -83,9 +88,46 @@ def test_leaves_parameters_constants_and_interior_nodes_look_different():
     assert 'class="value input"' in statement(source, vx) and 'style=filled' in statement(source, vx)
     assert 'class="value parameter"' in statement(source, vw) and 'style="filled,bold"' in statement(source, vw)
     assert 'class="value interior"' in statement(source, vsop) and 'style="rounded,filled"' in statement(source, vsop)
-    constants = [f"v{i}" for i, v in enumerate(nodes) if v.is_constant]
-    assert {re.search(r"label=(\S+)", statement(source, c)).group(1) for c in constants} == {"0.3", "2"}
-    assert all("shape=plaintext" in statement(source, c) for c in constants)
+    constant = f"v{nodes.index(error.parents[0].parents[1])}"  # the 0.3 of predicted - 0.3
+    assert re.search(r"label=(\S+)", statement(source, constant)).group(1) == "0.3"
+    assert "shape=plaintext" in statement(source, constant)
+
+
+def test_a_constant_exponent_is_part_of_its_op_and_other_numbers_are_plain_constants():
+    u = Value(0.5, label="u")
+    square = u ** 2
+    shifted = 0.3 - square
+    scaled = 2 ** shifted  # a number base: op pow with a constant input that the op does not declare
+    scaled.backward()
+    nodes = scaled.topo()
+    source = draw_graph(scaled).source
+    i, j, k = (nodes.index(v) for v in (square, shifted, scaled))
+    exponent = square.parents[1]
+    assert 'label="** 2"' in statement(source, f"v{i}op")
+    assert not re.search(rf"\bv{nodes.index(exponent)} ", source)  # the 2 is no node and no edge
+    assert [line for line in source.splitlines() if f"-> v{i}op " in line] == [statement(source, f"e{i}_0")]
+    assert "0.0000" not in source
+    for n, constant, op in ((j, shifted.parents[0], "−"), (k, scaled.parents[0], "**")):
+        c = nodes.index(constant)
+        assert f'label="{op}"' in statement(source, f"v{n}op")
+        assert "shape=plaintext" in statement(source, f"v{c}") and "class=const" in statement(source, f"v{c}")
+        edge = statement(source, f"e{n}_0")
+        assert edge.startswith(f"\tv{c} -> v{n}op") and "style=dashed" in edge and "label=" not in edge
+    assert "label=<" in statement(source, f"e{j}_1") and "label=<" in statement(source, f"e{k}_1")
+    # the lecture's picture and the page treat constants the same way
+    lecture = draw_dot(scaled).source
+    assert 'label="** 2"' in lecture and f"v{nodes.index(exponent)} " not in lecture
+    assert "v{} [label=0.3 ".format(nodes.index(shifted.parents[0])) in lecture
+
+
+def test_a_value_exponent_is_an_input_with_its_derivative():
+    x, p = Value(2.0, label="x"), Value(3.0, label="p")
+    y = x ** p
+    y.backward()
+    source = draw_graph(y).source
+    assert 'label="**"' in statement(source, "v2op")
+    assert f"label=<{x.grad:.4f}<br/>× 1.0000" in statement(source, "e2_0")
+    assert f"label=<{p.grad:.4f}<br/>× 1.0000" in statement(source, "e2_1")
 
 
 def test_both_edges_of_a_reused_operand_are_drawn_and_labelled():
@@ -119,12 +161,27 @@ def test_grads_and_contributions_only_after_a_backward_and_only_when_asked():
     x, w, sop, predicted, error = seed_neuron()
     before = draw_graph(error).source
     assert "grad " not in before and "×" not in before.replace('label="×"', "")
-    assert "edge: local derivative" in before and "contribution" not in before
+    assert "edge: local derivative ∂output/∂input" in before and "contribution" not in before
     error.backward()
     hidden = draw_graph(error, show_grad=False).source
     assert hidden == before
     shown = draw_graph(error).source
-    assert "grad " in shown and "contribution to parent.grad" in shown
+    assert "grad " in shown and "contribution to input.grad" in shown
+    assert not re.search(r"parent|child", shown)  # micrograd says children, we say inputs: never the reverse
+
+
+def test_each_edge_shows_the_rules_own_contribution():
+    """x's sigmoid edge: local × upstream, re-multiplied, is off in the last place from what the rule returns."""
+    x = Value(0.9, label="x")
+    s = (x * 1.7).sigmoid()
+    y = s * s
+    y.backward()
+    upstream = s.grad
+    local, = s.local_grads()
+    contribution, = s.contributions(upstream)
+    assert local * upstream != contribution and s.parents[0].grad == contribution
+    edge = statement(draw_graph(y, number_format=".17g").source, f"e{y.topo().index(s)}_0")
+    assert f"× {upstream:.17g} = {contribution:.17g}>" in edge
 
 
 def test_colour_follows_the_sign_and_size_of_the_gradient():
@@ -173,14 +230,16 @@ def test_too_large_a_graph_is_refused_with_the_option_to_allow_it():
     ({"rankdir": "up"}, "rankdir must be one of LR, TB, RL, BT"),
     ({"number_format": "d"}, "number_format 'd' is not a format for floats"),
 ])
-def test_bad_options_are_named(kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        draw_graph(Value(1.0) * 2, **kwargs)
+@pytest.mark.parametrize("draw", [draw_graph, draw_dot])
+def test_bad_options_are_named(draw, kwargs, message):
+    with pytest.raises(ValueError, match=f"{draw.__name__}: {message}"):
+        draw(Value(1.0) * 2, **kwargs)
 
 
-def test_only_values_are_drawn():
-    with pytest.raises(TypeError, match="expected a microgd Value, got float"):
-        draw_graph(1.5)
+@pytest.mark.parametrize("draw", [draw_graph, draw_dot])
+def test_only_values_are_drawn(draw):
+    with pytest.raises(TypeError, match=f"{draw.__name__}: expected a microgd Value, got float"):
+        draw(1.5)
 
 
 # -- saving and renderer discovery --
@@ -219,10 +278,15 @@ def test_without_a_renderer_dot_saves_and_rendering_says_what_to_install(no_rend
     picture = draw_graph(Value(2.0, label="a") * 3)
     assert save(picture, tmp_path / "g.dot").read_text(encoding="utf-8") == picture.source
     assert save(picture, tmp_path / "g.gv").read_text(encoding="utf-8") == picture.source
-    for attempt in (lambda: save(picture, tmp_path / "g.svg"), lambda: picture.pipe(), picture._repr_mimebundle_):
+    for attempt in (lambda: save(picture, tmp_path / "g.svg"), lambda: picture.pipe()):
         with pytest.raises(RendererNotFound, match=r'pip install "microgd\[render\]".*install Graphviz'):
             attempt()
     assert not (tmp_path / "g.svg").exists()
+    # Jupyter shows one line saying what to install, not a traceback
+    bundle = picture._repr_mimebundle_()
+    assert list(bundle) == ["text/plain"] and bundle["text/plain"].count("\n") == 0
+    assert bundle["text/plain"].startswith("(no picture: rendering a picture needs a Graphviz renderer")
+    assert picture._repr_svg_() is None
 
 
 def test_a_failing_renderer_is_reported_with_its_message(no_renderer, tmp_path):
@@ -263,9 +327,11 @@ def test_svg_renders_with_the_nodes_ids_and_numbers(tmp_path):
     vw = f"v{nodes.index(w)}"
     texts = [t.text for t in groups[vw].iter(f"{SVG}text")]
     assert texts == ["w", "data 0.5000", f"grad {by_hand()[1] * by_hand()[2] * 0.1:.4f}"]
-    assert all(f"v{i}" in groups for i in range(len(nodes)))
+    exponent = error.parents[1]
+    assert all(f"v{i}" in groups for i, v in enumerate(nodes) if v is not exponent)
+    assert f"v{nodes.index(exponent)}" not in groups  # drawn inside its op
     edges = [g for g in groups.values() if "edge" in g.get("class", "")]
-    assert len(edges) == 11  # 7 into the 4 op nodes, 4 out of them
+    assert len(edges) == 10  # 6 into the 4 op nodes (the exponent 2 is inside its op), 4 out of them
 
 
 @needs_renderer
@@ -282,19 +348,187 @@ def graphviz_pure():
     return shutil.which("graphviz-pure") or shutil.which("graphviz-pure", path=os.path.dirname(sys.executable))
 
 
-@pytest.mark.skipif(graphviz_pure() is None and not os.environ.get("CI"), reason="graphviz-pure is not installed")
-def test_jupyter_and_render_go_through_graphviz_pure_beside_python(tmp_path, monkeypatch):
+needs_graphviz_pure = pytest.mark.skipif(graphviz_pure() is None and not os.environ.get("CI"),
+                                         reason="graphviz-pure is not installed")
+
+
+def jupyter_display(obj):
+    """What Jupyter shows for ``obj``: IPython's own display formatter, as a notebook kernel runs it."""
+    from IPython.core.formatters import DisplayFormatter
+
+    data, _ = DisplayFormatter().format(obj)
+    return data
+
+
+def lecture_draw_dot(root):
+    """Karpathy's draw_dot from the micrograd lecture, as written there (on microgd Values)."""
+    nodes, edges = set(), set()
+
+    def build(v):
+        if v not in nodes:
+            nodes.add(v)
+            for child in v._prev:
+                edges.add((child, v))
+                build(child)
+    build(root)
+    dot = graphviz.Digraph(format="svg", graph_attr={"rankdir": "LR"})
+    for n in nodes:
+        uid = str(id(n))
+        dot.node(name=uid, label="{ %s | data %.4f | grad %.4f }" % (n.label, n.data, n.grad), shape="record")
+        if n._op:
+            dot.node(name=uid + n._op, label=n._op)
+            dot.edge(uid + n._op, uid)
+    for n1, n2 in edges:
+        dot.edge(str(id(n1)), str(id(n2)) + n2._op)
+    return dot
+
+
+def lecture_neuron():
+    x1, x2 = Value(2.0, label="x1"), Value(0.0, label="x2")
+    w1, w2 = Value(-3.0, label="w1"), Value(1.0, label="w2")
+    b = Value(6.8813735870195432, label="b")
+    n = x1 * w1 + x2 * w2 + b
+    n.label = "n"
+    o = n.tanh()
+    o.label = "o"
+    return o
+
+
+@needs_graphviz_pure
+def test_jupyter_shows_every_picture_with_graphviz_pure_beside_python(tmp_path, monkeypatch):
+    from microgd.nn import MLP
+
     program = graphviz_pure()
     monkeypatch.setenv("PATH", str(tmp_path))  # no `dot` anywhere: graphviz's own rendering would fail
     monkeypatch.setattr(sys, "executable", os.path.join(os.path.dirname(program), "python"))
-    picture = draw_graph(Value(2.0, label="a") * 3)
-    bundle = picture._repr_mimebundle_()
-    assert list(bundle) == ["image/svg+xml"] and "<title>v0</title>" in bundle["image/svg+xml"]
+    o = lecture_neuron()
+    o.backward()
+    for picture in (draw_graph(o), draw_dot(o), draw_mlp(MLP(2, [3, 1], weights=SEED_WEIGHTS))):
+        shown = jupyter_display(picture)
+        assert "image/svg+xml" in shown and shown["image/svg+xml"].lstrip().startswith("<?xml")
+        assert "graphviz-pure" in shown["image/svg+xml"]  # the renderer's own comment
     assert picture.pipe(format="png")[:8] == PNG_MAGIC
-    out = picture.render(directory=tmp_path, outfile=tmp_path / "a.png")
-    assert out == str(tmp_path / "a.png") and (tmp_path / "a.png").read_bytes()[:8] == PNG_MAGIC
-    assert picture.render(tmp_path / "b.gv", format="svg") == str(tmp_path / "b.gv.svg")
-    assert "<svg" in (tmp_path / "b.gv.svg").read_text(encoding="utf-8")
+    assert picture._repr_mimebundle_(include=["image/png"])["image/png"][:8] == PNG_MAGIC
+    assert picture._repr_mimebundle_(exclude=["image/svg+xml"]) == {}
+
+
+def test_jupyter_uses_dot_when_it_is_on_path(no_renderer, tmp_path, monkeypatch):
+    log = tmp_path / "dot.log"
+    fake_program(no_renderer, "dot", f'echo "$@" >> {log}; cat > /dev/null; echo "<svg>drawn by dot</svg>"')
+    fake_program(no_renderer, "graphviz-pure", "echo graphviz-pure must not run >&2; exit 1")
+    shown = jupyter_display(draw_dot(Value(2.0, label="a") * 3))
+    assert shown["image/svg+xml"].strip() == "<svg>drawn by dot</svg>"
+    assert log.read_text().split() == ["-Kdot", "-Tsvg"]  # rendered once
+
+
+def test_jupyter_without_a_renderer_shows_one_line_saying_what_to_install(no_renderer, capsys):
+    shown = jupyter_display(draw_graph(Value(2.0) * 3))
+    assert list(shown) == ["text/plain"] and 'pip install "microgd[render]"' in shown["text/plain"]
+    assert "Traceback" not in capsys.readouterr().err
+
+
+@needs_graphviz_pure
+def test_the_lectures_own_draw_dot_saves_and_displays_with_graphviz_pure(tmp_path, monkeypatch):
+    program = graphviz_pure()
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(sys, "executable", os.path.join(os.path.dirname(program), "python"))
+    o = lecture_neuron()
+    o.backward()
+    dot = lecture_draw_dot(o)
+    with pytest.raises(graphviz.ExecutableNotFound):
+        dot.pipe()  # graphviz's own rendering needs Graphviz's `dot`
+    svg = ET.parse(save(dot, tmp_path / "lecture.svg")).getroot()
+    texts = [t.text for t in svg.iter(f"{SVG}text")]
+    assert "o" in texts and "data 0.7071" in texts and "grad 0.5000" in texts and "tanh" in texts
+    assert save(dot, tmp_path / "lecture.png").read_bytes()[:8] == PNG_MAGIC
+    assert save(dot, tmp_path / "lecture.gv").read_text(encoding="utf-8") == dot.source
+    assert "image/svg+xml" in jupyter_display(Diagram(dot))
+    with pytest.raises(TypeError, match="Diagram: expected a graphviz graph"):
+        Diagram("digraph {}")
+
+
+# -- the lecture's picture --
+
+def test_draw_dot_draws_a_record_per_value_and_a_node_per_op_as_the_lecture_does():
+    o = lecture_neuron()
+    before = draw_dot(o).source
+    assert "{ o | data 0.7071 | grad 0.0000 }" in before
+    o.backward()
+    source = draw_dot(o).source
+    nodes = o.topo()
+    for i, v in enumerate(nodes):
+        assert statement_of(source, f"v{i}").endswith(
+            f'[label="{{ {v.label} | data {v.data:.4f} | grad {v.grad:.4f} }}" shape=record]')
+    ops = {line.split()[0]: re.search(r'label=("[^"]*"|\S+)', line).group(1).strip('"[]')
+           for line in source.splitlines() if re.match(r"\tv\d+op \[", line)}
+    assert sorted(ops.values()) == sorted(["×", "×", "+", "+", "tanh"])
+    edges = re.findall(r"^\t(v\d+(?:op)?) -> (v\d+(?:op)?)$", source, re.M)
+    into_ops = sorted((tail, head) for tail, head in edges if head.endswith("op"))
+    expected = sorted((f"v{nodes.index(p)}", f"v{nodes.index(v)}op") for v in nodes for p in v.parents)
+    assert into_ops == expected and len(edges) == len(expected) + len(ops)
+    assert draw_dot(o, rankdir="TB", number_format=".2f").source.count("rankdir=TB") == 1
+
+
+def test_draw_dot_draws_both_uses_of_a_reused_input():
+    a = Value(3.0, label="a")
+    source = draw_dot(a + a).source
+    assert source.count("v0 -> v1op") == 2
+
+
+@needs_renderer
+def test_draw_dot_shows_any_label_as_it_is(tmp_path):
+    label = 'a|b {c} <d> \\n & "q"'
+    x = Value(1.0, label=label)
+    source = draw_dot(x * 2).source
+    assert r"a\|b \{c\} \<d\> \\n &amp; \"q\"" in source
+    svg = ET.parse(save(draw_dot(x * 2), tmp_path / "x.svg")).getroot()
+    record = [g for g in svg.iter(f"{SVG}g") if g.findtext(f"{SVG}title") == "v0"][0]
+    assert [t.text for t in record.iter(f"{SVG}text")] == [label, "data 1.0000", "grad 0.0000"]
+
+
+def test_labels_and_op_symbols_are_escaped_in_the_graph_picture():
+    label = '<i>x</i> & "q"'
+    sym = define_op("angled", forward=lambda v: v, vjp=lambda g, out, v: (g,), symbol="<f>")
+    y = sym(Value(1.0, label=label))
+    y.backward()
+    source = draw_graph(y).source
+    assert f"<b>{html.escape(label)}</b>" in statement(source, "v0") and "<i>" not in source
+    assert 'label="&lt;f&gt;"' in statement(source, "v1op")
+    assert 'label="&lt;f&gt;"' in statement_of(draw_dot(y).source, "v1op")
+
+
+# -- graphviz: the public API only --
+
+def microgd_classes():
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.iter_modules(microgd.__path__):
+        module = importlib.import_module(f"microgd.{info.name}")
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ == module.__name__:
+                yield cls
+
+
+def test_nothing_we_define_overrides_a_private_member_of_graphviz():
+    def is_private(name):
+        return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+    ours = list(microgd_classes())
+    assert Diagram in ours
+    graphviz_classes = {base for name in graphviz.__all__ if inspect.isclass(getattr(graphviz, name))
+                        for base in getattr(graphviz, name).__mro__ if base.__module__.startswith("graphviz")}
+    private = {name for cls in graphviz_classes for name in vars(cls) if is_private(name)}
+    assert {"_repr_mimebundle_", "_render"} <= private  # the hooks a subclass would be tempted to override
+    for cls in ours:
+        for base in cls.__mro__[1:]:
+            if base in graphviz_classes:
+                overridden = {name for name in vars(cls) if name in private}
+                assert not overridden, f"{cls.__name__} overrides graphviz's {sorted(overridden)}"
+    for cls in graphviz_classes:  # nor is anything of ours patched into graphviz's classes
+        for name, member in vars(cls).items():
+            module = getattr(inspect.unwrap(member) if callable(member) else member, "__module__", None)
+            assert not str(module).startswith("microgd"), f"graphviz.{cls.__name__}.{name} comes from {module}"
 
 
 # -- the MLP diagram --

@@ -1,0 +1,210 @@
+"""Shared by the pictures (:mod:`microgd.viz`) and the backprop page (:mod:`microgd.stepper`): the DOT graph
+of an expression, number formatting, colours, and running a Graphviz renderer.
+
+The DOT is built with the public ``graphviz.Digraph`` API only; turning it into SVG or PNG is our own
+call of a renderer program (:func:`find_renderer`), not the ``graphviz`` package's.
+
+    >>> from microgd import Value
+    >>> graph = expression_graph((Value(2.0, label="a") * 3).topo(), number=number_formatter(".4f", "example"))
+    >>> "<b>a</b></td></tr><tr><td>data 2.0000" in graph.source   # a graphviz.Digraph
+    True
+
+How constants are drawn, in every picture and on the page: an input an op declares constant (the
+``constants`` of its registry entry, e.g. the exponent of ``x ** 2``) is part of the op's node, which
+reads ``** 2``; any other Python number in an expression (``0.3`` in ``p - 0.3``) is a small plain number
+joined to its op by a dashed edge without a derivative: numbers are never differentiated, so backward
+passes them nothing worth showing.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+
+import graphviz
+
+from .engine import Value
+from .rules import OPS
+
+__all__ = ["RenderError", "RendererNotFound", "find_renderer", "run_renderer", "graph_nodes", "number_formatter",
+           "new_graph", "expression_graph", "op_label", "html_rows", "grad_fill", "shade", "is_folded", "drawn_inputs"]
+
+RANKDIRS = ("LR", "TB", "RL", "BT")
+POSITIVE, NEGATIVE = (33, 102, 172), (178, 24, 43)  # blue: grad > 0, red: grad < 0 (ColorBrewer RdBu)
+FONT = "Helvetica"
+
+
+class RenderError(RuntimeError):
+    """A picture could not be rendered: the renderer failed (its message says why)."""
+
+
+class RendererNotFound(RenderError):
+    """Neither Graphviz's ``dot`` nor ``graphviz-pure`` was found, so a picture cannot be rendered."""
+
+
+def find_renderer() -> str | None:
+    """The program that turns DOT into pictures, or None.
+
+    Graphviz's ``dot`` on PATH first, then ``graphviz-pure`` on PATH, then ``graphviz-pure`` next to
+    the running Python (a virtual environment's bin folder, which need not be on PATH).
+    """
+    found = shutil.which("dot") or shutil.which("graphviz-pure")
+    if not found and sys.executable:
+        found = shutil.which("graphviz-pure", path=os.path.dirname(sys.executable))
+    return found
+
+
+def run_renderer(source: str, format: str, engine: str = "dot") -> bytes:
+    """Render DOT ``source`` to ``format`` (svg, png, ...) bytes with the program :func:`find_renderer` picks."""
+    program = find_renderer()
+    if program is None:
+        raise RendererNotFound(
+            "rendering a picture needs a Graphviz renderer and none was found: "
+            'pip install "microgd[render]" (the graphviz-pure renderer) or install Graphviz '
+            "(https://graphviz.org/download/) so that `dot` is on PATH. "
+            "Saving the DOT source (.dot or .gv) works without either."
+        )
+    done = subprocess.run([program, f"-K{engine}", f"-T{format}"], input=source.encode("utf-8"), capture_output=True)
+    if done.returncode != 0:
+        message = done.stderr.decode("utf-8", "replace").strip().replace("\n", " ")
+        raise RenderError(f"{program} could not render {format}: {message or f'exit status {done.returncode}'}")
+    return done.stdout
+
+
+def graph_nodes(root: Value, max_nodes: int, caller: str) -> list[Value]:
+    """``root.topo()``, refused with a clear message when it is more than ``max_nodes`` long."""
+    if not isinstance(root, Value):
+        raise TypeError(f"{caller}: expected a microgd Value, got {type(root).__name__}")
+    nodes = root.topo()
+    if len(nodes) > max_nodes:
+        raise ValueError(f"{caller}: the graph has {len(nodes)} nodes, more than max_nodes={max_nodes}: "
+                         f"a picture that large is unreadable. Draw a smaller expression, or pass "
+                         f"max_nodes={len(nodes)} to draw it anyway")
+    return nodes
+
+
+def number_formatter(number_format: str, caller: str) -> Callable[[float], str]:
+    """A function printing numbers with ``number_format`` (e.g. ".4f"), checked once up front."""
+    try:
+        format(1.5, number_format)
+    except (ValueError, TypeError):
+        raise ValueError(f"{caller}: number_format {number_format!r} is not a format for floats; "
+                         "try '.4f' or '.3g'") from None
+    return lambda x: format(x, number_format)
+
+
+def new_graph(rankdir: str, caller: str) -> graphviz.Digraph:
+    """An empty ``graphviz.Digraph`` in the pictures' style, laid out in direction ``rankdir``."""
+    if rankdir not in RANKDIRS:
+        raise ValueError(f"{caller}: rankdir must be one of {', '.join(RANKDIRS)}, got {rankdir!r}")
+    graph = graphviz.Digraph(format="svg", engine="dot")
+    graph.attr(rankdir=rankdir, fontname=FONT, nodesep="0.3", ranksep="0.45", bgcolor="white")
+    graph.attr("node", fontname=FONT, fontsize="11", penwidth="1.2")
+    graph.attr("edge", fontname=FONT, fontsize="10", fontcolor="#333333", arrowsize="0.7", color="#666666")
+    return graph
+
+
+def is_folded(node: Value, k: int) -> bool:
+    """True when input ``k`` of ``node`` is drawn inside the op (a constant the op declares, e.g. an exponent)."""
+    return k in OPS[node.op].constants and node.parents[k].is_constant
+
+
+def drawn_inputs(node: Value) -> list[int]:
+    """The positions of the inputs of ``node`` drawn as edges into its op (all but the folded constants)."""
+    return [k for k in range(len(node.parents)) if not is_folded(node, k)]
+
+
+def op_label(node: Value) -> str:
+    """The op node's text: the registry's symbol, then any constant the op declares (``** 2``)."""
+    folded = [format(node.parents[k].data, "g") for k in range(len(node.parents)) if is_folded(node, k)]
+    return " ".join([OPS[node.op].symbol, ", ".join(folded)]) if folded else OPS[node.op].symbol
+
+
+def expression_graph(nodes: Sequence[Value], *, number: Callable[[float], str], rankdir: str = "LR",
+                     grads: Sequence[float] | None = None, grad_texts: Sequence[str] | None = None,
+                     names: bool = False, caller: str = "draw_graph") -> graphviz.Digraph:
+    """The DOT graph of ``nodes`` (``root.topo()``): a box per Value, a circle per op, an edge per input.
+
+    Ids: ``v{i}`` for node i, ``v{i}op`` for its op, ``o{i}`` for the op's edge into it, ``e{i}_{k}`` for
+    the edge of its input k. Each input edge carries the local derivative d output / d input.
+    ``grads``: each node's gradient; then nodes are coloured by it and each edge also shows
+    ``× upstream = contribution``, the contribution being the rule's own output (what backward adds).
+    ``grad_texts``: the grad line of each node (none without it). ``names``: show ``v{i}`` on unnamed nodes.
+    """
+    graph = new_graph(rankdir, caller)
+    index = {v: i for i, v in enumerate(nodes)}
+    scale = max((abs(g) for g in grads), default=0.0) if grads is not None else 0.0
+    root = nodes[-1]
+    folded = {v.parents[k] for v in nodes if v.parents for k in range(len(v.parents)) if is_folded(v, k)}
+    for i, v in enumerate(nodes):
+        if v.is_constant and v is not root:
+            if v not in folded:
+                graph.node(f"v{i}", format(v.data, "g"), id=f"v{i}", shape="plaintext", fontsize="10",
+                           fontcolor="#555555", width="0", height="0", margin="0.02", **{"class": "const"})
+            continue
+        rows = []
+        if v.label or names:
+            rows.append(f"<b>{html.escape(v.label)}</b>" if v.label else f'<font color="#777777">v{i}</font>')
+        rows.append(f"data {number(v.data)}")
+        if grad_texts is not None:
+            rows.append(html.escape(grad_texts[i]))
+        kind = "interior" if v.parents else "parameter" if v.label else "input"
+        style = {"interior": "rounded,filled", "parameter": "filled,bold", "input": "filled"}[kind]
+        fill = grad_fill(grads[i], scale) if grads is not None else "#f7f7f7" if kind == "interior" else "white"
+        graph.node(f"v{i}", html_rows(rows), id=f"v{i}", shape="box", style=style, fillcolor=fill,
+                   margin="0.06,0.03", **{"class": f"value {kind}"})
+        if v.parents:
+            _draw_op(graph, v, i, index, number, grads[i] if grads is not None else None, scale)
+    return graph
+
+
+def _draw_op(graph: graphviz.Digraph, v: Value, i: int, index: dict, number: Callable[[float], str],
+             upstream: float | None, scale: float) -> None:
+    """The op node of node ``i``, its edge into the node and one edge per drawn input."""
+    label = op_label(v)
+    graph.node(f"v{i}op", html.escape(label), id=f"v{i}op", shape="circle" if len(label) <= 3 else "ellipse",
+               width="0.42", margin="0.02", style="filled", fillcolor="#eeeeee", fontsize="12", **{"class": "op"})
+    graph.edge(f"v{i}op", f"v{i}", id=f"o{i}", **{"class": "out"})
+    locals_ = v.local_grads()
+    contributions = v.contributions(upstream) if upstream is not None else None
+    for k in drawn_inputs(v):
+        x = v.parents[k]
+        attrs = {"id": f"e{i}_{k}", "class": "local"}
+        if x.is_constant:
+            attrs.update(style="dashed", color="#aaaaaa")
+        elif contributions is not None and upstream is not None:
+            c = contributions[k]
+            width = abs(c) / scale if scale else 0.0
+            attrs.update(label=f"<{number(locals_[k])}<br/>× {number(upstream)} = {number(c)}>",
+                         color=shade(c, scale, 0.35, 0.65, "#999999"),
+                         penwidth=f"{1 + 2.5 * math.sqrt(min(width, 1.0)):.2f}")
+        else:
+            attrs["label"] = number(locals_[k])
+        graph.edge(f"v{index[x]}", f"v{i}op", **attrs)
+
+
+def html_rows(rows: Sequence[str]) -> str:
+    """A graphviz HTML-like label: one centred table row per entry (entries are already escaped)."""
+    cells = "".join(f"<tr><td>{row}</td></tr>" for row in rows)
+    return f'<<table border="0" cellborder="0" cellspacing="0" cellpadding="1">{cells}</table>>'
+
+
+def grad_fill(grad: float, scale: float) -> str:
+    """The fill of a value node: white for a zero grad, light to medium blue (> 0) or red (< 0)."""
+    return shade(grad, scale, 0.12, 0.55, "#ffffff")
+
+
+def shade(x: float, scale: float, lightest: float, deepest: float, zero: str) -> str:
+    """A colour for ``x``: blue if positive, red if negative, from near white (``lightest``) to
+    ``deepest`` of the full hue as |x| goes from 0 to ``scale`` (square root, so small values show);
+    ``zero`` for 0."""
+    if x == 0.0 or scale == 0.0:
+        return zero
+    strength = lightest + (deepest - lightest) * math.sqrt(min(abs(x) / scale, 1.0))
+    base = POSITIVE if x > 0 else NEGATIVE
+    return "#" + "".join(f"{round(255 + (c - 255) * strength):02x}" for c in base)

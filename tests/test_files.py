@@ -1,0 +1,112 @@
+"""The atomic writer and the destination checks: nothing microgd writes can cost the user a file."""
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from microgd.files import DestinationError, check_distinct, check_writable, write_atomic
+
+
+def mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_an_existing_files_permission_bits_are_kept(tmp_path):
+    path = tmp_path / "secret.json"
+    path.write_text("old")
+    os.chmod(path, 0o600)
+    write_atomic(path, "new")
+    assert path.read_text() == "new" and mode(path) == 0o600
+
+
+def test_a_new_file_gets_the_umasks_mode(tmp_path):
+    old = os.umask(0o027)
+    try:
+        write_atomic(tmp_path / "new.json", "x")
+    finally:
+        os.umask(old)
+    assert mode(tmp_path / "new.json") == 0o640
+
+
+def test_a_symlink_is_written_through_to_its_target(tmp_path):
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "model.json"
+    target.write_text("old")
+    link = tmp_path / "model.json"
+    link.symlink_to(target)
+    assert write_atomic(link, "new") == link
+    assert link.is_symlink() and target.read_text() == "new"
+    assert not [p for p in (tmp_path / "real").iterdir() if p.name.startswith(".microgd-")]
+
+
+def test_the_longest_legal_name_works(tmp_path):
+    name = "m" * 250 + ".json"  # 255 characters: the limit; a temporary named after it would not fit
+    write_atomic(tmp_path / name, "x")
+    assert (tmp_path / name).read_text() == "x"
+
+
+def test_a_temporary_left_by_a_killed_writer_is_removed_on_the_next_save(tmp_path):
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    stale = tmp_path / f".microgd-{child.pid}-0123abcd.tmp"
+    stale.write_text("half a model")
+    live = tmp_path / f".microgd-{os.getppid()}-0123abcd.tmp"  # a running process's: never touched
+    live.write_text("being written")
+    other = tmp_path / ".model.json.1234.tmp"  # not of our naming: never touched
+    other.write_text("someone else's")
+    write_atomic(tmp_path / "model.json", "x")
+    assert not stale.exists() and live.exists() and other.exists()
+
+
+def test_a_crash_mid_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    path = tmp_path / "model.json"
+    path.write_text("old")
+
+    def crash(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(path, "new")
+    assert path.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["model.json"]
+
+
+@pytest.mark.parametrize("make, pattern", [
+    (lambda tmp: tmp, r"is a folder; give a file name"),
+    (lambda tmp: tmp / "missing" / "m.json", r"folder '.*missing' does not exist"),
+    (lambda tmp: "/proc/microgd.json", r"'/proc/microgd.json' cannot be written"),
+])
+def test_unwritable_destinations_are_found_before_the_work(tmp_path, make, pattern):
+    with pytest.raises(DestinationError, match=pattern):
+        check_writable(make(tmp_path), "--save")
+    assert list(tmp_path.iterdir()) == []  # no probe left behind
+
+
+def test_check_writable_names_the_path_as_typed_and_leaves_nothing_behind(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    assert check_writable("sub/../model.json", "--save") == Path("sub/../model.json")
+    (tmp_path / "sub").rmdir()
+    with pytest.raises(DestinationError, match=r"^--out 'nowhere/p.csv': folder '.*nowhere' does not exist$"):
+        check_writable("nowhere/p.csv", "--out")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_output_that_is_an_input_or_another_output_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data.csv").write_text("a,b\n")
+    (tmp_path / "sub").mkdir()
+    os.symlink(tmp_path / "data.csv", tmp_path / "link.csv")
+    os.link(tmp_path / "data.csv", tmp_path / "hard.csv")
+    for spelled in ("data.csv", "./data.csv", "sub/../data.csv", str(tmp_path / "data.csv"), "link.csv", "hard.csv"):
+        with pytest.raises(DestinationError, match=rf"--save '{spelled}' is the same file as DATA 'data.csv'"):
+            check_distinct([("DATA", "data.csv")], [("--save", spelled)])
+    with pytest.raises(DestinationError, match=r"--plot 'm.json' is the same file as --save 'm.json'"):
+        check_distinct([("DATA", "data.csv")], [("--save", "m.json"), ("--plot", "m.json")])
+    check_distinct([("MODEL", "m.json"), ("DATA", "data.csv")], [("--out", "p.csv")])  # distinct: fine

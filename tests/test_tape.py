@@ -1,0 +1,202 @@
+"""The tape: generated from the rules run on symbols, exact against the eager engine, batched, checked."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from microgd import DomainError, Value, define_op, gradients
+from microgd import rules
+from microgd.rules import OPS
+from microgd.tape import trace
+from microgd.testing import expressions, mlps
+
+
+def exactly(a, b):
+    """Equal to 1e-12 relative (and exactly where one is 0)."""
+    return math.isclose(a, b, rel_tol=1e-12, abs_tol=0.0)
+
+
+def eager(build, point):
+    leaves = [Value(x) for x in point]
+    out = build(*leaves)
+    return out.data, gradients(out, leaves)
+
+
+points = st.lists(st.floats(-3, 3, allow_nan=False), min_size=3, max_size=3)
+
+
+@given(expressions(max_depth=4, n_vars=3, max_nodes=8), points)
+def test_values_and_gradients_equal_the_eager_engines_at_new_points(e, other):
+    tape = trace(e.build, *e.inputs)
+    for point in (e.inputs, other):
+        try:
+            expected = eager(e.build, point)
+        except DomainError:
+            with pytest.raises(DomainError):
+                tape.value_and_grad(*point)
+            continue
+        value, grads = tape.value_and_grad(*point)
+        assert exactly(value, expected[0]), tape.source
+        assert all(map(exactly, grads, expected[1])), tape.source
+
+
+@pytest.mark.parametrize("f", [
+    lambda x, y: x.relu() * abs(y) + (x * y).relu(),
+    lambda x, y: abs(x - y) + (x + y).relu(),
+], ids=["relu-abs", "differences"])
+def test_kinks_give_the_engines_subgradient(f):
+    tape = trace(f, 1.0, 2.0)
+    for point in ((0.0, 0.0), (0.0, 1.0), (-1.0, 0.0), (1.0, 1.0)):
+        value, grads = tape.value_and_grad(*point)
+        assert (value, grads) == (eager(f, point)[0], eager(f, point)[1])
+
+
+def test_constants_reuse_and_a_value_exponent():
+    def f(x, p):
+        y = x * x + 2 * x - 0.5
+        return y ** p + (3 - y) / (x + 4) + 2 ** x
+    tape = trace(f, 1.5, 2.5)
+    for point in ((1.5, 2.5), (0.7, -1.25), (2.0, 3.0)):
+        value, grads = tape.value_and_grad(*point)
+        expected = eager(f, point)
+        assert value == expected[0] and grads == expected[1]
+
+
+def test_the_source_reads_like_python_with_the_labels():
+    w = Value(0.5, label="w")
+
+    def error(x, target):
+        sop = w * x
+        sop.label = "sop"
+        predicted = sop.sigmoid()
+        predicted.label = "predicted"
+        return (predicted - target) ** 2
+    source = trace(error, 0.1, 0.3).source
+    assert source.splitlines()[:4] == ["def error(x, target, captured):", "    (w,) = captured",
+                                       "    sop = w * x", "    predicted = sigmoid(sop)"]
+    assert "    d_sop = d_v2 * predicted * (1.0 - predicted)" in source.splitlines()
+    compile(source, "tape", "exec")
+
+
+def test_lists_of_inputs_and_captured_values_accumulate_like_backward():
+    weights = [Value(0.3, label="w1"), Value(-0.8, label="w2")]
+
+    def f(x, t):
+        return (Value.weighted_sum(weights, x, 0.1).tanh() - t) ** 2
+    tape = trace(f, [0.5, -1.0], 0.2)
+    value, (dx, dt) = tape.value_and_grad([0.25, 2.0], 0.7)
+    tape_grads = [w.grad for w in weights]
+    for w in weights:
+        w.grad = 0.0
+    leaves = [Value(0.25), Value(2.0)]
+    target = Value(0.7)
+    out = f(leaves, target)
+    out.backward()
+    assert value == out.data and dx == [leaf.grad for leaf in leaves] and dt == target.grad
+    assert tape_grads == [w.grad for w in weights]
+    tape([0.25, 2.0], 0.7)
+    assert [w.grad for w in weights] == [2 * g for g in tape_grads]  # a second call adds, as backward does
+
+
+def test_domain_errors_name_the_op_and_operand():
+    tape = trace(lambda x, y: (x * y).log() + 1 / (x - 1), 2.0, 2.0)
+    with pytest.raises(DomainError, match=r"log: operand must be > 0, got -2.0"):
+        tape(2.0, -1.0)
+    with pytest.raises(DomainError, match=r"div: division by zero"):
+        tape(1.0, 2.0)
+    big = trace(lambda x: x.exp() * x, 1.0)
+    with pytest.raises(DomainError, match=r"exp: result overflows a float for operand 1000.0"):
+        big(1000.0)
+    overflow = trace(lambda x: x * x * x, 1.0)
+    with pytest.raises(DomainError, match=r"\*: the result is inf"):
+        overflow(1e200)
+
+
+def test_batch_domain_errors_name_the_sample():
+    tape = trace(lambda x, y: (x * y).log(), 1.0, 2.0)
+    with pytest.raises(DomainError, match=r"sample 2: log: operand must be > 0, got -6.0"):
+        tape.batch(np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, 1.0, -2.0, -3.0]))
+    divide = trace(lambda x: 1 / x, 1.0)
+    with pytest.raises(DomainError, match=r"sample 1: div: division by zero"):
+        divide.batch(np.array([1.0, 0.0]))
+
+
+@settings(max_examples=25)
+@given(mlps(activations=("sigmoid", "tanh", "relu", "linear")), st.integers(1, 8), st.randoms(use_true_random=False))
+def test_batch_equals_sample_by_sample(net, size, rng):
+    model = net.model
+
+    def loss(x, target):
+        out = model(x)
+        outputs = out if isinstance(out, list) else [out]
+        total = 0.5 * (outputs[0] - target[0]) ** 2
+        for y, t in zip(outputs[1:], target[1:]):
+            total = total + 0.5 * (y - t) ** 2
+        return total
+    tape = trace(loss, list(net.x), list(net.target))
+    X = [[rng.uniform(-1, 1) for _ in net.x] for _ in range(size)]
+    T = [[rng.uniform(0, 1) for _ in net.target] for _ in range(size)]
+    model.zero_grad()
+    values = tape.batch(np.array(X), np.array(T))
+    batch_grads = [p.grad for p in model.parameters()]
+    model.zero_grad()
+    per_sample = [tape(x, t) for x, t in zip(X, T)]
+    sequential = [p.grad for p in model.parameters()]
+    assert all(map(exactly, values, per_sample))
+    model.zero_grad()
+    terms = [[] for _ in sequential]
+    for x, t in zip(X, T):
+        for k, g in enumerate(gradients(loss([Value(v) for v in x], [Value(v) for v in t]), model.parameters())):
+            terms[k].append(g)
+    for total, seq, parts in zip(batch_grads, sequential, terms):
+        size_of_sum = sum(map(abs, parts))  # two orders of summation differ by at most ~n ulps of this
+        assert abs(total - math.fsum(parts)) <= 1e-12 * size_of_sum
+        assert abs(seq - math.fsum(parts)) <= 1e-12 * size_of_sum
+
+
+def test_batch_of_a_define_op_op_without_an_array_form_runs_element_by_element():
+    cube = define_op("cube_tape_test", forward=lambda x: x ** 3, vjp=lambda g, out, x: (3 * g * x * x,))
+    try:
+        tape = trace(lambda x: cube(x) + x, 2.0)
+        assert "cube_tape_test(x)" in tape.source
+        assert list(tape.batch(np.array([1.0, 2.0, -3.0]))) == [2.0, 10.0, -30.0]
+    finally:
+        del rules._REGISTRY["cube_tape_test"]
+
+
+def test_changing_a_rule_changes_the_next_traces_source_and_result(monkeypatch):
+    f = lambda x: x.tanh()  # noqa: E731
+    before = trace(f, 0.5)
+    assert "d_x = 1.0 - v0 * v0" in before.source
+    monkeypatch.setattr(rules.tanh, "vjp", lambda g, out, x: (g * (1.0 - out * out) * 2.0,))  # a wrong rule
+    after = trace(f, 0.5)
+    assert "d_x = (1.0 - v0 * v0) * 2.0" in after.source
+    assert after.value_and_grad(0.5)[1][0] == 2 * before.value_and_grad(0.5)[1][0]
+
+
+def test_check_says_whether_the_structure_still_matches():
+    def f(x):
+        return x.relu() if x.data > 0 else -x  # a Python branch on the data: invisible to a trace
+    tape = trace(f, 1.0)
+    assert tape.check(2.0) and not tape.check(-1.0)
+    assert tape(-1.0) == 0.0  # the traced branch, as documented: check() is the way to find out
+
+
+def test_bad_arguments_are_named():
+    tape = trace(lambda x, y: x * y[0], 1.0, [2.0])
+    with pytest.raises(TypeError, match=r"takes 2 argument\(s\)"):
+        tape(1.0)
+    with pytest.raises(TypeError, match=r"argument 2 should be a list of 1"):
+        tape(1.0, 2.0)
+    with pytest.raises(ValueError, match=r"argument 2 should have 2 axes"):
+        tape.batch(np.array([1.0]), np.array([1.0]))
+    with pytest.raises(ValueError, match=r"different batch sizes \[1, 2\]"):
+        tape.batch(np.array([1.0]), np.array([[1.0], [2.0]]))
+    with pytest.raises(TypeError, match=r"argument 1 is a Value"):
+        trace(lambda x: x, Value(1.0))
+    with pytest.raises(TypeError, match=r"must return a Value"):
+        trace(lambda x: 1.0, 1.0)
+    assert OPS  # the registry is untouched by failed traces

@@ -252,7 +252,11 @@ BAD_INPUT = {
                              r"missing.csv has no column 'I0' \(the model's inputs: I0, I1; the file's columns: I1, Z0\)"),
     "not a number": (["predict", "model.json", "words.csv"], "words.csv line 3: column 'I1': 'x' is not a number"),
     "no model": (["predict", "none.json", "table.csv"], "none.json"),
-    "out over data": (["predict", "model.json", "table.csv", "--out", "table.csv"], "would overwrite"),
+    "out over data": (["predict", "model.json", "table.csv", "--out", "./table.csv"],
+                      "--out './table.csv' is the same file as DATA.csv 'table.csv': it would be overwritten"),
+    "out a folder": (["predict", "model.json", "table.csv", "--out", "sub.csv"], "--out 'sub.csv' is a folder"),
+    "train: save over data": (["train", "table.csv", "--target", "Z0", "--save", "table.csv"],
+                              "--save 'table.csv' is the same file as DATA.csv 'table.csv'"),
     "out suffix": (["predict", "model.json", "table.csv", "--out", "p.txt"], "the suffix must be one of .csv"),
     "out column exists": (["predict", "model.json", "predicted.csv", "--out", "p.csv"],
                           "predicted.csv already has a column 'prediction'"),
@@ -271,7 +275,9 @@ def test_bad_input_is_one_line_on_stderr(trained, args, message):
     (folder / "words.csv").write_text("I0,I1\n70,98\n50,x\n")
     (folder / "predicted.csv").write_text("I0,I1,prediction\n70,98,1\n")
     (folder / "alike.csv").write_text("a,a,y\n1,2,3\n2,1,4\n")
+    (folder / "sub.csv").mkdir(exist_ok=True)
+    model = (folder / "model.json").read_text()
     status, out, err = run(*args, cwd=folder)
     assert (status, out) == (2, "")
     assert len(err.splitlines()) == 1 and re.search(message, err) and err.startswith("microgd: error: ")
-    assert (folder / "table.csv").read_text() == TABLE_CSV
+    assert (folder / "table.csv").read_text() == TABLE_CSV and (folder / "model.json").read_text() == model

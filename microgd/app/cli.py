@@ -26,6 +26,7 @@ from typing import Sequence
 
 from .. import __version__
 from ..engine import DomainError, Value, no_grad
+from ..files import DestinationError, check_distinct, check_writable, write_atomic
 from ..nn import activation_names
 from ..table import table
 from .formula import FormulaError, compile, functions
@@ -233,19 +234,18 @@ def _sizes(text: str) -> list[int]:
 
 
 def _writable(text: str, option: str, suffixes: tuple[str, ...] = ()) -> Path:
-    """Check an output path before the work that fills it."""
-    path = Path(text)
-    if suffixes and path.suffix.lower() not in suffixes:
-        raise UsageError(f"{option} {str(path)!r}: the suffix must be one of {' '.join(suffixes)}")
-    if not path.parent.is_dir():
-        raise UsageError(f"{option} {str(path)!r}: folder {str(path.parent)!r} does not exist")
-    return path
+    """Check an output path before the work that fills it: its suffix, then microgd.files.check_writable."""
+    if suffixes and Path(text).suffix.lower() not in suffixes:
+        raise UsageError(f"{option} {text!r}: the suffix must be one of {' '.join(suffixes)}")
+    return check_writable(text, option)
 
 
 def _train(args: argparse.Namespace) -> int:
     """Train an MLP on a numeric CSV file (microgd.app.pipeline.prepare_training)."""
     save = _writable(args.save, "--save") if args.save else None
     plot = _writable(args.plot, "--plot", (".png", ".svg")) if args.plot else None
+    check_distinct([("DATA.csv", args.data)], [(option, text) for option, text in (("--save", args.save),
+                                                                                  ("--plot", args.plot)) if text])
     if plot is not None and importlib.util.find_spec("matplotlib") is None:
         raise UsageError('--plot needs matplotlib: pip install "microgd[plot]"')
     training = prepare_training(args.data, args.target, hidden=args.hidden, activation=args.activation,
@@ -283,11 +283,9 @@ def _train(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     """Predict with a saved model on a CSV file (microgd.app.pipeline.predict_csv)."""
-    from ..files import write_atomic
-
     out = _writable(args.out, "--out", (".csv",)) if args.out else None
-    if out is not None and out.resolve() in (Path(args.data).resolve(), Path(args.model).resolve()):
-        raise UsageError(f"--out {args.out!r} would overwrite the model or data file it reads")
+    if out is not None:
+        check_distinct([("MODEL.json", args.model), ("DATA.csv", args.data)], [("--out", args.out)])
     result = predict_csv(args.model, args.data)
     if out is not None and "prediction" in result.header:
         raise UsageError(f"{args.data} already has a column 'prediction', the one --out adds")
@@ -417,6 +415,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("microgd: interrupted", file=sys.stderr)
         return 130
-    except (UsageError, DataError, FormulaError, DomainError, OSError) as error:
+    except (UsageError, DataError, DestinationError, FormulaError, DomainError, OSError) as error:
         print(f"microgd: error: {_one_line(error)}", file=sys.stderr)
         return 2

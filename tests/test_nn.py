@@ -226,6 +226,12 @@ def test_an_op_made_with_define_op_is_an_activation_by_name(forget_defined_ops):
     assert MLP.from_state_dict(model.state_dict()).activations == ["nn_test_softsign", "linear"]
 
 
+def test_an_op_named_like_a_value_method_that_is_not_it_still_applies_the_op(forget_defined_ops):
+    define_op("topo", forward=lambda x: 2 * x, vjp=lambda g, out, x: (2 * g,))  # Value.topo lists a graph
+    out = Neuron(1, "topo", weights=[1.0, 0.5])([1.0])
+    assert (out.op, out.data) == ("topo", 3.0)
+
+
 def test_activation_applies_to_every_layer_and_activations_per_layer():
     assert MLP(2, [3, 2, 1], "tanh", seed=0).activations == ["tanh"] * 3
     assert MLP(2, [3, 1], activation="sigmoid", seed=0).activations == ["sigmoid", "sigmoid"]

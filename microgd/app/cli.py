@@ -337,8 +337,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--target", required=True, metavar="COLUMN", help="the column to predict")
     train.add_argument("--hidden", type=_sizes, default=[3], metavar="SIZES",
                        help="hidden layer sizes, e.g. 3,3 (default: 3)")
-    train.add_argument("--activation", default="sigmoid", choices=activation_names(),
-                       help="hidden activation (default: %(default)s)")
+    train.add_argument("--activation", default="sigmoid", choices=activation_names(), metavar="NAME",
+                       help=f"hidden activation: {', '.join(activation_names())} (default: %(default)s)")
     train.add_argument("--epochs", type=_positive_int, default=1000, metavar="N", help="default: %(default)s")
     train.add_argument("--lr", type=_rate, default=0.5, metavar="ETA",
                        help="learning rate (default: %(default)s)")

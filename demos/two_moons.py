@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> None:
 
     X, y = two_moons(POINTS, noise=NOISE, seed=0)
     model = MLP(2, [8, 8, 1], activations=["tanh", "tanh", "sigmoid"], init="xavier", seed=args.seed)
-    print(f"Two moons: {POINTS} points, noise {NOISE}; model {model}, {len(model.parameters())} parameters, "
-          f"xavier init")
+    print(f"Two moons: {POINTS} points, noise {NOISE}; a 2-8-8-1 MLP ({', '.join(model.activations)}), "
+          f"{len(model.parameters())} parameters, xavier init")
     print(f"Adam, learning rate {LR}, batches of {BATCH}, binary cross-entropy, {args.epochs} epochs")
     history = fit(model, X, y, loss=binary_cross_entropy, optimizer=Adam(model.parameters(), lr=LR),
                   epochs=args.epochs, batch_size=BATCH, seed=args.seed)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 from .engine import DomainError, Value, gradients
+from .table import table
 
 __all__ = ["gradcheck", "numeric_gradient", "check_formula", "GradcheckError", "FormulaMismatch", "FormulaReport"]
 
@@ -45,12 +46,6 @@ def _close(a: float, b: float, rtol: float, atol: float) -> bool:
     if not (math.isfinite(a) and math.isfinite(b)):
         return a == b
     return abs(a - b) <= atol + rtol * max(abs(a), abs(b))
-
-
-def _table(rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns, two spaces apart."""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
 def _name(f: Callable) -> str:
@@ -162,14 +157,12 @@ def gradcheck(f: Callable[..., Value], *inputs: float, eps: float = 1e-6, rtol: 
     if not any(failed):
         return True
     point = ", ".join(f"{n}={x!r}" for n, x in zip(names, xs))
-    table = _table(
-        [("derivative", "engine", "numeric", "difference", "")]
-        + [(d, f"{e:.12g}", f"{n:.12g}", f"{abs(e - n):.3g}", "<- wrong" if bad else "")
-         for (d, e, n), bad in zip(rows, failed)],
-    )
+    printed = table(("derivative", "engine", "numeric", "difference", ""),
+                    [(d, f"{e:.12g}", f"{n:.12g}", f"{abs(e - n):.3g}", "<- wrong" if bad else "")
+                     for (d, e, n), bad in zip(rows, failed)], indent=0)
     raise GradcheckError(
         f"gradcheck of {_name(f)} at {point}: {sum(failed)} of {len(rows)} derivatives disagree with "
-        f"central differences (eps={eps:g}, rtol={rtol:g}, atol={atol:g})\n{table}"
+        f"central differences (eps={eps:g}, rtol={rtol:g}, atol={atol:g})\n{printed}"
     )
 
 
@@ -249,7 +242,7 @@ def _mismatch_message(found: _Disagreement, derivative: str, rtol: float, atol: 
     width = max(map(len, found.point))
     point = [f"  {name.rjust(width)} = {value!r}" for name, value in found.point.items()]
     return "\n".join([f"check_formula: {head} at this point (shrunk by hypothesis):", *point,
-                      _table([(f"  {label}:", text) for label, text in rows])])
+                      table(None, [(f"{label}:", text) for label, text in rows])])
 
 
 def check_formula(f: Callable[..., Value], formula: Callable[..., float], wrt: str = "w",
@@ -270,12 +263,12 @@ def check_formula(f: Callable[..., Value], formula: Callable[..., float], wrt: s
         >>> import math
         >>> def error(w, x, t):
         ...     return ((w * x).sigmoid() - t) ** 2
-        >>> def seed(w, x, t):  # the first seed's chain rule: sigmoid' taken at `predicted`
+        >>> def tutorial1(w, x, t):  # tutorial 1's chain rule: sigmoid' taken at `predicted`
         ...     p = 1 / (1 + math.exp(-w * x))
         ...     s = 1 / (1 + math.exp(-p))
         ...     return 2 * (p - t) * s * (1 - s) * x
         >>> try:
-        ...     check_formula(error, seed)
+        ...     check_formula(error, tutorial1)
         ... except FormulaMismatch as mismatch:
         ...     print(mismatch)
         check_formula: formula for d error/d w disagrees with the engine at this point (shrunk by hypothesis):

@@ -1,7 +1,7 @@
-"""Data: min-max scaling, the built-in datasets (the second seed's table, XOR, two moons) and CSV loading.
+"""Data: min-max scaling, the built-in datasets (tutorial 2's table, XOR, two moons) and CSV loading.
 
-    >>> from microgd.data import MinMaxScaler, seed_table
-    >>> X, y = seed_table()
+    >>> from microgd.data import MinMaxScaler, tutorial2_table
+    >>> X, y = tutorial2_table()
     >>> X[2], y[2]
     ([65.0, 67.0], 80.0)
     >>> [[round(v, 4) for v in row] for row in MinMaxScaler().fit_transform(X)]
@@ -19,7 +19,7 @@ import random
 from collections.abc import Sequence
 from typing import Union
 
-__all__ = ["MinMaxScaler", "seed_table", "xor", "two_moons", "load_csv"]
+__all__ = ["MinMaxScaler", "ConstantColumnError", "tutorial2_table", "xor", "two_moons", "load_csv"]
 
 Rows = list[list[float]]
 PathLike = Union[str, "os.PathLike[str]"]
@@ -38,10 +38,18 @@ def _finite(x, where: str) -> float:
     return x
 
 
+class ConstantColumnError(ValueError):
+    """``MinMaxScaler.fit`` met a constant column: ``column`` is its index, ``value`` its only value."""
+
+    def __init__(self, message: str, column: int, value: float):
+        super().__init__(message)
+        self.column, self.value = column, value
+
+
 class MinMaxScaler:
     """Scale each column linearly so that its minimum maps to ``lo`` and its maximum to ``hi``.
 
-    ``x' = lo + (x - min) / (max - min) * (hi - lo)``: the seed's ``(x - min) / (max - min)`` for
+    ``x' = lo + (x - min) / (max - min) * (hi - lo)``: tutorial 2's ``(x - min) / (max - min)`` for
     [0, 1] and that ``* 2 - 1`` for [-1, 1]. Takes a list of rows, or a flat list for one column
     (then gives back a flat list). A constant column or a ragged row is an error.
 
@@ -69,14 +77,15 @@ class MinMaxScaler:
         self.data_max_: list[float] | None = None
 
     def fit(self, data: Sequence) -> MinMaxScaler:
-        """Learn each column's minimum and maximum; returns the scaler."""
+        """Learn each column's minimum and maximum; returns the scaler. A constant column is a
+        :class:`ConstantColumnError`."""
         rows, _ = self._rows(data, "fit", width=None)
         columns = list(zip(*rows))
         lows, highs = [min(c) for c in columns], [max(c) for c in columns]
         for j, (low, high) in enumerate(zip(lows, highs)):
             if low == high:
-                raise ValueError(f"MinMaxScaler.fit: column {j} is constant (every value is {low!r}); "
-                                 "min-max scaling would divide by zero")
+                raise ConstantColumnError(f"MinMaxScaler.fit: column {j} is constant (every value is {low!r}); "
+                                          "min-max scaling would divide by zero", j, low)
         self.data_min_, self.data_max_ = lows, highs
         return self
 
@@ -162,13 +171,13 @@ def _numbers(values, key: str, length: int | None) -> list[float]:
     return [_finite(x, f"{key}[{j}]") for j, x in enumerate(values)]
 
 
-def seed_table() -> tuple[Rows, list[float]]:
-    """The second seed's training table (inputs I0, I1 and target Z0), as used for its normalisation.
+def tutorial2_table() -> tuple[Rows, list[float]]:
+    """Tutorial 2's training table (inputs I0, I1 and target Z0), as used for its normalisation.
 
-    The seed lists another table first (70, 100, 90 / 50, 85, 80 / 65, 70, 80 / 30, 95, 70) but
+    The tutorial lists another table first (70, 100, 90 / 50, 85, 80 / 65, 70, 80 / 30, 95, 70) but
     normalises and trains on this one.
 
-        >>> seed_table()
+        >>> tutorial2_table()
         ([[70.0, 98.0], [50.0, 85.0], [65.0, 67.0], [25.0, 95.0]], [91.0, 82.0, 80.0, 68.0])
     """
     return [[70.0, 98.0], [50.0, 85.0], [65.0, 67.0], [25.0, 95.0]], [91.0, 82.0, 80.0, 68.0]

@@ -3,7 +3,7 @@
     >>> from microgd import Value
     >>> from microgd.losses import half_squared_error
     >>> y = Value(0.75)
-    >>> loss = half_squared_error(y, 1.0)      # the second seed's "mse": 1/2 (y - z)^2
+    >>> loss = half_squared_error(y, 1.0)      # tutorial 2's "mse": 1/2 (y - z)^2
     >>> loss.data
     0.03125
     >>> loss.backward(); y.grad                 # d loss / d y = y - z
@@ -36,12 +36,12 @@ def _number(x: Scalar) -> float:
 
 
 def squared_error(pred: Scalar, target: Scalar) -> Value:
-    """``(pred - target)^2``, the first seed's error."""
+    """``(pred - target)^2``, tutorial 1's error."""
     return (_value(pred, "squared_error: pred") - target) ** 2
 
 
 def half_squared_error(pred: Scalar, target: Scalar) -> Value:
-    """``1/2 (pred - target)^2``, the second seed's loss: its derivative is just ``pred - target``."""
+    """``1/2 (pred - target)^2``, tutorial 2's loss: its derivative is just ``pred - target``."""
     return 0.5 * (_value(pred, "half_squared_error: pred") - target) ** 2
 
 

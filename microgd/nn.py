@@ -1,121 +1,54 @@
-"""Neural networks on Value: Neuron, Layer, MLP, and saving them as versioned JSON.
+"""Neural networks on Value: Neuron, Layer and MLP, with micrograd's ``nn`` API as a subset.
 
-A neuron computes its weighted sum as one ``weighted_sum`` node, ``Value.weighted_sum(w, x, b)``, then its
-activation ("sigmoid", "tanh", "relu" or "linear" for none). The second seed's 2-3-1 network:
+micrograd's code runs unchanged: ``Neuron(nin, nonlin=True)`` (ReLU; linear with ``nonlin=False``),
+``Layer(nin, nout, **kwargs)``, ``MLP(nin, nouts)`` (ReLU hidden layers, linear output), weights from
+Python's global ``random`` (``random.uniform(-1, 1)``, biases 0, in micrograd's order), ``parameters()``,
+``zero_grad()`` and micrograd's reprs. Beyond it: an activation by name, "linear" or any registry op of
+one input (:data:`microgd.rules.OPS`: "sigmoid", "tanh", an op made with ``define_op``); ``init=``,
+``seed=``, ``rng=`` or ``weights=``; parameters labelled by unit; a plain state dict. A bool second
+argument of Neuron and Layer is micrograd's ``nonlin``, a string an activation's name.
 
-    >>> from microgd.nn import MLP
-    >>> model = MLP(2, [3, 1], weights=[
-    ...     [[-0.5, -1.0, 0.5], [-0.5, 0.5, 0.5], [1.0, 0.0, 0.5]],   # hidden: [w_1, w_2, b] per neuron
-    ...     [[0.5, -1.0, 0.0, 0.5]]])                                  # output: [w_1, w_2, w_3, b]
-    >>> round(model([1.0, 1.0]).data, 4)
-    0.503
-    >>> model.sizes, len(model.parameters())
-    ([2, 3, 1], 13)
-
-Initialisation (when no ``weights=``), from ``seed=`` or ``rng=random.Random(...)``, never the
-global random state: ``init="uniform"`` draws every weight and bias from [-1, 1] (the seed's
-choice); ``"xavier"`` (Glorot uniform, for sigmoid/tanh) draws weights from
-``±sqrt(6 / (fan_in + fan_out))`` and ``"he"`` (for relu) from ``±sqrt(6 / fan_in)``, both with
-zero biases. ``model.save(path)`` writes JSON atomically; ``MLP.load(path)`` builds a model from it.
-
-A model may also carry how its training data was scaled and named, so that a loaded model can
-predict in the data's own units: set ``model.scaling`` and ``model.columns`` (both None by
-default) before ``save``; ``load`` restores them.
-
-    >>> from microgd.data import MinMaxScaler
-    >>> model.scaling = {"inputs": MinMaxScaler().fit([[0, 10], [4, 20]]), "target": MinMaxScaler().fit([5, 7])}
-    >>> model.columns = {"inputs": ["a", "b"], "target": "y"}
-    >>> model.save("model.json")
-    >>> loaded = MLP.load("model.json")
-    >>> loaded.columns["target"], loaded.scaling["inputs"].transform([[2, 15]])
-    ('y', [[0.5, 0.5]])
+    >>> import random
+    >>> random.seed(1337)
+    >>> model = MLP(2, [16, 16, 1])
+    >>> model.layers[0].neurons[0], model.layers[2]
+    (ReLUNeuron(2), Layer of [LinearNeuron(16)])
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import random
 from collections.abc import Callable, Sequence
-from types import MethodType
 from typing import Any, Union
 
-from .data import MinMaxScaler
 from .engine import Value
-from .files import write_atomic
+from .rules import OPS, Op
 
-__all__ = ["Module", "Neuron", "Layer", "MLP", "StateError", "ACTIVATIONS", "INITS"]
+__all__ = ["Module", "Neuron", "Layer", "MLP", "StateError", "activation_names", "INITS"]
 
-ACTIVATIONS: dict[str, Callable[[Value], Value] | None] = {
-    "sigmoid": Value.sigmoid, "tanh": Value.tanh, "relu": Value.relu, "linear": None,
-}
 INITS = ("uniform", "xavier", "he")
-FORMAT, VERSION = "microgd-mlp", 1
-_KEYS = ("format", "version", "sizes", "activations", "weights")
-_OPTIONAL_KEYS = ("scaling", "columns")
-
-PathLike = Union[str, "os.PathLike[str]"]
+Nonlin = Union[bool, str, None]
+Inputs = Sequence[Union[Value, float]]
 
 
 class StateError(ValueError):
-    """A state dict or model file is malformed or does not fit the model; the message says where and why."""
+    """Weights or a state dict that are malformed or do not fit the model; the message names the key."""
 
 
-class _class_or_instance_method:
-    """A method bound to the class when called on the class, to the instance when called on one."""
-
-    def __init__(self, on_class: Callable, on_instance: Callable, doc: str):
-        self.on_class, self.on_instance, self.__doc__ = on_class, on_instance, doc
-
-    def __get__(self, instance, owner):
-        return MethodType(self.on_class, owner) if instance is None else MethodType(self.on_instance, instance)
-
-
-def _load_new(cls: type[Module], path: PathLike) -> Module:
-    """A new module of class ``cls`` built from the file at ``path``."""
-    source = os.fspath(path)
-    sizes, activations, weights, scaling, columns = _check_state(_read(path), source)
-    module = cls._build(sizes, activations, weights, source)
-    module.scaling, module.columns = scaling, columns
-    return module
-
-
-def _load_into(module: Module, path: PathLike) -> Module:
-    """Load the file at ``path`` into ``module`` (checked first; untouched on error); returns it."""
-    module._load_checked(_read(path), os.fspath(path))
-    return module
+def activation_names() -> list[str]:
+    """The activations a neuron may have: "linear" (none) and every registry op of one input."""
+    return ["linear", *(name for name, op in OPS.items() if op.arity == 1)]
 
 
 class Module:
-    """Base of Neuron, Layer and MLP: parameters, gradients, state dicts and files.
-
-    Every module is a grid of neurons (layers of neurons), saved in one format:
-    ``{"format": "microgd-mlp", "version": 1, "sizes": [...], "activations": [...], "weights": [...]}``
-    where ``weights`` holds, per layer, per neuron, ``[w_1, ..., w_n, b]``, and two optional keys
-    written only when the attributes of the same names are set:
-
-    - ``scaling``: ``{"inputs": MinMaxScaler, "target": MinMaxScaler}``, both fitted, how the
-      training data was scaled (one column per input, one per output); saved as their ``state_dict()``.
-    - ``columns``: ``{"inputs": [name, ...], "target": name}``, the data's column names, one per input.
-
-    Files without them load as before (the attributes are then None).
-    """
-
-    scaling: dict[str, MinMaxScaler] | None = None
-    columns: dict[str, Any] | None = None
+    """Base of Neuron, Layer and MLP: a grid of neurons, layer by layer, with parameters and a state dict."""
 
     def _grid(self) -> list[list[Neuron]]:
-        """The module's neurons, layer by layer."""
-        raise NotImplementedError
-
-    @classmethod
-    def _build(cls, sizes: list[int], activations: list[str], weights: list, source: str) -> Module:
-        """A new module of this class from checked sizes, activations and weights."""
         raise NotImplementedError
 
     def parameters(self) -> list[Value]:
-        """Every weight and bias: layer by layer, neuron by neuron, a neuron's weights then its bias."""
+        """Every weight and bias, in micrograd's order: layer by layer, per neuron its weights then its bias."""
         return [p for layer in self._grid() for neuron in layer for p in (*neuron.w, neuron.b)]
 
     def zero_grad(self) -> None:
@@ -131,169 +64,133 @@ class Module:
 
     @property
     def activations(self) -> list[str]:
-        """The activation of each layer (all neurons of a layer share one)."""
-        names = []
-        for i, layer in enumerate(self._grid(), 1):
-            kinds = {neuron.activation for neuron in layer}
-            if len(kinds) != 1:
-                raise ValueError(f"layer {i} mixes activations {sorted(kinds)}: a layer has one activation")
-            names.append(kinds.pop())
-        return names
+        """The activation of each layer (the neurons of a layer share one)."""
+        return [layer[0].activation for layer in self._grid()]
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to rebuild the module, as plain JSON-ready data (``scaling`` and ``columns``
-        only when set; a malformed one is a TypeError or StateError here, not a file ``load`` rejects)."""
+        """Sizes, activations and weights (per layer, per neuron ``[w1, ..., wn, b]``) as plain data.
+
+            >>> Neuron(2, "tanh", weights=[0.5, -1.0, 0.25]).state_dict()
+            {'sizes': [2, 1], 'activations': ['tanh'], 'weights': [[[0.5, -1.0, 0.25]]]}
+        """
         weights = [[[p.data for p in (*n.w, n.b)] for n in layer] for layer in self._grid()]
-        state = {"format": FORMAT, "version": VERSION, "sizes": self.sizes, "activations": self.activations,
-                 "weights": weights}
-        scaling = self.scaling
-        if scaling is not None:
-            if not (isinstance(scaling, dict) and set(scaling) == {"inputs", "target"}
-                    and all(isinstance(s, MinMaxScaler) for s in scaling.values())):
-                raise TypeError("model.scaling should be None or {'inputs': MinMaxScaler, 'target': MinMaxScaler}, "
-                                f"got {scaling!r}")
-            state["scaling"] = {key: scaling[key].state_dict() for key in ("inputs", "target")}
-        if self.columns is not None:
-            state["columns"] = self.columns
-        _, columns = _check_extras(state, state["sizes"], "model")
-        if columns is not None:
-            state["columns"] = columns  # checked, and a copy: later edits of model.columns do not reach it
-        return state
+        return {"sizes": self.sizes, "activations": self.activations, "weights": weights}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Copy the weights of ``state`` into this module's parameters.
-
-        ``state`` is checked whole first (format, version, shape and activations equal to this
-        module's, every number finite, ``scaling`` and ``columns`` if present); on any error
-        :class:`StateError` is raised and the module is left untouched. Sets ``scaling`` and
-        ``columns`` to the state's (None where it has none).
-        """
-        self._load_checked(state, "state dict")
-
-    def _load_checked(self, state: Any, source: str) -> None:
-        sizes, activations, weights, scaling, columns = _check_state(state, source)
+        """Copy the weights of ``state`` into the parameters, after checking all of it (keys, sizes and
+        activations equal to this module's, finite numbers): on error :class:`StateError`, module untouched."""
+        sizes, activations, weights = _check_state(state)
         if sizes != self.sizes or activations != self.activations:
-            raise StateError(f"{source}: holds a network {sizes} {activations}, "
+            raise StateError(f"the state dict holds a network {sizes} {activations}, "
                              f"but this model is {self.sizes} {self.activations}")
         for p, number in zip(self.parameters(), (x for layer in weights for row in layer for x in row)):
             p.data = number
-        self.scaling, self.columns = scaling, columns
-
-    def save(self, path: PathLike) -> None:
-        """Write ``state_dict()`` to ``path`` as JSON, atomically: a crash mid-write leaves any old file intact.
-
-        Floats are written with ``repr`` so that loading gives back every parameter exactly;
-        ``scaling`` and ``columns`` are written when set.
-        """
-        write_atomic(path, json.dumps(self.state_dict(), allow_nan=False) + "\n")
-
-    load = _class_or_instance_method(_load_new, _load_into, """Read a file written by ``save``.
-
-        ``MLP.load(path)`` builds a new model; ``model.load(path)`` loads the weights into ``model``
-        (which must have the same sizes and activations) and returns it. Either way ``scaling`` and
-        ``columns`` are the file's (None when it has none). A malformed file raises
-        :class:`StateError` naming the file and the problem (and the key), and leaves ``model`` untouched.
-        """)
 
 
 class Neuron(Module):
-    """One neuron: ``activation(w . x + b)``, the weighted sum as a single ``weighted_sum`` node.
+    """One neuron: ``activation(w . x + b)``, its weighted sum one ``weighted_sum`` node.
 
-    ``weights=[w_1, ..., w_n, b]`` or drawn by ``init`` (see the module); ``label`` prefixes the
-    parameters' labels (``w1 .. wn``, ``b``), which graph pictures show.
+    ``nonlin``: True (default, ReLU), False (linear) or an activation's name, also as ``activation=``.
+    ``weights=[w1, ..., wn, b]``, else drawn by ``init``; ``label`` names the parameters ``label.w1``, ``label.b``.
 
-        >>> n = Neuron(2, "linear", weights=[2.0, 3.0, 1.0])    # [w_1, w_2, b]
-        >>> n([1.0, 1.0]).data
-        6.0
+        >>> n = Neuron(2, "linear", weights=[2.0, 3.0, 1.0])
+        >>> n([1.0, 1.0]).data, n, Neuron(2, False).activation
+        (6.0, LinearNeuron(2), 'linear')
     """
 
-    def __init__(self, nin: int, activation: str = "sigmoid", *, init: str = "uniform", seed: int | None = None,
-                 rng: random.Random | None = None, weights: Sequence[float] | None = None, label: str = ""):
+    def __init__(self, nin: int, nonlin: Nonlin = None, *, activation: str | None = None, init: str = "uniform",
+                 seed: int | None = None, rng: random.Random | None = None,
+                 weights: Sequence[float] | None = None, label: str = ""):
         _check_size("Neuron nin", nin)
-        _check_activation(activation)
-        if weights is None:
-            row = _draw(_rng(seed, rng), init, nin, 1)
-        else:
-            row = _check_row(weights, nin, "Neuron weights", "weights")
-        self.w = [Value(x, label=f"{label}w{i}") for i, x in enumerate(row[:-1], 1)]
-        self.b = Value(row[-1], label=f"{label}b")
-        self.activation = activation
+        self._activation = _activation_name(nonlin, activation, "Neuron")
+        self._apply = _activation_op(self._activation)
+        row = _draw(_uniform(seed, rng), init, nin, 1) if weights is None else _check_row(weights, nin, "weights")
+        prefix = f"{label}." if label else ""
+        self.w = [Value(x, label=f"{prefix}w{i}") for i, x in enumerate(row[:-1], 1)]
+        self.b = Value(row[-1], label=f"{prefix}b")
 
-    def __call__(self, x: Sequence[Value | float]) -> Value:
+    @property
+    def activation(self) -> str:
+        """The activation's name: "relu", "linear", "sigmoid", ..."""
+        return self._activation
+
+    @property
+    def nonlin(self) -> bool:
+        """micrograd's flag: does the neuron apply an activation (anything but "linear")?"""
+        return self._apply is not None
+
+    def __call__(self, x: Inputs) -> Value:
         if len(x) != len(self.w):
             raise ValueError(f"Neuron expected {len(self.w)} inputs, got {len(x)}")
         s = Value.weighted_sum(self.w, x, self.b)
-        act = ACTIVATIONS[self.activation]
-        return act(s) if act else s
+        return s if self._apply is None else self._apply(s)
 
     def _grid(self) -> list[list[Neuron]]:
         return [[self]]
 
-    @classmethod
-    def _build(cls, sizes, activations, weights, source):
-        if sizes[1:] != [1]:
-            raise StateError(f"{source}: holds a network {sizes}, not a single neuron [nin, 1]")
-        return cls(sizes[0], activations[0], weights=weights[0][0])
-
     def __repr__(self) -> str:
-        return f"Neuron({len(self.w)}, activation={self.activation!r})"
+        return f"{'ReLU' if self._activation == 'relu' else self._activation.capitalize()}Neuron({len(self.w)})"
 
 
 class Layer(Module):
-    """``nout`` neurons reading the same ``nin`` inputs; calling it returns a list of ``nout`` Values.
+    """``nout`` neurons reading the same ``nin`` inputs; calling it returns a list of ``nout`` Values, or the
+    Value itself when ``nout == 1`` (as micrograd's). Arguments as for :class:`Neuron`, ``weights=`` one row
+    per neuron; ``label``: a prefix for the neurons' names (label1, label2, ...) or a list of names.
 
         >>> layer = Layer(2, 3, "tanh", seed=0)
-        >>> len(layer([0.5, -0.5])), len(layer.parameters())
-        (3, 9)
+        >>> len(layer([0.5, -0.5])), len(layer.parameters()), layer
+        (3, 9, Layer of [TanhNeuron(2), TanhNeuron(2), TanhNeuron(2)])
     """
 
-    def __init__(self, nin: int, nout: int, activation: str = "sigmoid", *, init: str = "uniform",
-                 seed: int | None = None, rng: random.Random | None = None,
-                 weights: Sequence[Sequence[float]] | None = None, label: str = ""):
+    def __init__(self, nin: int, nout: int, nonlin: Nonlin = None, *, activation: str | None = None,
+                 init: str = "uniform", seed: int | None = None, rng: random.Random | None = None,
+                 weights: Sequence[Sequence[float]] | None = None, label: str | Sequence[str] = "n"):
         _check_size("Layer nin", nin)
         _check_size("Layer nout", nout)
-        _check_activation(activation)
+        name = _activation_name(nonlin, activation, "Layer")
+        names = [f"{label}{j}" for j in range(1, nout + 1)] if isinstance(label, str) else list(label)
+        if len(names) != nout:
+            raise ValueError(f"Layer label should name {nout} neurons, got {label!r}")
         if weights is None:
-            rng = _rng(seed, rng)
-            rows = [_draw(rng, init, nin, nout) for _ in range(nout)]
+            uniform = _uniform(seed, rng)
+            rows = [_draw(uniform, init, nin, nout) for _ in range(nout)]
         else:
-            rows = _check_layer(weights, nin, nout, "Layer weights", "weights")
-        self.neurons = [Neuron(nin, activation, weights=row, label=f"{label}n{j}.") for j, row in enumerate(rows, 1)]
+            rows = _check_layer(weights, nin, nout, "weights")
+        self.neurons = [Neuron(nin, activation=name, weights=row, label=n) for row, n in zip(rows, names)]
 
-    def __call__(self, x: Sequence[Value | float]) -> list[Value]:
+    def __call__(self, x: Inputs) -> Value | list[Value]:
+        out = self._outputs(x)
+        return out[0] if len(out) == 1 else out
+
+    def _outputs(self, x: Inputs) -> list[Value]:
         nin = len(self.neurons[0].w)
         if len(x) != nin:
             raise ValueError(f"Layer expected {nin} inputs, got {len(x)}")
-        # numbers become input leaves once here, not a constant per neuron in each dot (measured faster)
+        # numbers become input leaves once here, not a constant per neuron in each sum (measured faster)
         x = [v if isinstance(v, Value) else Value(v, label=f"x{i}") for i, v in enumerate(x, 1)]
         return [neuron(x) for neuron in self.neurons]
 
     def _grid(self) -> list[list[Neuron]]:
         return [self.neurons]
 
-    @classmethod
-    def _build(cls, sizes, activations, weights, source):
-        if len(sizes) != 2:
-            raise StateError(f"{source}: holds a network {sizes} of {len(sizes) - 1} layers, not a single layer")
-        return cls(sizes[0], sizes[1], activations[0], weights=weights[0])
-
     def __repr__(self) -> str:
-        return f"Layer({len(self.neurons[0].w)}, {len(self.neurons)}, activation={self.activations[0]!r})"
+        return f"Layer of [{', '.join(map(repr, self.neurons))}]"
 
 
 class MLP(Module):
-    """A multi-layer perceptron: ``MLP(nin, [width, ..., nout])``.
+    """A multi-layer perceptron ``MLP(nin, [width, ..., nout])``; ``model(x)`` is a Value when the last layer
+    has one neuron, else a list of Values.
 
-    ``activation=`` (default "sigmoid") applies to every layer, the output layer included;
-    ``activations=[...]`` gives one per layer. ``weights=`` gives every parameter explicitly:
-    per layer, per neuron, ``[w_1, ..., w_n, b]``. ``model(x)`` returns a Value when the last
-    layer has one neuron, else a list of Values.
+    No activation given: micrograd's, ReLU hidden layers and a linear output. ``activation=`` (or the third
+    argument) puts one on every layer, the output included; ``activations=[...]`` one per layer. ``weights=``
+    gives every parameter: per layer, per neuron, ``[w1, ..., wn, b]``. Hidden units are named h1, h2, ...
+    (h2.1: layer 2, unit 1, with several hidden layers), outputs y or y1, y2, ... Tutorial 2's network:
 
-        >>> model = MLP(2, [4, 1], activations=["tanh", "sigmoid"], init="xavier", seed=1)
-        >>> model
-        MLP(2, [4, 1], activations=['tanh', 'sigmoid'])
-        >>> 0.0 < model([0.2, 0.7]).data < 1.0
-        True
+        >>> model = MLP(2, [3, 1], activation="sigmoid", weights=[
+        ...     [[-0.5, -1.0, 0.5], [-0.5, 0.5, 0.5], [1.0, 0.0, 0.5]],   # h1, h2, h3: [w1, w2, b]
+        ...     [[0.5, -1.0, 0.0, 0.5]]])                                  # y: [w1, w2, w3, b]
+        >>> round(model([1.0, 1.0]).data, 4), model.sizes, [p.label for p in model.parameters()[-2:]]
+        (0.503, [2, 3, 1], ['y.w3', 'y.b'])
     """
 
     def __init__(self, nin: int, nouts: Sequence[int], activation: str | None = None, *,
@@ -305,24 +202,34 @@ class MLP(Module):
         for i, n in enumerate(nouts):
             _check_size(f"MLP nouts[{i}]", n)
         sizes = [nin, *nouts]
-        if activations is None:
-            activations = [activation or "sigmoid"] * len(nouts)
+        if activations is None:  # micrograd's default: ReLU hidden layers, a linear output
+            activations = [activation] * len(nouts) if activation is not None else \
+                ["relu"] * (len(nouts) - 1) + ["linear"]
         elif activation is not None:
             raise TypeError("MLP takes activation= (every layer) or activations= (one per layer), not both")
         elif isinstance(activations, str) or len(activations) != len(nouts):
             raise ValueError(f"MLP activations must list one activation per layer ({len(nouts)}), got {activations!r}")
         for name in activations:
-            _check_activation(name)
+            _activation_op(name)
         if weights is None:
-            rng = _rng(seed, rng)
-            self.layers = [Layer(a, b, act, init=init, rng=rng, label=f"L{i}.")
-                           for i, (a, b, act) in enumerate(zip(sizes, sizes[1:], activations), 1)]
+            uniform = _uniform(seed, rng)
+            rows = [[_draw(uniform, init, a, b) for _ in range(b)] for a, b in zip(sizes, sizes[1:])]
         else:
-            weights = _check_weights(weights, sizes, "MLP weights")
-            self.layers = [Layer(a, b, act, weights=w, label=f"L{i}.")
-                           for i, (a, b, act, w) in enumerate(zip(sizes, sizes[1:], activations, weights), 1)]
+            rows = _check_weights(weights, sizes)
+        self.layers = [Layer(a, b, activation=act, weights=w, label=_unit_names(i, len(nouts), b))
+                       for i, (a, b, act, w) in enumerate(zip(sizes, sizes[1:], activations, rows), 1)]
 
-    def __call__(self, x: Sequence[Value | float]) -> Value | list[Value]:
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> MLP:
+        """A new MLP from a ``state_dict()`` (of an MLP, a Layer or a Neuron), checked as ``load_state_dict`` does.
+
+            >>> MLP.from_state_dict(Neuron(2, weights=[1.0, 2.0, 0.0]).state_dict())
+            MLP of [Layer of [ReLUNeuron(2)]]
+        """
+        sizes, activations, weights = _check_state(state)
+        return cls(sizes[0], sizes[1:], activations=activations, weights=weights)
+
+    def __call__(self, x: Inputs) -> Value | list[Value]:
         nin = len(self.layers[0].neurons[0].w)
         try:
             n = len(x)
@@ -330,166 +237,151 @@ class MLP(Module):
             raise TypeError(f"MLP expected a list of {nin} inputs, got {type(x).__name__}: {x!r}") from None
         if n != nin:
             raise ValueError(f"MLP expected {nin} inputs, got {n}")
-        for layer in self.layers:
-            x = layer(x)
-        return x[0] if len(x) == 1 else x
+        outputs = self.layers[0]._outputs(x)
+        for layer in self.layers[1:]:
+            outputs = layer._outputs(outputs)
+        return outputs[0] if len(outputs) == 1 else outputs
 
     def _grid(self) -> list[list[Neuron]]:
         return [layer.neurons for layer in self.layers]
 
-    @classmethod
-    def _build(cls, sizes, activations, weights, source):
-        return cls(sizes[0], sizes[1:], activations=activations, weights=weights)
-
     def __repr__(self) -> str:
-        acts = self.activations
-        how = f"activation={acts[0]!r}" if len(set(acts)) == 1 else f"activations={acts!r}"
-        sizes = self.sizes
-        return f"MLP({sizes[0]}, {sizes[1:]}, {how})"
+        return f"MLP of [{', '.join(map(repr, self.layers))}]"
 
 
-# -- initialisation --------------------------------------------------------------------------------
+def _unit_names(layer: int, layers: int, width: int) -> list[str]:
+    """h1, h2, ... (h2.1 with several hidden layers) for hidden units; y, or y1, y2, ..., for outputs."""
+    if layer == layers:
+        return ["y"] if width == 1 else [f"y{j}" for j in range(1, width + 1)]
+    return [f"h{j}" if layers == 2 else f"h{layer}.{j}" for j in range(1, width + 1)]
 
-def _rng(seed: int | None, rng: random.Random | None) -> random.Random:
-    """The generator to draw from: ``rng``, or a new one seeded with ``seed`` (from the OS when None)."""
+
+# -- activations and initialisation ------------------------------------------------------------------
+
+def _activation_name(nonlin: Nonlin, activation: str | None, who: str) -> str:
+    """micrograd's ``nonlin`` (True: ReLU, False: linear) or an activation's name, as a checked name."""
+    if nonlin is not None and activation is not None:
+        raise TypeError(f"{who} takes nonlin (True, False or a name) or activation=, not both")
+    choice = activation if activation is not None else nonlin
+    if choice is None or isinstance(choice, bool):
+        return "linear" if choice is False else "relu"
+    if not isinstance(choice, str):
+        raise TypeError(f"{who}: nonlin must be True (ReLU), False (linear) or an activation's name, got {choice!r}")
+    _activation_op(choice)
+    return choice
+
+
+def _activation_op(name: Any) -> Callable[[Value], Value] | None:
+    """How a neuron applies activation ``name``: None for "linear", else the registry op of one input of
+    that name (a ValueError naming the choices if there is none), called as Value's own method when Value
+    has one that computes it (``v.tanh()``): the same node without the op's dispatch on its argument's
+    type, which costs a tenth of a training step."""
+    op = OPS.get(name) if isinstance(name, str) else None
+    if name == "linear":
+        return None
+    if op is None or op.arity != 1:
+        raise ValueError(f"unknown activation {name!r}: choose from {', '.join(activation_names())}")
+    method = getattr(Value, name, None)
+    return method if _computes(method, op) else op
+
+
+def _computes(method: Any, op: Op) -> bool:
+    """Does ``method(v)`` give the node ``op(v)`` gives? (``Value.tanh`` does; ``Value.backward`` does not.)"""
+    probe = Value(0.3)
+    try:
+        out = method(probe)
+    except Exception:  # not a method of one Value, or not one that makes nodes
+        return False
+    return isinstance(out, Value) and out.op in ("", op.name) and out.data == op(0.3)
+
+
+def _uniform(seed: int | None, rng: random.Random | None) -> Callable[[float, float], float]:
+    """Where numbers are drawn from: ``rng``, a new generator seeded with ``seed``, else Python's global ``random``."""
     if rng is not None:
         if seed is not None:
             raise TypeError("give seed= or rng=, not both")
         if not isinstance(rng, random.Random):
             raise TypeError(f"rng must be a random.Random, got {type(rng).__name__}")
-        return rng
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        return rng.uniform
+    if seed is None:
+        return random.uniform
+    if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}: {seed!r}")
-    return random.Random(seed)
+    return random.Random(seed).uniform
 
 
-def _draw(rng: random.Random, init: str, fan_in: int, fan_out: int) -> list[float]:
-    """One neuron's ``[w_1, ..., w_fan_in, b]`` drawn by the ``init`` scheme."""
+def _draw(uniform: Callable[[float, float], float], init: str, fan_in: int, fan_out: int) -> list[float]:
+    """One neuron's ``[w1, ..., w_fan_in, b]``: weights drawn by the ``init`` scheme, bias 0.
+
+    "uniform" is micrograd's [-1, 1]; "xavier" (Glorot uniform, for sigmoid and tanh)
+    ``±sqrt(6 / (fan_in + fan_out))``; "he" (for relu) ``±sqrt(6 / fan_in)``.
+    """
     if init == "uniform":
-        return [rng.uniform(-1.0, 1.0) for _ in range(fan_in + 1)]
-    if init == "xavier":
+        limit = 1.0
+    elif init == "xavier":
         limit = math.sqrt(6.0 / (fan_in + fan_out))
     elif init == "he":
         limit = math.sqrt(6.0 / fan_in)
     else:
         raise ValueError(f"unknown init {init!r}: choose from {', '.join(INITS)}")
-    return [rng.uniform(-limit, limit) for _ in range(fan_in)] + [0.0]
+    return [uniform(-limit, limit) for _ in range(fan_in)] + [0.0]
 
 
-# -- checking ----------------------------------------------------------------------------------------
+# -- checking -------------------------------------------------------------------------------------------
 
 def _check_size(what: str, n: Any) -> None:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"{what} must be a whole number >= 1, got {n!r}")
 
 
-def _check_activation(name: Any) -> None:
-    if name not in ACTIVATIONS or not isinstance(name, str):
-        raise ValueError(f"unknown activation {name!r}: choose from {', '.join(ACTIVATIONS)}")
+def _check_list(value: Any, n: int, where: str, what: str) -> Sequence:
+    if not isinstance(value, (list, tuple)) or len(value) != n:
+        got = len(value) if isinstance(value, (list, tuple)) else type(value).__name__
+        raise StateError(f"{where} should list {n} {what}, got {got}")
+    return value
 
 
-def _check_row(row: Any, nin: int, source: str, where: str) -> list[float]:
-    """One neuron's ``[w_1, ..., w_nin, b]`` as finite floats."""
-    if not isinstance(row, (list, tuple)) or len(row) != nin + 1:
-        got = f"{len(row)} numbers" if isinstance(row, (list, tuple)) else type(row).__name__
-        raise StateError(f"{source}: {where} should be {nin + 1} numbers ({nin} weights then the bias), got {got}")
-    numbers = []
-    for i, x in enumerate(row):
-        if isinstance(x, bool) or not isinstance(x, (int, float)):
-            raise StateError(f"{source}: {where}[{i}] should be a number, got {type(x).__name__}: {x!r}")
-        try:
-            x = float(x)
-        except OverflowError:
-            x = math.inf
-        if not math.isfinite(x):
-            raise StateError(f"{source}: {where}[{i}] is {x!r}, expected a finite number")
-        numbers.append(x)
-    return numbers
+def _number(x: Any, where: str) -> float:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise StateError(f"{where} should be a number, got {type(x).__name__}: {x!r}")
+    try:
+        x = float(x)
+    except OverflowError:  # an int beyond the float range
+        x = math.inf
+    if not math.isfinite(x):
+        raise StateError(f"{where} is {x!r}, expected a finite number")
+    return x
 
 
-def _check_layer(rows: Any, nin: int, nout: int, source: str, where: str) -> list[list[float]]:
-    if not isinstance(rows, (list, tuple)) or len(rows) != nout:
-        got = f"{len(rows)}" if isinstance(rows, (list, tuple)) else type(rows).__name__
-        raise StateError(f"{source}: {where} should list {nout} neurons, got {got}")
-    return [_check_row(row, nin, source, f"{where}[{j}]") for j, row in enumerate(rows)]
+def _check_row(row: Any, nin: int, where: str) -> list[float]:
+    """One neuron's ``[w1, ..., w_nin, b]`` as finite floats."""
+    row = _check_list(row, nin + 1, where, f"numbers ({nin} weights then the bias)")
+    return [_number(x, f"{where}[{i}]") for i, x in enumerate(row)]
 
 
-def _check_weights(weights: Any, sizes: list[int], source: str) -> list[list[list[float]]]:
-    """Nested weights for a network of ``sizes``: per layer, per neuron, ``[w_1, ..., w_n, b]``."""
-    if not isinstance(weights, (list, tuple)) or len(weights) != len(sizes) - 1:
-        got = f"{len(weights)}" if isinstance(weights, (list, tuple)) else type(weights).__name__
-        raise StateError(f"{source}: weights should list {len(sizes) - 1} layers, got {got}")
-    return [_check_layer(layer, nin, nout, source, f"weights[{i}]")
-            for i, (layer, nin, nout) in enumerate(zip(weights, sizes, sizes[1:]))]
+def _check_layer(rows: Any, nin: int, nout: int, where: str) -> list[list[float]]:
+    return [_check_row(row, nin, f"{where}[{j}]") for j, row in enumerate(_check_list(rows, nout, where, "neurons"))]
 
 
-def _check_extras(state: dict, sizes: list[int], source: str) -> tuple[dict | None, dict | None]:
-    """The optional ``scaling`` (as fitted MinMaxScalers) and ``columns`` of a state, None where absent."""
-    scaling = columns = None
-    for key in _OPTIONAL_KEYS:
-        entry = state.get(key)
-        if entry is not None and (not isinstance(entry, dict) or set(entry) != {"inputs", "target"}):
-            got = f"keys {', '.join(map(repr, entry))}" if isinstance(entry, dict) else type(entry).__name__
-            raise StateError(f"{source}: {key} should be an object with keys 'inputs' and 'target', got {got}")
-    if state.get("scaling") is not None:
-        scaling = {}
-        for key, width, what in (("inputs", sizes[0], "input"), ("target", sizes[-1], "output")):
-            try:
-                scaler = MinMaxScaler.from_state(state["scaling"][key])
-            except ValueError as error:
-                raise StateError(f"{source}: scaling.{key}: {error}") from None
-            if len(scaler.data_min_) != width:
-                raise StateError(f"{source}: scaling.{key} scales {len(scaler.data_min_)} columns, "
-                                 f"but the model has {width} {what}{'s' if width != 1 else ''}")
-            scaling[key] = scaler
-    if state.get("columns") is not None:
-        inputs, target = state["columns"]["inputs"], state["columns"]["target"]
-        if (not isinstance(inputs, (list, tuple)) or len(inputs) != sizes[0]
-                or not all(isinstance(name, str) for name in inputs) or len(set(inputs)) != len(inputs)):
-            raise StateError(f"{source}: columns.inputs should list {sizes[0]} distinct column names, got {inputs!r}")
-        if not isinstance(target, str) or target in inputs:
-            raise StateError(f"{source}: columns.target should be a column name not among the inputs, got {target!r}")
-        columns = {"inputs": list(inputs), "target": target}
-    return scaling, columns
+def _check_weights(weights: Any, sizes: list[int]) -> list[list[list[float]]]:
+    """Weights for a network of ``sizes``: per layer, per neuron, ``[w1, ..., wn, b]``."""
+    layers = _check_list(weights, len(sizes) - 1, "weights", "layers")
+    return [_check_layer(layer, a, b, f"weights[{i}]") for i, (layer, a, b) in enumerate(zip(layers, sizes, sizes[1:]))]
 
 
-def _check_state(state: Any, source: str) -> tuple[list[int], list[str], list, dict | None, dict | None]:
-    """``(sizes, activations, weights, scaling, columns)`` from a state dict, or StateError saying what is wrong."""
+def _check_state(state: Any) -> tuple[list[int], list[str], list[list[list[float]]]]:
+    """``(sizes, activations, weights)`` of a state dict, or StateError naming the key that is wrong."""
+    keys = ("sizes", "activations", "weights")
     if not isinstance(state, dict):
-        raise StateError(f"{source}: expected a JSON object, got {type(state).__name__}")
-    if state.get("format") != FORMAT:
-        raise StateError(f"{source}: not a microgd model (format {state.get('format')!r}, expected {FORMAT!r})")
-    version = state.get("version")
-    if isinstance(version, int) and not isinstance(version, bool) and version > VERSION:
-        raise StateError(f"{source}: written by a newer microgd (format version {version}); "
-                         f"this one reads version {VERSION}")
-    if version != VERSION or isinstance(version, bool):
-        raise StateError(f"{source}: unsupported format version {version!r}, expected {VERSION}")
-    missing = [k for k in _KEYS if k not in state]
-    if missing:
-        raise StateError(f"{source}: missing {', '.join(map(repr, missing))}")
-    unknown = [k for k in state if k not in _KEYS + _OPTIONAL_KEYS]
-    if unknown:
-        raise StateError(f"{source}: unexpected {', '.join(map(repr, unknown))}")
-    sizes, activations = state["sizes"], state["activations"]
+        raise StateError(f"a state dict should be an object with keys {', '.join(keys)}, got {type(state).__name__}")
+    missing, unknown = [k for k in keys if k not in state], [k for k in state if k not in keys]
+    if missing or unknown:
+        raise StateError(f"{'missing' if missing else 'unexpected'} {', '.join(map(repr, missing or unknown))}")
+    sizes, activations, names = state["sizes"], state["activations"], activation_names()
     if (not isinstance(sizes, list) or len(sizes) < 2
             or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes)):
-        raise StateError(f"{source}: sizes should be a list of at least 2 whole numbers >= 1, got {sizes!r}")
+        raise StateError(f"sizes should be a list of at least 2 whole numbers >= 1, got {sizes!r}")
     if (not isinstance(activations, list) or len(activations) != len(sizes) - 1
-            or any(not isinstance(a, str) or a not in ACTIVATIONS for a in activations)):
-        raise StateError(f"{source}: activations should list {len(sizes) - 1} of {', '.join(ACTIVATIONS)}, "
-                         f"got {activations!r}")
-    return sizes, activations, _check_weights(state["weights"], sizes, source), *_check_extras(state, sizes, source)
-
-
-def _read(path: PathLike) -> Any:
-    """The JSON in ``path``, or StateError naming the file and the place it stops making sense."""
-    source = os.fspath(path)
-    try:
-        with open(source, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as error:
-        raise StateError(f"{source}: not valid JSON at line {error.lineno} column {error.colno}: {error.msg} "
-                         "(truncated or hand-edited?)") from None
-    except UnicodeDecodeError as error:
-        raise StateError(f"{source}: not a UTF-8 text file (byte {error.start})") from None
+            or not all(isinstance(a, str) and a in names for a in activations)):
+        raise StateError(f"activations should list {len(sizes) - 1} of {', '.join(names)}, got {activations!r}")
+    return sizes, activations, _check_weights(state["weights"], sizes)

@@ -76,7 +76,7 @@ class Optimizer:
 class SGD(Optimizer):
     """Gradient descent, ``w <- w - lr * v`` with ``v = momentum * v + grad`` (plain ``w - lr * grad`` at momentum 0).
 
-    With ``momentum=0`` one step is exactly the second seed's delta rule, ``w_new = w - eta * delta * a``.
+    With ``momentum=0`` one step is exactly tutorial 2's delta rule, ``w_new = w - eta * delta * a``.
     """
 
     def __init__(self, params: Iterable[Value], lr: float, momentum: float = 0.0):

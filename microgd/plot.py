@@ -40,7 +40,7 @@ def plot_history(history: Sequence[float], path: PathLike, title: str = "Trainin
 
 def plot_series(series: Mapping[str, Sequence[float]], path: PathLike, xlabel: str = "iteration",
                 ylabel: str = "value", title: str = ""):
-    """Plot named series against their 1-based index to a PNG or SVG: e.g. the first seed's
+    """Plot named series against their 1-based index to a PNG or SVG: e.g. tutorial 1's
     prediction per iteration (with the target as a second series) and error per iteration.
 
     Returns the matplotlib ``Figure``.

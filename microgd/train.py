@@ -9,7 +9,7 @@
     >>> history[-1] < 1e-6 < history[0], [round(p.data, 3) for p in model.parameters()]
     (True, [2.0, 1.0])
 
-``batch_size=1`` is the second seed's per-sample SGD. Ctrl-C stops between steps: ``fit`` returns
+``batch_size=1`` is tutorial 2's per-sample SGD. Ctrl-C stops between steps: ``fit`` returns
 the history so far (``history.interrupted`` is True) with the model at its last completed step.
 """
 
@@ -48,7 +48,7 @@ def fit(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: Callable
     Each step averages ``loss(prediction, target)`` over ``batch_size`` samples (summed over the
     outputs when the model has several, with ``y`` rows of targets), back-propagates it and
     calls ``optimizer.step()`` under ``no_grad()``. The optimizer defaults to ``SGD(lr=0.1)``; the
-    loss to the seed's ``1/2 (y - z)^2``. ``shuffle`` reorders the samples every epoch with
+    loss to tutorial 2's ``1/2 (y - z)^2``. ``shuffle`` reorders the samples every epoch with
     ``random.Random(seed)``. A progress bar shows the loss on a terminal (stderr a tty and ``verbose``).
     """
     if len(X) != len(y):

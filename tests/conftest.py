@@ -2,6 +2,7 @@
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -10,3 +11,14 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def forget_defined_ops():
+    """Ops a test defines with define_op leave the registry when it ends, so tables of every op stay whole."""
+    from microgd import rules
+
+    before = dict(rules._REGISTRY)
+    yield
+    rules._REGISTRY.clear()
+    rules._REGISTRY.update(before)

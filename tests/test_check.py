@@ -1,4 +1,4 @@
-"""gradcheck and check_formula: every op against finite differences, broken rules caught, seed formulas checked."""
+"""gradcheck and check_formula: every op against finite differences, broken rules caught, tutorial formulas checked."""
 
 import math
 import os
@@ -160,17 +160,17 @@ def test_numeric_gradient_of_a_float_function():
 # -- check_formula -----------------------------------------------------------------------------
 
 def error(w, x, t):
-    """The first seed: one sigmoid neuron, squared error."""
+    """Tutorial 1: one sigmoid neuron, squared error."""
     return ((w * x).sigmoid() - t) ** 2
 
 
-def seed_formula(w, x, t):
-    """The seed's code: g2 = activation_sop_deriv(predicted), the sigmoid's slope at the wrong place."""
+def tutorial1_formula(w, x, t):
+    """Tutorial 1's code: g2 = activation_sop_deriv(predicted), the sigmoid's slope at the wrong place."""
     p = sig(w * x)
     return x * sig(p) * (1 - sig(p)) * 2 * (p - t)
 
 
-def corrected_seed_formula(w, x, t):
+def corrected_tutorial1_formula(w, x, t):
     p = sig(w * x)
     return x * p * (1 - p) * 2 * (p - t)
 
@@ -209,10 +209,10 @@ def recompute(f, formula, wrt, point):
 
 
 @pytest.mark.parametrize("f, wrong, right, wrt, domain, simplest", [
-    (error, seed_formula, corrected_seed_formula, "w", None, {"w": 0.0, "x": 1.0, "t": 0.0}),
+    (error, tutorial1_formula, corrected_tutorial1_formula, "w", None, {"w": 0.0, "x": 1.0, "t": 0.0}),
     (squared, lambda p, t: p - t, lambda p, t: 2 * (p - t), "p", PT, {"p": 0.0, "t": 1.0}),
     (two_outputs, hidden_delta_one_output, hidden_delta_summed, "w", NET, {"v1": 0.0, "t1": 0.0, "v2": 1.0}),
-], ids=["first-seed-sigmoid-slope", "dropped-factor-2", "missing-sum-over-deltas"])
+], ids=["tutorial1-sigmoid-slope", "dropped-factor-2", "missing-sum-over-deltas"])
 def test_check_formula_catches_the_wrong_formula_with_a_shrunk_counterexample(f, wrong, right, wrt, domain,
                                                                              simplest):
     with pytest.raises(FormulaMismatch) as caught:
@@ -295,7 +295,7 @@ def test_points_where_the_engines_gradient_overflows_are_skipped_as_outside_the_
 ])
 def test_check_formula_rejects_bad_arguments_by_name(kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
-        check_formula(error, corrected_seed_formula, **kwargs)
+        check_formula(error, corrected_tutorial1_formula, **kwargs)
 
 
 def test_the_formula_must_take_every_domain_name():
@@ -303,7 +303,7 @@ def test_the_formula_must_take_every_domain_name():
         check_formula(error, lambda w, x, t, b: 0.0)
     with pytest.raises(ValueError, match=r"formula takes no argument 't'"):
         check_formula(error, lambda w, x: 0.0)
-    assert check_formula(error, lambda **p: corrected_seed_formula(**p), max_examples=20).examples == 20
+    assert check_formula(error, lambda **p: corrected_tutorial1_formula(**p), max_examples=20).examples == 20
 
 
 def test_check_formula_needs_f_to_return_a_value():
@@ -314,8 +314,8 @@ def test_check_formula_needs_f_to_return_a_value():
 # -- documentation and the demo ----------------------------------------------------------------
 
 
-def test_the_demo_catches_the_seed_and_passes_the_correction():
-    demo = Path(__file__).parent.parent / "demos" / "check_seed_formula.py"
+def test_the_demo_catches_tutorial1_and_passes_the_correction():
+    demo = Path(__file__).parent.parent / "demos" / "check_tutorial1_formula.py"
     env = {**os.environ, "MICROGD_DEMO_FAST": "1"}
     run = subprocess.run([sys.executable, str(demo)], capture_output=True, text=True, env=env, timeout=60)
     assert run.returncode == 0, run.stderr

@@ -10,7 +10,9 @@ import sys
 import pytest
 
 import microgd
-from microgd import cli
+from microgd import define_op
+from microgd.app import cli
+from microgd.app.formula import functions
 
 SCRIPT = shutil.which("microgd", path=os.path.dirname(sys.executable))
 
@@ -68,21 +70,21 @@ def test_graph_html_and_dot(tmp_path):
 
 # -- check --------------------------------------------------------------------------------------
 
-SEED_EXPR = "(sigmoid(w*x) - t)**2"
+TUTORIAL1_EXPR = "(sigmoid(w*x) - t)**2"
 CORRECT = "2*(sigmoid(w*x) - t) * sigmoid(w*x)*(1 - sigmoid(w*x)) * x"
-SEED_FORMULA = "2*(sigmoid(w*x) - t) * sigmoid(sigmoid(w*x))*(1 - sigmoid(sigmoid(w*x))) * x"  # g2 at predicted
+TUTORIAL1_FORMULA = "2*(sigmoid(w*x) - t) * sigmoid(sigmoid(w*x))*(1 - sigmoid(sigmoid(w*x))) * x"  # g2 at predicted
 
 
 def test_check_passes_the_corrected_chain_rule(tmp_path):
-    status, out, err = run("check", SEED_EXPR, "--wrt", "w", "--formula", CORRECT, "--domain", "t=0:1",
+    status, out, err = run("check", TUTORIAL1_EXPR, "--wrt", "w", "--formula", CORRECT, "--domain", "t=0:1",
                            cwd=tmp_path, script=True)
     assert (status, err) == (0, "")
     assert "domain: w in [-3, 3], x in [-3, 3], t in [0, 1]" in out
     assert "agrees with the engine at 200 points" in out
 
 
-def test_check_finds_the_seeds_error_and_exits_1(tmp_path):
-    status, out, err = run("check", SEED_EXPR, "--wrt", "w", "--formula", SEED_FORMULA, "--domain", "t=0:1",
+def test_check_finds_tutorial1s_error_and_exits_1(tmp_path):
+    status, out, err = run("check", TUTORIAL1_EXPR, "--wrt", "w", "--formula", TUTORIAL1_FORMULA, "--domain", "t=0:1",
                            cwd=tmp_path)
     assert (status, err) == (1, "")
     assert "disagrees with the engine" in out
@@ -98,48 +100,48 @@ def test_check_finds_the_seeds_error_and_exits_1(tmp_path):
 
 # -- demo and train ----------------------------------------------------------------------------
 
-def test_demo_shows_the_seeds_numbers_beside_the_engines_and_writes_pictures(tmp_path):
+def test_demo_shows_tutorial2s_numbers_beside_the_engines_and_writes_pictures(tmp_path):
     status, out, err = run("demo", "--out", "pictures", cwd=tmp_path, script=True)
     assert (status, err) == (0, "")
     a = [sigmoid(-1.0), sigmoid(0.5), sigmoid(1.5)]
     y = sigmoid(0.5 * a[0] - 1.0 * a[1] + 0.0 * a[2] + 0.5)
-    for j, seed in enumerate(("0.2689", "0.6225", "0.8176")):
-        engine = float(re.search(rf"a_h{j} = sigmoid\(s_h{j}\)\s+{seed}\s+(\S+)\s+yes", out).group(1))
-        assert engine == pytest.approx(a[j], abs=1e-6)
-    assert float(re.search(r"y = sigmoid\(s_o\)\s+0\.5030\s+(\S+)\s+yes", out).group(1)) == pytest.approx(y, abs=1e-6)
+    for j, printed in enumerate(("0.2689", "0.6225", "0.8176"), 1):
+        engine = float(re.search(rf"h{j} = sigmoid\(s_h{j}\)\s+{printed}\s+(\S+)\s+yes", out).group(1))
+        assert engine == pytest.approx(a[j - 1], abs=1e-6)
+    assert float(re.search(r"y = sigmoid\(s_y\)\s+0\.5030\s+(\S+)\s+yes", out).group(1)) == pytest.approx(y, abs=1e-6)
     assert float(re.search(r"y \(1 - y\)\s+0\.2494\s+(\S+)\s+no", out).group(1)) == pytest.approx(y * (1 - y), abs=1e-6)
     delta = y * (1 - y) * (y - 1.0)  # target 91 scaled to 1
-    assert float(re.search(r"delta_o = dL/ds_o\s+-22\.56\s+(\S+)", out).group(1)) == pytest.approx(delta, abs=1e-6)
-    assert float(re.search(r"delta_o with z = 91\s+-22\.56\s+(\S+)\s+no", out).group(1)) == pytest.approx(
+    assert float(re.search(r"delta_y = dL/ds_y\s+-22\.56\s+(\S+)", out).group(1)) == pytest.approx(delta, abs=1e-6)
+    assert float(re.search(r"delta_y with z = 91\s+-22\.56\s+(\S+)\s+no", out).group(1)) == pytest.approx(
         y * (1 - y) * (y - 91), abs=1e-6)
-    assert re.search(r"\[-1, 1\]\s+I0 = 50\s+-0\.1111\s+0\.111111\s+no", out)  # the seed's sign is wrong
-    new = float(re.search(r"wo\[0\]\[0\]\s+0\.5\s+\S+\s+(\S+)", out).group(1))
+    assert re.search(r"\[-1, 1\]\s+I0 = 50\s+-0\.1111\s+0\.111111\s+no", out)  # the tutorial's sign is wrong
+    new = float(re.search(r"(?m)^\s+y\.w1\s+0\.5\s+\S+\s+(\S+)", out).group(1))
     assert new == pytest.approx(0.5 - 0.1 * delta * a[0], abs=1e-6)
     predictions = re.findall(r"^\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+\.\d\d)\s+[-+]", out, re.M)
     assert [(i0, i1, z) for i0, i1, z, _ in predictions] == [("70", "98", "91"), ("50", "85", "82"),
                                                               ("65", "67", "80"), ("25", "95", "68")]
     assert all(abs(float(p) - float(z)) < 2 for _, _, z, p in predictions)
     folder = tmp_path / "pictures"
-    assert "<svg" in (folder / "seed2_graph.svg").read_text()
-    assert "<script" in (folder / "seed2_backprop.html").read_text()
-    assert "<svg" in (folder / "seed2_trained_mlp.svg").read_text()
-    assert (folder / "seed2_loss.png").read_bytes().startswith(b"\x89PNG")
-    for name in ("seed2_graph.svg", "seed2_backprop.html", "seed2_trained_mlp.svg", "seed2_loss.png"):
+    assert "<svg" in (folder / "tutorial2_graph.svg").read_text()
+    assert "<script" in (folder / "tutorial2_backprop.html").read_text()
+    assert "<svg" in (folder / "tutorial2_trained_mlp.svg").read_text()
+    assert (folder / "tutorial2_loss.png").read_bytes().startswith(b"\x89PNG")
+    for name in ("tutorial2_graph.svg", "tutorial2_backprop.html", "tutorial2_trained_mlp.svg", "tutorial2_loss.png"):
         assert f"wrote {os.path.join('pictures', name)}" in out
 
 
-SEED_CSV = "I0,I1,Z0\n70,98,91\n50,85,82\n65,67,80\n25,95,68\n"
+TABLE_CSV = "I0,I1,Z0\n70,98,91\n50,85,82\n65,67,80\n25,95,68\n"
 
 
-def test_train_writes_a_model_that_load_accepts(tmp_path):
+def test_train_writes_a_model_that_load_model_accepts(tmp_path):
+    from microgd.app.modelfile import load_model
     from microgd.data import MinMaxScaler
-    from microgd.nn import MLP
 
-    (tmp_path / "seed.csv").write_text(SEED_CSV)
-    status, out, err = run("train", "seed.csv", "--target", "Z0", "--epochs", "300", "--save", "model.json",
+    (tmp_path / "table.csv").write_text(TABLE_CSV)
+    status, out, err = run("train", "table.csv", "--target", "Z0", "--epochs", "300", "--save", "model.json",
                            "--plot", "loss.png", cwd=tmp_path, script=True)
     assert (status, err) == (0, "")
-    model = MLP.load(tmp_path / "model.json")
+    model = load_model(tmp_path / "model.json").model
     assert model.sizes == [2, 3, 1] and model.activations == ["sigmoid", "sigmoid"]
     X, y = [[70, 98], [50, 85], [65, 67], [25, 95]], [91, 82, 80, 68]
     scaled = MinMaxScaler().fit_transform(X)
@@ -150,13 +152,13 @@ def test_train_writes_a_model_that_load_accepts(tmp_path):
 
 
 def test_train_options(tmp_path):
-    from microgd.nn import MLP
+    from microgd.app.modelfile import load_model
 
-    (tmp_path / "seed.csv").write_text(SEED_CSV)
-    status, out, _ = run("train", "seed.csv", "--target", "I0", "--hidden", "4,3", "--activation", "tanh",
+    (tmp_path / "table.csv").write_text(TABLE_CSV)
+    status, out, _ = run("train", "table.csv", "--target", "I0", "--hidden", "4,3", "--activation", "tanh",
                          "--normalize", "-1-1", "--epochs", "20", "--save", "m.json", cwd=tmp_path)
     assert status == 0 and "inputs I1, Z0 -> target I0, all scaled to [-1, 1]" in out
-    model = MLP.load(tmp_path / "m.json")
+    model = load_model(tmp_path / "m.json").model
     assert model.sizes == [2, 4, 3, 1] and model.activations == ["tanh", "tanh", "tanh"]
 
 
@@ -188,24 +190,24 @@ BAD = {
     "check: examples": ["check", "x", "--formula", "1", "--examples", "0"],
     "train: missing file": ["train", "missing.csv", "--target", "Z0"],
     "train: a folder": ["train", ".", "--target", "Z0"],
-    "train: unknown column": ["train", "seed.csv", "--target", "Z9"],
+    "train: unknown column": ["train", "table.csv", "--target", "Z9"],
     "train: not a number": ["train", "words.csv", "--target", "b"],
     "train: ragged row": ["train", "ragged.csv", "--target", "b"],
     "train: constant column": ["train", "constant.csv", "--target", "b"],
     "train: empty file": ["train", "empty.csv", "--target", "b"],
-    "train: no target": ["train", "seed.csv"],
-    "train: bad hidden": ["train", "seed.csv", "--target", "Z0", "--hidden", "3,0"],
-    "train: bad epochs": ["train", "seed.csv", "--target", "Z0", "--epochs", "ten"],
-    "train: bad activation": ["train", "seed.csv", "--target", "Z0", "--activation", "softmax"],
-    "train: save folder": ["train", "seed.csv", "--target", "Z0", "--save", "no/dir/model.json"],
-    "train: plot suffix": ["train", "seed.csv", "--target", "Z0", "--plot", "loss.txt"],
-    "demo: out is a file": ["demo", "--out", "seed.csv"],
+    "train: no target": ["train", "table.csv"],
+    "train: bad hidden": ["train", "table.csv", "--target", "Z0", "--hidden", "3,0"],
+    "train: bad epochs": ["train", "table.csv", "--target", "Z0", "--epochs", "ten"],
+    "train: bad activation": ["train", "table.csv", "--target", "Z0", "--activation", "softmax"],
+    "train: save folder": ["train", "table.csv", "--target", "Z0", "--save", "no/dir/model.json"],
+    "train: plot suffix": ["train", "table.csv", "--target", "Z0", "--plot", "loss.txt"],
+    "demo: out is a file": ["demo", "--out", "table.csv"],
 }
 
 
 @pytest.fixture
 def files(tmp_path):
-    (tmp_path / "seed.csv").write_text(SEED_CSV)
+    (tmp_path / "table.csv").write_text(TABLE_CSV)
     (tmp_path / "words.csv").write_text("a,b\n1,2\n3,four\n")
     (tmp_path / "ragged.csv").write_text("a,b\n1,2\n3\n")
     (tmp_path / "constant.csv").write_text("a,b\n1,2\n1,3\n")
@@ -236,7 +238,7 @@ def test_messages_name_what_was_wrong(tmp_path):
 
 
 def test_train_messages_name_the_file_line_and_column(files):
-    assert "seed.csv: target 'Z9' is not a column (columns: I0, I1, Z0)" in run(*BAD["train: unknown column"],
+    assert "table.csv: target 'Z9' is not a column (columns: I0, I1, Z0)" in run(*BAD["train: unknown column"],
                                                                              cwd=files)[2]
     assert "words.csv line 3: column 'b': 'four' is not a number" in run(*BAD["train: not a number"], cwd=files)[2]
     assert "constant.csv: column 'a' is constant" in run(*BAD["train: constant column"], cwd=files)[2]
@@ -251,6 +253,25 @@ def test_help_and_version(tmp_path):
 
 
 # -- main() in process ------------------------------------------------------------------------
+
+def define_cube():
+    define_op("cli_test_cube", forward=lambda x: x ** 3, vjp=lambda g, out, x: (3 * g * x * x,))
+
+
+@pytest.mark.parametrize("command", ["graph", "check"])
+def test_formula_help_lists_the_registrys_functions(capsys, forget_defined_ops, command):
+    define_cube()
+    assert cli.main([command, "--help"]) == 0
+    listed = " ".join(capsys.readouterr().out.split())  # argparse wraps the text
+    assert "the functions" in listed and "cli_test_cube" in listed  # an op defined in this process
+    assert all(f" {name} " in f" {listed} " or f" {name}." in listed for name in functions())
+
+
+def test_a_defined_op_can_be_graphed(tmp_path, capsys, forget_defined_ops):
+    define_cube()
+    assert cli.main(["graph", "cli_test_cube(x)", "--var", "x=2", "--out", str(tmp_path / "g.dot")]) == 0
+    assert "d/dx = 12" in capsys.readouterr().out
+
 
 def test_main_returns_the_exit_status(tmp_path, capsys):
     assert cli.main(["graph", "x * x", "--var", "x=3", "--out", str(tmp_path / "g.dot")]) == 0
@@ -281,9 +302,9 @@ def test_without_a_renderer_or_matplotlib(tmp_path, monkeypatch, capsys):
     assert cli.main(["demo", "--out", str(tmp_path / "out"), "--epochs", "3"]) == 0
     out = capsys.readouterr().out
     assert "(pictures as DOT source only" in out and "(no loss plot: " in out
-    assert (tmp_path / "out" / "seed2_graph.dot").read_text().startswith("digraph")
-    (tmp_path / "seed.csv").write_text(SEED_CSV)
-    assert cli.main(["train", str(tmp_path / "seed.csv"), "--target", "Z0", "--plot", str(tmp_path / "l.png")]) == 2
+    assert (tmp_path / "out" / "tutorial2_graph.dot").read_text().startswith("digraph")
+    (tmp_path / "table.csv").write_text(TABLE_CSV)
+    assert cli.main(["train", str(tmp_path / "table.csv"), "--target", "Z0", "--plot", str(tmp_path / "l.png")]) == 2
     assert "--plot needs matplotlib" in capsys.readouterr().err
 
 

@@ -1,7 +1,8 @@
-"""microgd.data: the seed's normalisation tables (with its misprints corrected), the scaler's errors,
+"""microgd.data: tutorial 2's normalisation tables (with its misprints corrected), the scaler's errors,
 the built-in datasets and CSV loading."""
 
 import doctest
+import json
 import math
 
 import pytest
@@ -9,38 +10,38 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import microgd.data
-from microgd.data import MinMaxScaler, load_csv, seed_table, two_moons, xor
+from microgd.data import ConstantColumnError, MinMaxScaler, load_csv, tutorial2_table, two_moons, xor
 
 
 def rounded(rows):
     return [[round(v, 4) for v in row] for row in rows]
 
 
-def test_seed_table():
-    X, y = seed_table()
+def test_tutorial2_table():
+    X, y = tutorial2_table()
     assert X == [[70, 98], [50, 85], [65, 67], [25, 95]] and y == [91, 82, 80, 68]
 
 
-def test_the_seeds_zero_one_table():
-    X, _ = seed_table()
+def test_tutorial2_zero_one_table():
+    X, _ = tutorial2_table()
     table = rounded(MinMaxScaler().fit_transform(X))
     assert table == [[1.0, 1.0], [0.5556, 0.5806], [0.8889, 0.0], [0.0, 0.9032]]
-    # The seed prints 50 -> 0.5555 and 65 -> 0.8888 (also in its worked formula (65 - 25) / (70 - 25)):
+    # The tutorial prints 50 -> 0.5555 and 65 -> 0.8888 (also in its worked formula (65 - 25) / (70 - 25)):
     # truncated, not rounded. 25/45 = 0.55556 and 40/45 = 0.88889.
     assert table[1][0] != 0.5555 and table[2][0] != 0.8888
 
 
-def test_the_seeds_minus_one_one_table():
-    X, _ = seed_table()
+def test_tutorial2_minus_one_one_table():
+    X, _ = tutorial2_table()
     table = rounded(MinMaxScaler((-1, 1)).fit_transform(X))
     assert table == [[1.0, 1.0], [0.1111, 0.1613], [0.7778, -1.0], [-1.0, 0.8065]]
-    # The seed prints 50 -> -0.1111 (wrong sign: 2 * 25/45 - 1 = +0.1111), 65 -> 0.7777 and
+    # The tutorial prints 50 -> -0.1111 (wrong sign: 2 * 25/45 - 1 = +0.1111), 65 -> 0.7777 and
     # 95 -> 0.8064 (truncated: 2 * 40/45 - 1 = 0.77778 and 2 * 28/31 - 1 = 0.80645).
     assert table[1][0] != -0.1111 and table[2][0] != 0.7777 and table[3][1] != 0.8064
 
 
 def test_the_normalised_targets():
-    _, y = seed_table()
+    _, y = tutorial2_table()
     assert [round(v, 4) for v in MinMaxScaler().fit_transform(y)] == [1.0, 0.6087, 0.5217, 0.0]
 
 
@@ -77,6 +78,15 @@ def test_transform_uses_the_fitted_range():
 def test_scaler_errors(data, message):
     with pytest.raises(ValueError, match=message):
         MinMaxScaler().fit(data)
+
+
+def test_a_constant_column_says_which_and_its_value():
+    with pytest.raises(ConstantColumnError) as caught:
+        MinMaxScaler().fit([[1.0, 5.0, 0.0], [2.0, 5.0, 0.0]])
+    assert (caught.value.column, caught.value.value) == (1, 5.0)  # the first constant column
+    with pytest.raises(ConstantColumnError) as caught:
+        MinMaxScaler().fit([-2.5, -2.5])
+    assert (caught.value.column, caught.value.value) == (0, -2.5)
 
 
 def test_scaler_must_be_fitted_and_fed_matching_rows():
@@ -120,16 +130,16 @@ def test_two_moons_errors(kwargs, message):
         two_moons(**kwargs)
 
 
-SEED_CSV = "I0,  I1,  Z0\n70,  98,  91\n50,  85,  82\n\n65,  67,  80\n25,  95,  68\n"
+TABLE_CSV = "I0,  I1,  Z0\n70,  98,  91\n50,  85,  82\n\n65,  67,  80\n25,  95,  68\n"
 
 
-def test_load_csv_reads_the_seeds_table(tmp_path):
-    path = tmp_path / "seed.csv"
-    path.write_text(SEED_CSV)
+def test_load_csv_reads_tutorial2_table(tmp_path):
+    path = tmp_path / "table.csv"
+    path.write_text(TABLE_CSV)
     header, rows = load_csv(path)
     assert header == ["I0", "I1", "Z0"]
-    assert rows == [[*x, z] for x, z in zip(*seed_table())]
-    assert load_csv(path, target="Z0") == (*seed_table(), ["I0", "I1"])
+    assert rows == [[*x, z] for x, z in zip(*tutorial2_table())]
+    assert load_csv(path, target="Z0") == (*tutorial2_table(), ["I0", "I1"])
     assert load_csv(str(path), target=0) == ([[98, 91], [85, 82], [67, 80], [95, 68]], [70, 50, 65, 25], ["I1", "Z0"])
     assert load_csv(path, target=-1)[1] == [91, 82, 80, 68]
 
@@ -151,8 +161,8 @@ def test_load_csv_errors_name_the_file_and_line(tmp_path, text, message):
 @pytest.mark.parametrize("target, message", [("Z9", "target 'Z9' is not a column .columns: I0, I1, Z0."),
                                              (3, "target must be a column name or an index below 3, got 3")])
 def test_load_csv_bad_target(tmp_path, target, message):
-    path = tmp_path / "seed.csv"
-    path.write_text(SEED_CSV)
+    path = tmp_path / "table.csv"
+    path.write_text(TABLE_CSV)
     with pytest.raises(ValueError, match=message):
         load_csv(path, target=target)
 
@@ -160,3 +170,40 @@ def test_load_csv_bad_target(tmp_path, target, message):
 def test_docstring_examples_run():
     result = doctest.testmod(microgd.data)
     assert result.attempted > 0 and result.failed == 0
+
+
+# -- MinMaxScaler.state_dict / from_state ----------------------------------------------------------
+
+def test_scaler_state_round_trips_exactly():
+    scaler = MinMaxScaler((-1, 1)).fit([[1 / 3, 10], [2.5, -7], [0.1, 3]])
+    state = scaler.state_dict()
+    assert state == {"feature_range": [-1.0, 1.0], "data_min_": [0.1, -7.0], "data_max_": [2.5, 10.0]}
+    copy = MinMaxScaler.from_state(json.loads(json.dumps(state)))
+    assert copy.feature_range == (-1.0, 1.0)
+    rows = [[1.0, 2.0], [-4.0, 30.0]]
+    assert copy.transform(rows) == scaler.transform(rows)
+    assert copy.inverse_transform(rows) == scaler.inverse_transform(rows)
+    with pytest.raises(RuntimeError, match="call fit"):
+        MinMaxScaler().state_dict()
+
+
+GOOD_SCALER = {"feature_range": [0, 1], "data_min_": [1, 2], "data_max_": [3, 4]}
+BAD_SCALERS = [
+    ([1, 2], "a scaler state should be an object with keys feature_range, data_min_, data_max_, got list"),
+    ({"feature_range": [0, 1], "data_min_": [1]}, "missing 'data_max_'"),
+    ({**GOOD_SCALER, "scale_": [1]}, "unexpected 'scale_'"),
+    ({**GOOD_SCALER, "feature_range": [1, 0]}, r"feature_range needs lo < hi, got \[1.0, 0.0\]"),
+    ({**GOOD_SCALER, "feature_range": [0, 1, 2]}, "feature_range should be 2 numbers"),
+    ({**GOOD_SCALER, "data_min_": []}, "data_min_ should be a non-empty list of numbers"),
+    ({**GOOD_SCALER, "data_min_": [1]}, "data_min_ has 1 numbers but data_max_ has 2"),
+    ({**GOOD_SCALER, "data_max_": [3, True]}, r"data_max_\[1\] should be a finite number, got True"),
+    ({**GOOD_SCALER, "data_max_": [3, float("nan")]}, r"data_max_\[1\] should be a finite number, got nan"),
+    ({**GOOD_SCALER, "data_max_": [3, 10 ** 400]}, r"data_max_\[1\] should be a finite number, got inf"),
+    ({**GOOD_SCALER, "data_max_": [3, 2]}, r"data_max_\[1\] = 2.0 should be above data_min_\[1\] = 2.0"),
+]
+
+
+@pytest.mark.parametrize("state, message", BAD_SCALERS)
+def test_scaler_from_state_names_the_bad_key(state, message):
+    with pytest.raises(ValueError, match=message):
+        MinMaxScaler.from_state(state)

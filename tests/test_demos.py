@@ -31,7 +31,7 @@ def sigmoid(s):
     return 1 / (1 + math.exp(-s))
 
 
-# -- the first seed ---------------------------------------------------------------------------
+# -- tutorial 1: one sigmoid neuron ---------------------------------------------------------------------------
 
 X, TARGET = 0.1, 0.3
 
@@ -45,54 +45,54 @@ def descend(weights, inputs, rate, iterations):
 
 
 @pytest.fixture(scope="module")
-def seed1():
-    return run_demo("seed1_one_neuron.py")
+def tutorial1():
+    return run_demo("tutorial1_one_neuron.py")
 
 
-def test_seed1_one_step_shows_the_seeds_g2_and_the_engine_equals_the_corrected_chain(seed1):
+def test_tutorial1_one_step_shows_its_g2_and_the_engine_equals_the_corrected_chain(tutorial1):
     w0 = random.Random(0).random()
-    assert number(r"initial weight w = (\S+)", seed1) == pytest.approx(w0, rel=1e-11)
+    assert number(r"initial weight w = (\S+)", tutorial1) == pytest.approx(w0, rel=1e-11)
     p = sigmoid(w0 * X)
-    assert number(r"predicted = sigmoid\(sop\) = (\S+)", seed1) == pytest.approx(p, rel=1e-11)
-    seed_g2 = sigmoid(p) * (1 - sigmoid(p))
-    assert number(r"activation_sop_deriv\(predicted\) = (\S+)", seed1) == pytest.approx(seed_g2, rel=1e-11)
-    assert number(r"activation_sop_deriv\(sop\)\s+= (\S+)", seed1) == pytest.approx(p * (1 - p), rel=1e-11)
+    assert number(r"predicted = sigmoid\(sop\) = (\S+)", tutorial1) == pytest.approx(p, rel=1e-11)
+    tutorial_g2 = sigmoid(p) * (1 - sigmoid(p))
+    assert number(r"activation_sop_deriv\(predicted\) = (\S+)", tutorial1) == pytest.approx(tutorial_g2, rel=1e-11)
+    assert number(r"activation_sop_deriv\(sop\)\s+= (\S+)", tutorial1) == pytest.approx(p * (1 - p), rel=1e-11)
     corrected = 2 * (p - TARGET) * p * (1 - p) * X
-    assert number(r"corrected grad\s+= g1\*g2\*g3\s+= (\S+)", seed1) == pytest.approx(corrected, rel=1e-11)
-    assert number(r"engine's w.grad\s+= (\S+)", seed1) == pytest.approx(corrected, rel=1e-11)
-    assert number(r"the seed's grad = g1\*g2\*g3\s+= (\S+)", seed1) == pytest.approx(
-        2 * (p - TARGET) * seed_g2 * X, rel=1e-11)
-    assert abs(number(r"engine - corrected = (\S+);", seed1)) < 1e-15
+    assert number(r"corrected grad\s+= g1\*g2\*g3\s+= (\S+)", tutorial1) == pytest.approx(corrected, rel=1e-11)
+    assert number(r"engine's w.grad\s+= (\S+)", tutorial1) == pytest.approx(corrected, rel=1e-11)
+    assert number(r"the tutorial's grad = g1\*g2\*g3\s+= (\S+)", tutorial1) == pytest.approx(
+        2 * (p - TARGET) * tutorial_g2 * X, rel=1e-11)
+    assert abs(number(r"engine - corrected = (\S+);", tutorial1)) < 1e-15
 
 
-def test_seed1_says_what_the_listings_get_wrong(seed1):
-    assert "update_w has lost its header" in seed1
-    assert "Neither listing ever calls update_w" in seed1
+def test_tutorial1_says_what_the_listings_get_wrong(tutorial1):
+    assert "update_w has lost its header" in tutorial1
+    assert "Neither listing ever calls update_w" in tutorial1
 
 
-def test_seed1_runs_match_plain_float_descent(seed1):
+def test_tutorial1_runs_match_plain_float_descent(tutorial1):
     w0 = random.Random(0).random()
     runs = re.findall(r"learning rate (\S+), (\d+) iterations\n(?:.*\n)*?   final: w = (\S+), predicted = (\S+),",
-                      seed1)
+                      tutorial1)
     assert [(float(r), int(n)) for r, n, _, _ in runs] == [(0.01, 500), (0.5, 100)]  # fast mode
     for rate, n, w, predicted in runs:
         (w_ref,), p_ref = descend([w0], [X], float(rate), int(n))
         assert (float(w), float(predicted)) == (pytest.approx(w_ref, abs=1e-9), pytest.approx(p_ref, abs=1e-9))
 
 
-def test_seed1_counts_the_iterations_the_target_really_needs(seed1):
+def test_tutorial1_counts_the_iterations_the_target_really_needs(tutorial1):
     w0 = random.Random(0).random()
-    needed = [int(n) for n in re.findall(r"within 0.001 of the target at rate \S+: (\d+)", seed1)]
+    needed = [int(n) for n in re.findall(r"within 0.001 of the target at rate \S+: (\d+)", tutorial1)]
     for rate, count in zip((0.01, 0.5), needed):
         (w,), _ = descend([w0], [X], rate, count - 1)
         assert abs(sigmoid(w * X) - TARGET) >= 0.001  # one step short: not yet
         (w,), _ = descend([w0], [X], rate, count)
         assert abs(sigmoid(w * X) - TARGET) < 0.001
-    assert needed[0] > 50000  # the seed's "50000 iterations at 0.01" is far too few
+    assert needed[0] > 50000  # the tutorial's "50000 iterations at 0.01" is far too few
 
 
-def test_seed1_two_inputs(seed1):
-    part = seed1[seed1.index("4. Two inputs"):]
+def test_tutorial1_two_inputs(tutorial1):
+    part = tutorial1[tutorial1.index("4. Two inputs"):]
     for engine, chain in re.findall(r"engine (\S+), chain rule g1\*g2\*x\d = (\S+)", part):
         assert float(engine) == pytest.approx(float(chain), rel=1e-11)
     rng = random.Random(0)
@@ -103,19 +103,19 @@ def test_seed1_two_inputs(seed1):
     assert [float(v) for v in final] == [pytest.approx(v, abs=1e-9) for v in (w1, w2, p)]
 
 
-def test_seed1_plots(tmp_path):
-    out = run_demo("seed1_one_neuron.py", env={"MICROGD_DEMO_OUT": str(tmp_path)})
+def test_tutorial1_plots(tmp_path):
+    out = run_demo("tutorial1_one_neuron.py", env={"MICROGD_DEMO_OUT": str(tmp_path)})
     written = sorted(p.name for p in tmp_path.iterdir())
-    assert written == sorted(f"seed1_{run}_{kind}.png" for run in ("lr0.01", "lr0.5", "two_inputs")
+    assert written == sorted(f"tutorial1_{run}_{kind}.png" for run in ("lr0.01", "lr0.5", "two_inputs")
                              for kind in ("prediction", "error"))
     assert all((tmp_path / name).read_bytes().startswith(b"\x89PNG") for name in written)
     assert out.count("plots: ") == 3
 
 
-# -- the second seed's gradient-descent table -------------------------------------------------------
+# -- tutorial 2's gradient-descent table -------------------------------------------------------
 
-# (step, column, what the seed printed, the exact value): x_k = 3 * 0.8^k, y_k = 4 * 0.8^k, f_k = 25 * 0.64^k
-SEED2_ERRATA = [
+# (step, column, what the tutorial printed, the exact value): x_k = 3 * 0.8^k, y_k = 4 * 0.8^k, f_k = 25 * 0.64^k
+TUTORIAL2_ERRATA = [
     (6, "df/dx", "1.9660", 2 * 3 * 0.8 ** 5),
     (6, "f(x_new, y_new)", "1.7179", 25 * 0.64 ** 6),
     (7, "df/dx", "1.5728", 2 * 3 * 0.8 ** 6),
@@ -131,12 +131,12 @@ SEED2_ERRATA = [
 
 
 @pytest.fixture(scope="module")
-def seed2():
-    return run_demo("seed2_gradient_descent.py")
+def tutorial2():
+    return run_demo("tutorial2_gradient_descent.py")
 
 
-def test_seed2_table_is_exact_descent(seed2):
-    rows = re.findall(r"^\s+(\d+)\s+((?:\s*\d+\.\d{4}){3,7})\s", seed2, re.M)
+def test_tutorial2_table_is_exact_descent(tutorial2):
+    rows = re.findall(r"^\s+(\d+)\s+((?:\s*\d+\.\d{4}){3,7})\s", tutorial2, re.M)
     assert [int(k) for k, _ in rows] == list(range(11))
     for k, cells in rows:
         k, cells = int(k), [float(c) for c in cells.split()]
@@ -146,48 +146,49 @@ def test_seed2_table_is_exact_descent(seed2):
         assert cells == [pytest.approx(e, abs=5.1e-5) for e in expected]
 
 
-def test_seed2_lists_every_wrong_cell_with_the_correct_value(seed2):
-    found = re.findall(r"step\s+(\d+) (.+?)\s+seed (\S+)  correct (\S+) \((\S+)\): (.+)", seed2)
-    assert [(int(k), c, s) for k, c, s, *_ in found] == [(k, c, s) for k, c, s, _ in SEED2_ERRATA]
-    for (_, _, _, correct, rounded, why), (_, _, printed, exact) in zip(found, SEED2_ERRATA):
+def test_tutorial2_lists_every_wrong_cell_with_the_correct_value(tutorial2):
+    found = re.findall(r"step\s+(\d+) (.+?)\s+tutorial (\S+)  correct (\S+) \((\S+)\): (.+)", tutorial2)
+    assert [(int(k), c, s) for k, c, s, *_ in found] == [(k, c, s) for k, c, s, _ in TUTORIAL2_ERRATA]
+    for (_, _, _, correct, rounded, why), (_, _, printed, exact) in zip(found, TUTORIAL2_ERRATA):
         assert float(correct) == pytest.approx(exact, abs=5e-9)
         assert rounded == f"{exact:.4f}" != printed
         assert why in ("wrong", "cut off after 4 decimals instead of rounded",
-                       "rounding carried over from the seed's own 4-decimal cells")
+                       "rounding carried over from the tutorial's own 4-decimal cells")
     whys = {(int(k), c): why for k, c, _, _, _, why in found}
     assert [key for key, why in whys.items() if why == "wrong"] == [(8, "f(x_new, y_new)"), (9, "f(x_new, y_new)"),
                                                                     (10, "f(x_new, y_new)")]
     assert whys[(6, "f(x_new, y_new)")] == "cut off after 4 decimals instead of rounded"
-    assert "11 of the seed's 73 numbers differ" in seed2
+    assert "11 of the tutorial's 73 numbers differ" in tutorial2
 
 
-def test_seed2_closed_form(seed2):
-    assert number(r"x = (\S+)  \(3", seed2) == pytest.approx(3 * 0.8 ** 10, abs=1e-10)
-    assert number(r"f = (\S+)  \(25", seed2) == pytest.approx(25 * 0.64 ** 10, abs=1e-10)
+def test_tutorial2_closed_form(tutorial2):
+    assert number(r"x = (\S+)  \(3", tutorial2) == pytest.approx(3 * 0.8 ** 10, abs=1e-10)
+    assert number(r"f = (\S+)  \(25", tutorial2) == pytest.approx(25 * 0.64 ** 10, abs=1e-10)
 
 
-# -- the second seed's MLP ----------------------------------------------------------------------
+# -- tutorial 2's MLP worked example ----------------------------------------------------------------------
 
-def test_seed2_mlp_worked_example_training_and_pictures(tmp_path):
-    out = run_demo("seed2_mlp.py", "--out", str(tmp_path))
-    a = [sigmoid(-1.0), sigmoid(0.5), sigmoid(1.5)]  # the seed's hidden sums for row 1 scaled to (1, 1)
-    w_o = [0.5, -1.0, 0.0]
-    y = sigmoid(sum(w * h for w, h in zip(w_o, a)) + 0.5)
-    for j, seed in enumerate(("0.2689", "0.6225", "0.8176")):
-        assert number(rf"a_h{j} = sigmoid\(s_h{j}\)\s+{seed}\s+(\S+)\s+yes", out) == pytest.approx(a[j], abs=5e-7)
-    assert number(r"y = sigmoid\(s_o\)\s+0\.5030\s+(\S+)\s+yes", out) == pytest.approx(y, abs=5e-7)
-    delta_o = (y - 1.0) * y * (1 - y)  # target 91 scaled to 1
-    for j in range(3):
-        delta_h = a[j] * (1 - a[j]) * w_o[j] * delta_o
+def test_tutorial2_mlp_worked_example_training_and_pictures(tmp_path):
+    out = run_demo("tutorial2_mlp.py", "--out", str(tmp_path))
+    a = [sigmoid(-1.0), sigmoid(0.5), sigmoid(1.5)]  # the tutorial's h1, h2, h3 for row 1 scaled to (1, 1)
+    w_y = [0.5, -1.0, 0.0]
+    y = sigmoid(sum(w * h for w, h in zip(w_y, a)) + 0.5)
+    for j, printed in enumerate(("0.2689", "0.6225", "0.8176"), 1):
+        assert number(rf"h{j} = sigmoid\(s_h{j}\)\s+{printed}\s+(\S+)\s+yes", out) == pytest.approx(a[j - 1], abs=5e-7)
+    assert number(r"y = sigmoid\(s_y\)\s+0\.5030\s+(\S+)\s+yes", out) == pytest.approx(y, abs=5e-7)
+    delta_y = (y - 1.0) * y * (1 - y)  # target 91 scaled to 1
+    for j in range(1, 4):
+        delta_h = a[j - 1] * (1 - a[j - 1]) * w_y[j - 1] * delta_y
         assert number(rf"delta_h{j} = dL/ds_h{j}\s+-\s+(\S+)", out) == pytest.approx(delta_h, abs=5e-7)
-        assert number(rf"wo\[0\]\[{j}\]\s+\S+\s+\S+\s+(\S+)", out) == pytest.approx(w_o[j] - 0.1 * delta_o * a[j],
-                                                                                    abs=5e-7)
+        assert number(rf"(?m)^\s+h{j}\.b\s+\S+\s+\S+\s+(\S+)", out) == pytest.approx(0.5 - 0.1 * delta_h, abs=5e-7)
+        assert number(rf"(?m)^\s+y\.w{j}\s+\S+\s+\S+\s+(\S+)", out) == pytest.approx(w_y[j - 1] - 0.1 * delta_y * a[j - 1],
+                                                                           abs=5e-7)
     loss = re.search(r"mean loss per epoch: (\S+) \(epoch 1\) -> (\S+) \(epoch (\d+)\)", out)
     assert int(loss.group(3)) == 300 and float(loss.group(2)) < float(loss.group(1)) / 5
     rows = re.findall(r"^\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+\.\d\d)\s+([-+]\d+\.\d\d)$", out, re.M)
     assert [r[:3] for r in rows] == [("70", "98", "91"), ("50", "85", "82"), ("65", "67", "80"), ("25", "95", "68")]
     assert all(float(e) == pytest.approx(float(p) - float(z), abs=0.011) for _, _, z, p, e in rows)
-    for name in ("seed2_graph.svg", "seed2_backprop.html", "seed2_trained_mlp.svg", "seed2_loss.png"):
+    for name in ("tutorial2_graph.svg", "tutorial2_backprop.html", "tutorial2_trained_mlp.svg", "tutorial2_loss.png"):
         assert f"wrote {tmp_path / name}" in out and (tmp_path / name).stat().st_size > 0
 
 

@@ -388,11 +388,11 @@ def test_micrograd_style_closures_get_a_clear_message():
         out._backward = lambda: None
 
 
-# -- the seeds' chain rules, held against the engine --
+# -- the tutorials' chain rules, held against the engine --
 
 @given(w=weights, x=weights, target=st.floats(0, 1))
-def test_first_seed_chain_rule(w, x, target):
-    """error = (sigmoid(w x) - target)^2: grad = g3 * g2 * g1 with g2 taken at the sop (the seed passes `predicted`)."""
+def test_tutorial1_one_neuron_chain_rule(w, x, target):
+    """error = (sigmoid(w x) - target)^2: grad = g3 * g2 * g1 with g2 taken at the sop (tutorial 1 passes `predicted`)."""
     wv = Value(w)
     err = ((wv * x).sigmoid() - target) ** 2
     err.backward()
@@ -405,7 +405,7 @@ def test_first_seed_chain_rule(w, x, target):
 
 
 @given(st.lists(weights, min_size=13, max_size=13), st.lists(st.floats(0, 1), min_size=3, max_size=3))
-def test_second_seed_output_and_hidden_deltas(params, data):
+def test_tutorial2_output_and_hidden_deltas(params, data):
     """2-3-1 sigmoid network, L = (y - z)^2 / 2: delta_o = y(1-y)(y-z), delta_h = a(1-a) w_o delta_o."""
     x, z = data[:2], data[2]
     hidden_w = [[Value(params[3 * j]), Value(params[3 * j + 1])] for j in range(3)]

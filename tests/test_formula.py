@@ -1,4 +1,4 @@
-"""formula.py: the allow-list, error messages that name token and column, values and gradients."""
+"""microgd.app.formula: the allow-list, error messages that name token and column, values and gradients."""
 
 import ast
 import math
@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from microgd import DomainError, Value
-from microgd.formula import Formula, FormulaError, compile, functions, parse
+from microgd.app.formula import Formula, FormulaError, compile, functions, parse
 from microgd.rules import OPS
 
 

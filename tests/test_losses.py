@@ -22,7 +22,7 @@ def test_squared_error_and_half_squared_error(y, z):
     assert squared_error(p, z).data == pytest.approx((y - z) ** 2, rel=1e-15)
     assert half_squared_error(p, z).data == pytest.approx(0.5 * (y - z) ** 2, rel=1e-15)
     assert d_full == pytest.approx(2 * (y - z), rel=1e-15, abs=1e-300)
-    assert d_half == pytest.approx(y - z, rel=1e-15, abs=1e-300)  # the seed's (y - z) factor of delta
+    assert d_half == pytest.approx(y - z, rel=1e-15, abs=1e-300)  # tutorial 2's (y - z) factor of delta
 
 
 def test_losses_take_numbers_and_values_as_targets():

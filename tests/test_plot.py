@@ -1,4 +1,4 @@
-"""plot: loss per epoch and series per iteration (the first seed's figures) as PNG and SVG."""
+"""plot: loss per epoch and series per iteration (tutorial 1's figures) as PNG and SVG."""
 
 import sys
 import xml.etree.ElementTree as ET
@@ -11,8 +11,8 @@ from microgd.plot import plot_decision_boundary, plot_history, plot_series
 SVG = "{http://www.w3.org/2000/svg}"
 
 
-def seed_training(iterations=30, w=0.5, x=0.1, target=0.3, learning_rate=0.5):
-    """The first seed's loop: one sigmoid neuron, squared error, plain gradient descent on w."""
+def tutorial1_training(iterations=30, w=0.5, x=0.1, target=0.3, learning_rate=0.5):
+    """Tutorial 1's loop: one sigmoid neuron, squared error, plain gradient descent on w."""
     w = Value(w)
     predictions, errors = [], []
     for _ in range(iterations):
@@ -50,8 +50,8 @@ def test_history_as_svg_keeps_its_words_as_text(tmp_path):
     assert {"XOR, 3 epochs", "epoch", "mean loss"} <= svg_texts(tmp_path / "loss.svg")
 
 
-def test_the_first_seeds_prediction_and_error_per_iteration(tmp_path):
-    predictions, errors = seed_training()
+def test_tutorial1_prediction_and_error_per_iteration(tmp_path):
+    predictions, errors = tutorial1_training()
     figure = plot_series({"prediction": predictions, "target": [0.3] * len(predictions)}, tmp_path / "prediction.svg",
                          ylabel="prediction", title="One sigmoid neuron")
     prediction, target = figure.axes[0].lines

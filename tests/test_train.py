@@ -1,4 +1,4 @@
-"""microgd.train.fit: the seed's network learns its table, XOR and two moons are solved, batches
+"""microgd.train.fit: tutorial 2's network learns its table, XOR and two moons are solved, batches
 average gradients, Ctrl-C keeps the last completed step, the progress bar shows only on a terminal."""
 
 import io
@@ -8,13 +8,13 @@ import sys
 import pytest
 
 from microgd import DomainError
-from microgd.data import MinMaxScaler, seed_table, two_moons, xor
+from microgd.data import MinMaxScaler, tutorial2_table, two_moons, xor
 from microgd.losses import binary_cross_entropy, half_squared_error
 from microgd.nn import MLP
 from microgd.optim import SGD, Adam
 from microgd.train import History, fit
 
-SEED_WEIGHTS = [[[-0.5, -1.0, 0.5], [-0.5, 0.5, 0.5], [1.0, 0.0, 0.5]], [[0.5, -1.0, 0.0, 0.5]]]
+TUTORIAL2_WEIGHTS = [[[-0.5, -1.0, 0.5], [-0.5, 0.5, 0.5], [1.0, 0.0, 0.5]], [[0.5, -1.0, 0.0, 0.5]]]
 
 
 def data(model):
@@ -31,10 +31,10 @@ def accuracy(model, X, y):
 
 # -- learning --------------------------------------------------------------------------------------
 
-def test_the_seed_network_learns_its_normalised_table():
-    X, y = seed_table()
+def test_tutorial2_network_learns_its_normalised_table():
+    X, y = tutorial2_table()
     X, y = MinMaxScaler().fit_transform(X), MinMaxScaler().fit_transform(y)
-    model = MLP(2, [3, 1], weights=SEED_WEIGHTS)  # sigmoid throughout, as in the seed
+    model = MLP(2, [3, 1], activation="sigmoid", weights=TUTORIAL2_WEIGHTS)  # as in tutorial 2
     before = mean_loss(model, X, y)
     history = fit(model, X, y, optimizer=SGD(model.parameters(), lr=1.0), epochs=1000, seed=0, verbose=False)
     after = mean_loss(model, X, y)

@@ -548,7 +548,7 @@ def edge_statement(source, tail, head):
 def test_mlp_diagram_has_inputs_neurons_and_weighted_edges_in_order():
     from microgd.nn import MLP
 
-    source = draw_mlp(MLP(2, [3, 1], weights=SEED_WEIGHTS)).source
+    source = draw_mlp(MLP(2, [3, 1], activation="sigmoid", weights=SEED_WEIGHTS)).source
     for k, (w1, w2, b) in enumerate(SEED_WEIGHTS[0], 1):
         neuron = statement_of(source, f"l1n{k}")
         assert f"<b>h{k}</b>" in neuron and "sigmoid" in neuron and f"b {b:.2f}" in neuron
@@ -565,7 +565,7 @@ def test_mlp_diagram_has_inputs_neurons_and_weighted_edges_in_order():
 def test_mlp_edges_are_coloured_by_sign_and_as_wide_as_the_weight():
     from microgd.nn import MLP
 
-    source = draw_mlp(MLP(2, [3, 1], weights=SEED_WEIGHTS)).source
+    source = draw_mlp(MLP(2, [3, 1], activation="sigmoid", weights=SEED_WEIGHTS)).source
 
     def style(tail, head):
         line = edge_statement(source, tail, head)
@@ -580,7 +580,7 @@ def test_mlp_edges_are_coloured_by_sign_and_as_wide_as_the_weight():
 def test_mlp_diagram_shows_gradients_after_a_backward():
     from microgd.nn import MLP
 
-    model = MLP(2, [3, 1], weights=SEED_WEIGHTS)
+    model = MLP(2, [3, 1], activation="sigmoid", weights=SEED_WEIGHTS)
     output = model([0.8, 0.2])
     (0.5 * (output - 0.1) ** 2).backward()
     source = draw_mlp(model, show_grad=True, number_format=".3f").source

@@ -7,6 +7,10 @@
     microgd check "(sigmoid(w*x) - t)**2" --wrt w --domain t=0:1 \\
         --formula "2*(sigmoid(w*x) - t) * sigmoid(w*x)*(1 - sigmoid(w*x)) * x"
 
+It parses arguments and prints; the work lives in functions tests call directly: the CSV pipeline
+(:mod:`microgd.app.pipeline`), tutorial 2's demo (:mod:`microgd.app.demo`), the formula parser
+(:mod:`microgd.app.formula`), the pictures and :func:`microgd.check.check_formula`.
+
 Exit status: 0 done, 1 check found a counterexample, 2 a mistake in the input (one line
 ``microgd: error: ...`` on stderr), 130 interrupted.
 """
@@ -14,35 +18,43 @@ Exit status: 0 done, 1 check found a counterexample, 2 a mistake in the input (o
 from __future__ import annotations
 
 import argparse
-import csv
 import importlib.util
-import io
 import math
 import sys
 from pathlib import Path
 from typing import Sequence
 
-from . import __version__
-from .engine import DomainError, Value, no_grad
+from .. import __version__
+from ..engine import DomainError, Value, no_grad
+from ..files import DestinationError, check_distinct, check_writable, write_atomic
+from ..nn import activation_names
+from ..table import table
 from .formula import FormulaError, compile, functions
+from .pipeline import NORMALIZE, DataError, describe, predict_csv, prepare_training, rmse
 
 __all__ = ["main", "UsageError"]
 
 GRAPH_SUFFIXES = (".svg", ".png", ".dot", ".gv", ".html", ".htm")
 DEFAULT_INTERVAL = (-3.0, 3.0)
-FORMULA_HELP = ("Formulas use numbers, variables, + - * / ** and unary -, ( ) and exp log tanh sigmoid relu abs.\n"
-                "A formula starting with '-' goes last, after '--': microgd graph --var x=2 -- '-x**2'")
-DEMO_HELP = ("The second seed end to end: its worked example beside the seed's numbers, training the 2-3-1\n"
-             "network on the seed's table, a graph picture and a step-through page of one backward pass.")
+DEMO_HELP = ("Tutorial 2 (the MLP worked example) end to end: its worked example beside the tutorial's numbers,\n"
+             "training its 2-3-1 sigmoid network on its table, a graph picture and a step-through page of one\n"
+             "backward pass.")
 TRAIN_HELP = "Train an MLP on a numeric CSV file (a header row, then numbers)."
 PREDICT_HELP = ("Predict with a model saved by 'microgd train --save' on a numeric CSV file: the model's input\n"
                 "columns, in any order, scaled as in training; predictions in the target's units. When the\n"
                 "file also has the target column, the error is printed too.")
 GRAPH_HELP = ("Draw the graph of a formula after backward: .svg .png .dot .gv (a picture) or .html (a page\n"
-              "stepping through the backward pass).\n\n" + FORMULA_HELP)
+              "stepping through the backward pass).")
 CHECK_HELP = (f"Search a domain for a point where FORMULA is not the derivative of EXPR (with hypothesis).\n"
               f"Variables without --domain range over [{DEFAULT_INTERVAL[0]:g}, {DEFAULT_INTERVAL[1]:g}]. "
-              f"Exit status 1 when a counterexample is found.\n\n" + FORMULA_HELP)
+              f"Exit status 1 when a counterexample is found.")
+
+
+def _formula_help() -> str:
+    """What a formula may contain; the functions come from the op registry, so a defined op is listed too."""
+    return (f"Formulas use numbers, variables, + - * / ** and unary -, ( ) and the functions\n"
+            f"{' '.join(functions())}.\n"
+            "A formula starting with '-' goes last, after '--': microgd graph --var x=2 -- '-x**2'")
 
 
 class UsageError(Exception):
@@ -85,10 +97,10 @@ def _variable(text: str) -> tuple[str, float]:
 def _interval(text: str) -> tuple[str, tuple[float, float]]:
     """``--domain w=-3:3`` -> ("w", (-3.0, 3.0))."""
     name, value = _assignment(text)
-    low, colon, high = value.partition(":")
+    low_text, colon, high_text = value.partition(":")
     if not colon:
         raise argparse.ArgumentTypeError(f"{text!r} is not NAME=LOW:HIGH (e.g. w=-3:3)")
-    low, high = _number(low, f"{name} low end"), _number(high, f"{name} high end")
+    low, high = _number(low_text, f"{name} low end"), _number(high_text, f"{name} high end")
     if low > high:
         raise argparse.ArgumentTypeError(f"{text!r}: the low end {low:g} is above the high end {high:g}")
     return name, (low, high)
@@ -146,10 +158,10 @@ def _graph(args: argparse.Namespace) -> int:
     root.backward()
     try:
         if out.suffix.lower() in (".html", ".htm"):
-            from .stepper import backprop_html
+            from ..stepper import backprop_html
             backprop_html(root, out, rankdir=args.rankdir, title=args.expr)
         else:
-            from .viz import draw_graph, save
+            from ..viz import draw_graph, save
             save(draw_graph(root, rankdir=args.rankdir), out)
     except (ValueError, RuntimeError) as error:  # no renderer, renderer failed, graph too large
         raise UsageError(str(error)) from None
@@ -164,7 +176,7 @@ def _graph(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     """Search a domain for a point where FORMULA is not d EXPR / d wrt (microgd.check.check_formula)."""
-    from .check import FormulaMismatch, check_formula
+    from ..check import FormulaMismatch, check_formula
 
     f = _compiled(args.expr, "EXPR")
     derivative = _compiled(args.formula, "--formula")
@@ -201,10 +213,10 @@ def _check(args: argparse.Namespace) -> int:
 # -- demo ---------------------------------------------------------------------------------------
 
 def _demo(args: argparse.Namespace) -> int:
-    """The second seed end to end (microgd.demo.run_seed2): worked example, training, pictures."""
-    from .demo import run_seed2
+    """Tutorial 2 end to end (microgd.app.demo.run_tutorial2): worked example, training, pictures."""
+    from .demo import run_tutorial2
 
-    run_seed2(args.out, epochs=args.epochs, lr=args.lr, seed=args.seed)
+    run_tutorial2(args.out, epochs=args.epochs, lr=args.lr, seed=args.seed)
     return 0
 
 
@@ -221,75 +233,46 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
-def _writable(path: str, option: str, suffixes: tuple[str, ...] = ()) -> Path:
-    """Check an output path before the work that fills it."""
-    path = Path(path)
-    if suffixes and path.suffix.lower() not in suffixes:
-        raise UsageError(f"{option} {str(path)!r}: the suffix must be one of {' '.join(suffixes)}")
-    if not path.parent.is_dir():
-        raise UsageError(f"{option} {str(path)!r}: folder {str(path.parent)!r} does not exist")
-    return path
+def _writable(text: str, option: str, suffixes: tuple[str, ...] = ()) -> Path:
+    """Check an output path before the work that fills it: its suffix, then microgd.files.check_writable."""
+    if suffixes and Path(text).suffix.lower() not in suffixes:
+        raise UsageError(f"{option} {text!r}: the suffix must be one of {' '.join(suffixes)}")
+    return check_writable(text, option)
 
 
 def _train(args: argparse.Namespace) -> int:
-    """Train an MLP on a numeric CSV file."""
-    from .data import MinMaxScaler, load_csv
-    from .demo import table
-    from .losses import half_squared_error
-    from .nn import MLP
-    from .optim import SGD
-    from .train import fit
-
+    """Train an MLP on a numeric CSV file (microgd.app.pipeline.prepare_training)."""
     save = _writable(args.save, "--save") if args.save else None
     plot = _writable(args.plot, "--plot", (".png", ".svg")) if args.plot else None
+    check_distinct([("DATA.csv", args.data)], [(option, text) for option, text in (("--save", args.save),
+                                                                                  ("--plot", args.plot)) if text])
     if plot is not None and importlib.util.find_spec("matplotlib") is None:
         raise UsageError('--plot needs matplotlib: pip install "microgd[plot]"')
+    training = prepare_training(args.data, args.target, hidden=args.hidden, activation=args.activation,
+                                normalize=args.normalize, seed=args.seed, distinct_names=save is not None)
+    lo, hi = NORMALIZE[args.normalize][0]
+    print(f"{args.data}: {len(training.X)} rows, inputs {', '.join(training.columns.inputs)} -> target "
+          f"{args.target}, all scaled to [{lo:g}, {hi:g}]")
+    print(f"model: {describe(training.model)}, {len(training.model.parameters())} parameters; {args.epochs} epochs "
+          f"of SGD, learning rate {args.lr}, one sample at a time")
     try:
-        X, y, names = load_csv(args.data, target=args.target)
-    except ValueError as error:  # malformed file, not a number, unknown column: the message names it
-        raise UsageError(str(error)) from None
-    if not names:
-        raise UsageError(f"{args.data}: no input columns besides the target {args.target!r}")
-    twice = [name for name in names if names.count(name) > 1]
-    if save is not None and twice:
-        raise UsageError(f"{args.data}: {twice[0]!r} names two columns; --save records the names: make them distinct")
-    for j, name in enumerate([*names, args.target]):
-        column = [row[j] for row in X] if j < len(names) else y
-        if min(column) == max(column):
-            raise UsageError(f"{args.data}: column {name!r} is constant ({column[0]:g}): nothing to learn from or "
-                             "scale; drop it")
-    feature_range = (0.0, 1.0) if args.normalize == "0-1" else (-1.0, 1.0)
-    x_scaler, y_scaler = MinMaxScaler(feature_range), MinMaxScaler(feature_range)
-    Xs, ys = x_scaler.fit_transform(X), y_scaler.fit_transform(y)
-    output = "sigmoid" if args.normalize == "0-1" else "tanh"  # its range covers the scaled target's
-    model = MLP(len(names), [*args.hidden, 1], activations=[args.activation] * len(args.hidden) + [output],
-                seed=args.seed)
-    print(f"{args.data}: {len(X)} rows, inputs {', '.join(names)} -> target {args.target}, "
-          f"all scaled to [{feature_range[0]:g}, {feature_range[1]:g}]")
-    print(f"model: {model}, {len(model.parameters())} parameters; {args.epochs} epochs of SGD, "
-          f"learning rate {args.lr}, one sample at a time")
-    try:
-        history = fit(model, Xs, ys, loss=half_squared_error, optimizer=SGD(model.parameters(), lr=args.lr),
-                      epochs=args.epochs, seed=args.seed)
+        history = training.fit(epochs=args.epochs, lr=args.lr, seed=args.seed)
     except FloatingPointError as error:  # the loss overflowed: the learning rate is too large
         raise UsageError(str(error)) from None
     if history.interrupted:
         return 130
-    predictions = y_scaler.inverse_transform([model(row).data for row in Xs])
-    rmse = math.sqrt(sum((p - t) ** 2 for p, t in zip(predictions, y)) / len(y))
+    predictions, y = training.predictions(), training.y
     print(f"mean loss per epoch: {history[0]:.6g} (epoch 1) -> {history[-1]:.6g} (epoch {len(history)})")
-    print(f"root mean squared error on the training rows: {rmse:.6g} (in {args.target}'s units)")
+    print(f"root mean squared error on the training rows: {rmse(predictions, y):.6g} (in {args.target}'s units)")
     shown = min(len(y), 10)
     print(table((args.target, "prediction"), [(f"{t:g}", f"{p:.6g}") for t, p in zip(y[:shown], predictions)]))
     if shown < len(y):
         print(f"  ... {len(y) - shown} more rows")
     if save is not None:
-        model.scaling = {"inputs": x_scaler, "target": y_scaler}
-        model.columns = {"inputs": names, "target": args.target}
-        model.save(save)
+        training.save(save)
         print(f"wrote {save} (with its scaling and column names: microgd predict {save} DATA.csv)")
     if plot is not None:
-        from .plot import plot_history
+        from ..plot import plot_history
 
         plot_history(history, plot, title=f"{Path(args.data).name}: mean loss per epoch")
         print(f"wrote {plot}")
@@ -299,68 +282,30 @@ def _train(args: argparse.Namespace) -> int:
 # -- predict ------------------------------------------------------------------------------------
 
 def _predict(args: argparse.Namespace) -> int:
-    """Predict with a saved model on a CSV file, in the data's own units when the model stores its scaling."""
-    from .data import load_csv
-    from .demo import table
-    from .files import write_atomic
-    from .nn import MLP
-
+    """Predict with a saved model on a CSV file (microgd.app.pipeline.predict_csv)."""
     out = _writable(args.out, "--out", (".csv",)) if args.out else None
-    if out is not None and out.resolve() in (Path(args.data).resolve(), Path(args.model).resolve()):
-        raise UsageError(f"--out {args.out!r} would overwrite the model or data file it reads")
-    try:
-        model = MLP.load(args.model)
-        header, rows = load_csv(args.data)
-    except ValueError as error:  # a malformed model (StateError) or CSV file: the message names file and place
-        raise UsageError(str(error)) from None
-    nin, nout = model.sizes[0], model.sizes[-1]
-    if nout != 1:
-        raise UsageError(f"{args.model}: the model has {nout} outputs; microgd predict needs a model with one")
-    if model.columns is None:
-        if len(header) < nin:
-            raise UsageError(f"{args.data}: {len(header)} columns, but the model takes {nin} inputs")
-        inputs, target = header[:nin], None
-    else:
-        inputs, target = model.columns["inputs"], model.columns["target"]
-        for name in inputs:
-            if header.count(name) != 1:
-                found = "has no column" if name not in header else "has more than one column"
-                raise UsageError(f"{args.data} {found} {name!r} (the model's inputs: {', '.join(inputs)}; "
-                                 f"the file's columns: {', '.join(header)})")
-    if out is not None and "prediction" in header:
+    if out is not None:
+        check_distinct([("MODEL.json", args.model), ("DATA.csv", args.data)], [("--out", args.out)])
+    result = predict_csv(args.model, args.data)
+    if out is not None and "prediction" in result.header:
         raise UsageError(f"{args.data} already has a column 'prediction', the one --out adds")
 
-    print(f"{args.data}: {len(rows)} rows; {args.model}: {model}, inputs {', '.join(inputs)}")
-    if model.columns is None:
-        print(f"{args.model} names no columns: its inputs are the file's first {nin}")
-    where = [header.index(name) for name in inputs]
-    X = [[row[j] for j in where] for row in rows]
-    if model.scaling is None:
-        print(f"{args.model} stores no scaling: the raw inputs go in, the raw outputs come out")
+    n = len(result.rows)
+    print(f"{args.data}: {n} rows; {args.model}: {describe(result.model)}, inputs {', '.join(result.inputs)}")
+    for note in result.notes:
+        print(note)
+    shown = n if out is None else min(n, 10)
+    if result.truth is None:
+        print(table(("row", "prediction"), [(i, f"{p:.12g}") for i, p in enumerate(result.predictions[:shown], 1)]))
     else:
-        X = model.scaling["inputs"].transform(X)
-    with no_grad():
-        predictions = [model(x).data for x in X]
-    if model.scaling is not None:
-        predictions = model.scaling["target"].inverse_transform(predictions)
-
-    shown = len(rows) if out is None else min(len(rows), 10)
-    if target is None or header.count(target) != 1:
-        print(table(("row", "prediction"), [(i, f"{p:.12g}") for i, p in enumerate(predictions[:shown], 1)]))
-    else:
-        truth = [row[header.index(target)] for row in rows]
-        print(table(("row", target, "prediction", "error"),
+        print(table(("row", result.target, "prediction", "error"),
                     [(i, f"{t:.12g}", f"{p:.12g}", f"{p - t:+.6g}")
-                     for i, (t, p) in enumerate(zip(truth[:shown], predictions), 1)]))
-        rmse = math.sqrt(sum((p - t) ** 2 for p, t in zip(predictions, truth)) / len(rows))
-        print(f"root mean squared error against the file's {target}: {rmse:.6g}")
-    if shown < len(rows):
-        print(f"  ... {len(rows) - shown} more rows in {out}")
+                     for i, (t, p) in enumerate(zip(result.truth[:shown], result.predictions), 1)]))
+        print(f"root mean squared error against the file's {result.target}: {result.rmse:.6g}")
+    if shown < n:
+        print(f"  ... {n - shown} more rows in {out}")
     if out is not None:
-        text = io.StringIO()
-        csv.writer(text, lineterminator="\n").writerows(
-            [[*header, "prediction"], *([*map(repr, row), repr(p)] for row, p in zip(rows, predictions))])
-        write_atomic(out, text.getvalue())
+        write_atomic(out, result.csv())
         print(f"wrote {out}")
     return 0
 
@@ -374,15 +319,15 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     raw = argparse.RawDescriptionHelpFormatter
 
-    demo = commands.add_parser("demo", help="the second seed's 2-3-1 network, end to end", formatter_class=raw,
-                               description=DEMO_HELP)
+    demo = commands.add_parser("demo", help="tutorial 2 (the MLP worked example), end to end",
+                               formatter_class=raw, description=DEMO_HELP)
     demo.add_argument("--out", default="microgd-out", metavar="DIR",
                       help="folder for the graph picture and the step-through page (default: %(default)s)")
     demo.add_argument("--epochs", type=_positive_int, default=2000, metavar="N",
                       help="training epochs (default: %(default)s)")
     demo.add_argument("--lr", type=_rate, default=0.5, metavar="ETA",
                       help="learning rate of the training (default: %(default)s; the worked update uses the "
-                           "seed's 0.1)")
+                           "tutorial's 0.1)")
     demo.add_argument("--seed", type=int, default=0, help="shuffling of the rows (default: %(default)s)")
     demo.set_defaults(run=_demo)
 
@@ -392,12 +337,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--target", required=True, metavar="COLUMN", help="the column to predict")
     train.add_argument("--hidden", type=_sizes, default=[3], metavar="SIZES",
                        help="hidden layer sizes, e.g. 3,3 (default: 3)")
-    train.add_argument("--activation", default="sigmoid", choices=("sigmoid", "tanh", "relu"),
-                       help="hidden activation (default: %(default)s)")
+    train.add_argument("--activation", default="sigmoid", choices=activation_names(), metavar="NAME",
+                       help=f"hidden activation: {', '.join(activation_names())} (default: %(default)s)")
     train.add_argument("--epochs", type=_positive_int, default=1000, metavar="N", help="default: %(default)s")
     train.add_argument("--lr", type=_rate, default=0.5, metavar="ETA",
                        help="learning rate (default: %(default)s)")
-    train.add_argument("--normalize", default="0-1", choices=("0-1", "-1-1"),
+    train.add_argument("--normalize", default="0-1", choices=tuple(NORMALIZE),
                        help="min-max scaling range of inputs and target (default: %(default)s)")
     train.add_argument("--seed", type=int, default=0, help="initial weights and shuffling (default: %(default)s)")
     train.add_argument("--save", metavar="MODEL.json", help="write the trained model here")
@@ -413,7 +358,7 @@ def _parser() -> argparse.ArgumentParser:
 
     graph = commands.add_parser(
         "graph", help="draw the graph of a formula, with its gradients", formatter_class=raw,
-        description=GRAPH_HELP,
+        description=f"{GRAPH_HELP}\n\n{_formula_help()}",
     )
     graph.add_argument("expr", metavar="EXPR", help="e.g. 'sigmoid(w*x + b)'")
     graph.add_argument("--var", action="append", type=_variable, default=[], metavar="NAME=VALUE",
@@ -427,7 +372,7 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser(
         "check", help="test a hand-derived derivative against the engine", formatter_class=raw,
-        description=CHECK_HELP,
+        description=f"{CHECK_HELP}\n\n{_formula_help()}",
     )
     check.add_argument("expr", metavar="EXPR", help="the function, e.g. '(sigmoid(w*x) - t)**2'")
     check.add_argument("--formula", required=True, metavar="FORMULA", help="your derivative of EXPR")
@@ -470,6 +415,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("microgd: interrupted", file=sys.stderr)
         return 130
-    except (UsageError, FormulaError, DomainError, OSError) as error:
+    except (UsageError, DataError, DestinationError, FormulaError, DomainError, OSError) as error:
         print(f"microgd: error: {_one_line(error)}", file=sys.stderr)
         return 2

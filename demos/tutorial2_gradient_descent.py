@@ -1,11 +1,11 @@
-"""The second seed's gradient-descent table, recomputed by the engine, cell by cell against the seed.
+"""Tutorial 2's gradient-descent table, recomputed by the engine, cell by cell against the tutorial.
 
 f(x, y) = x^2 + y^2 from (3, 4) with eta = 0.1: each step x_new = x_old - eta * df/dx (and the same
-for y), with df/dx and df/dy from backward(). The seed printed ten steps to 4 decimals: seven of its
+for y), with df/dx and df/dy from backward(). Tutorial 2 (the MLP worked example) printed ten steps to 4 decimals: seven of its
 cells carry its own rounding forward, one is cut off instead of rounded, and the last three values
 of f are wrong.
 
-    python demos/seed2_gradient_descent.py
+    python demos/tutorial2_gradient_descent.py
 """
 
 import math
@@ -17,8 +17,8 @@ ETA = 0.1
 START = (3.0, 4.0)
 COLUMNS = ("x_old", "df/dx", "x_new", "y_old", "df/dy", "y_new", "f(x_new, y_new)")
 
-# The seed's table as printed (row 0 is the starting point; "" where the seed left a cell blank).
-SEED_TABLE = [
+# The tutorial's table as printed (row 0 is the starting point; "" where it left a cell blank).
+PRINTED_TABLE = [
     ("", "", "3.0000", "", "", "4.0000", "25.0000"),
     ("3.0000", "6.0000", "2.4000", "4.0000", "8.0000", "3.2000", "16.0000"),
     ("2.4000", "4.8000", "1.9200", "3.2000", "6.4000", "2.5600", "10.2400"),
@@ -50,8 +50,8 @@ def descend(steps: int) -> list:
     return rows
 
 
-def from_seed_cells(row: tuple, column: int) -> float | None:
-    """The cell recomputed from the seed's own (rounded) cells of the same row, where that is possible."""
+def from_printed_cells(row: tuple, column: int) -> float | None:
+    """The cell recomputed from the tutorial's own (rounded) cells of the same row, where that is possible."""
     cells = [float(c) if c else None for c in row]
     x_old, dx, x_new, y_old, dy, y_new, _ = cells
     if column == 1 and x_old is not None:
@@ -67,12 +67,12 @@ def from_seed_cells(row: tuple, column: int) -> float | None:
     return None
 
 
-def diagnose(seed: tuple, column: int, correct: float) -> str:
-    """Why the seed's cell differs from the correct value rounded to 4 decimals."""
-    own = from_seed_cells(seed, column)
-    if own is not None and f"{own:.4f}" == seed[column]:
-        return "rounding carried over from the seed's own 4-decimal cells"
-    if f"{math.floor(correct * 1e4) / 1e4:.4f}" == seed[column]:
+def diagnose(printed: tuple, column: int, correct: float) -> str:
+    """Why the tutorial's cell differs from the correct value rounded to 4 decimals."""
+    own = from_printed_cells(printed, column)
+    if own is not None and f"{own:.4f}" == printed[column]:
+        return "rounding carried over from the tutorial's own 4-decimal cells"
+    if f"{math.floor(correct * 1e4) / 1e4:.4f}" == printed[column]:
         return "cut off after 4 decimals instead of rounded"
     return "wrong"
 
@@ -80,19 +80,19 @@ def diagnose(seed: tuple, column: int, correct: float) -> str:
 def main() -> None:
     print("\n".join(textwrap.wrap(__doc__.split("\n\n")[1].replace("\n", " "), 100)))
     print()
-    rows = descend(len(SEED_TABLE) - 1)
+    rows = descend(len(PRINTED_TABLE) - 1)
     errata = []
-    print(f"{'step':>4}  " + "  ".join(f"{c:>8}" for c in COLUMNS[:-1]) + f"  {'f':>8}  the seed printed")
-    for k, (row, seed) in enumerate(zip(rows, SEED_TABLE)):
+    print(f"{'step':>4}  " + "  ".join(f"{c:>8}" for c in COLUMNS[:-1]) + f"  {'f':>8}  the tutorial printed")
+    for k, (row, printed) in enumerate(zip(rows, PRINTED_TABLE)):
         cells = ["" if v is None else f"{v:.4f}" for v in row]
-        differ = [i for i, (ours, theirs) in enumerate(zip(cells, seed)) if ours != theirs]
-        note = "same" if not differ else ", ".join(f"{COLUMNS[i]} {seed[i]} (x)" for i in differ)
+        differ = [i for i, (ours, theirs) in enumerate(zip(cells, printed)) if ours != theirs]
+        note = "same" if not differ else ", ".join(f"{COLUMNS[i]} {printed[i]} (x)" for i in differ)
         print(f"{k:>4}  " + "  ".join(f"{c:>8}" for c in cells) + f"  {note}")
-        errata.extend((k, i, seed[i], row[i], diagnose(seed, i, row[i])) for i in differ)
-    cells = sum(1 for seed in SEED_TABLE for c in seed if c)
-    print(f"\n{len(errata)} of the seed's {cells} numbers differ from the engine's, rounded to 4 decimals:")
+        errata.extend((k, i, printed[i], row[i], diagnose(printed, i, row[i])) for i in differ)
+    cells = sum(1 for printed in PRINTED_TABLE for c in printed if c)
+    print(f"\n{len(errata)} of the tutorial's {cells} numbers differ from the engine's, rounded to 4 decimals:")
     for k, i, printed, correct, why in errata:
-        print(f"  step {k:>2} {COLUMNS[i]:<15} seed {printed}  correct {correct:.8f} ({correct:.4f}): {why}")
+        print(f"  step {k:>2} {COLUMNS[i]:<15} tutorial {printed}  correct {correct:.8f} ({correct:.4f}): {why}")
     x, y = rows[-1][2], rows[-1][5]
     print(f"\nEvery step multiplies x and y by 1 - 2*eta = 0.8 and f by 0.64. After {len(rows) - 1} steps:\n"
           f"  x = {x:.10f}  (3 * 0.8^10  = {3 * 0.8 ** 10:.10f})\n"

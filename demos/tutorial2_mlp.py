@@ -1,10 +1,10 @@
-"""The second seed's 2-3-1 sigmoid MLP, end to end (the same as ``microgd demo``).
+"""Tutorial 2, the MLP worked example: its 2-3-1 sigmoid network end to end (the same as ``microgd demo``).
 
-Its min-max scaling and worked example (forward values, deltas, one update) beside the seed's
-printed numbers, with a match column; then training from the seed's weights on the scaled table,
+Its min-max scaling and worked example (forward values, deltas, one update) beside the tutorial's
+printed numbers, with a match column; then training from the tutorial's weights on the scaled table,
 the denormalised predictions against the targets, and pictures of one backward pass.
 
-    python demos/seed2_mlp.py [--out DIR] [--epochs N] [--lr ETA] [--seed N]
+    python demos/tutorial2_mlp.py [--out DIR] [--epochs N] [--lr ETA] [--seed N]
 
 MICROGD_DEMO_FAST=1 trains for 300 epochs instead of 2000 (smoke tests).
 """
@@ -15,7 +15,7 @@ import argparse
 import os
 import sys
 
-from microgd.demo import run_seed2
+from microgd.app.demo import run_tutorial2
 
 EPOCHS = 300 if os.environ.get("MICROGD_DEMO_FAST") == "1" else 2000
 
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="shuffling of the rows (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
-        run_seed2(args.out, epochs=args.epochs, lr=args.lr, seed=args.seed)
+        run_tutorial2(args.out, epochs=args.epochs, lr=args.lr, seed=args.seed)
     except KeyboardInterrupt:
         sys.exit(130)
     except ValueError as error:  # --epochs 0, --lr -1

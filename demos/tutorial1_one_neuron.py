@@ -1,11 +1,11 @@
-"""The first seed, run on the engine: one sigmoid neuron, squared error, gradient descent.
+"""Tutorial 1, one sigmoid neuron trained by gradient descent, run on the engine.
 
-The seed trains predicted = sigmoid(w * x) towards target = 0.3 for x = 0.1 with
+The tutorial trains predicted = sigmoid(w * x) towards target = 0.3 for x = 0.1 with
 error = (predicted - target)^2 and the chain rule grad = g1 * g2 * g3. Its code computes
 g2 = activation_sop_deriv(predicted), the sigmoid's slope at the prediction, where the chain
 rule needs it at the sop (sum of products) w * x. The engine's gradient is the corrected one.
 
-    python demos/seed1_one_neuron.py [--plots DIR] [--seed N]
+    python demos/tutorial1_one_neuron.py [--plots DIR] [--seed N]
 
 MICROGD_DEMO_FAST=1 cuts the iteration counts (smoke tests); MICROGD_DEMO_OUT=DIR writes the
 prediction and error plots there, as --plots does (needs matplotlib).
@@ -22,9 +22,9 @@ from pathlib import Path
 from microgd import Value
 
 X, TARGET = 0.1, 0.3
-TWO_INPUTS = (0.1, 0.4)  # the seed announces two inputs but never shows them: these values are ours
+TWO_INPUTS = (0.1, 0.4)  # the tutorial announces two inputs but never shows them: these values are ours
 FAST = os.environ.get("MICROGD_DEMO_FAST") == "1"
-RUNS = [(0.01, 500), (0.5, 100)] if FAST else [(0.01, 50000), (0.5, 10000)]  # the seed's (rate, iterations)
+RUNS = [(0.01, 500), (0.5, 100)] if FAST else [(0.01, 50000), (0.5, 10000)]  # the tutorial's (rate, iterations)
 TWO_INPUT_RUN = (0.5, 100) if FAST else (0.5, 10000)
 CLOSE = 0.001  # "reached the target": |predicted - target| below this
 CHECKPOINTS = 5
@@ -35,7 +35,7 @@ def sigmoid(sop: float) -> float:
 
 
 def forward(weights: list[Value], inputs: tuple[float, ...]) -> tuple[Value, Value, Value]:
-    """The seed's forward pass: sop = sum of w_i * x_i, predicted = sigmoid(sop), error = (predicted - target)^2."""
+    """The tutorial's forward pass: sop = sum of w_i * x_i, predicted = sigmoid(sop), error = (predicted - target)^2."""
     sop = weights[0] * inputs[0]
     for w, x in zip(weights[1:], inputs[1:]):
         sop = sop + w * x
@@ -59,11 +59,11 @@ def descend(weights: list[float], inputs: tuple[float, ...], rate: float, iterat
     return predictions, errors, [p.data for p in params]
 
 
-def float_descent(w: float, rate: float, iterations: int, seed_g2: bool) -> float:
-    """The one-input run in plain floats with the chain rule, g2 at the sop (corrected) or at predicted (the seed)."""
+def float_descent(w: float, rate: float, iterations: int, tutorial_g2: bool) -> float:
+    """The one-input run in plain floats with the chain rule, g2 at the sop (corrected) or at predicted (the tutorial)."""
     for _ in range(iterations):
         predicted = sigmoid(w * X)
-        g2 = sigmoid(predicted) * (1 - sigmoid(predicted)) if seed_g2 else predicted * (1 - predicted)
+        g2 = sigmoid(predicted) * (1 - sigmoid(predicted)) if tutorial_g2 else predicted * (1 - predicted)
         w -= rate * 2 * (predicted - TARGET) * g2 * X
     return sigmoid(w * X)
 
@@ -84,24 +84,25 @@ def one_step(w0: float) -> None:
     sop, predicted, error = forward([w], (X,))
     error.backward()
     g1 = 2 * (predicted.data - TARGET)
-    g2_seed = sigmoid(predicted.data) * (1 - sigmoid(predicted.data))
+    g2_tutorial = sigmoid(predicted.data) * (1 - sigmoid(predicted.data))
     g2 = sigmoid(sop.data) * (1 - sigmoid(sop.data))
     g3 = X
     print(f"   forward:  sop = w*x = {sop.data:.12g}   predicted = sigmoid(sop) = {predicted.data:.12g}   "
           f"error = {error.data:.12g}")
-    print(f"   g1 = d error/d predicted = 2*(predicted - target)      = {g1:.12g}")
-    print(f"   g2 as the seed codes it: activation_sop_deriv(predicted) = {g2_seed:.12g}   <- wrong")
-    print(f"   g2 corrected:            activation_sop_deriv(sop)       = {g2:.12g}   "
+    print(f"   g1 = d error/d predicted = 2*(predicted - target)        = {g1:.12g}")
+    print(f"   g2 as the tutorial codes: activation_sop_deriv(predicted) = {g2_tutorial:.12g}   <- wrong")
+    print(f"   g2 corrected:             activation_sop_deriv(sop)       = {g2:.12g}   "
           f"(= predicted*(1 - predicted) = {predicted.data * (1 - predicted.data):.12g})")
-    print(f"   g3 = d sop/d w = x                                      = {g3:.12g}")
-    print(f"   the seed's grad = g1*g2*g3  = {g1 * g2_seed * g3:.12g}")
-    print(f"   corrected grad  = g1*g2*g3  = {g1 * g2 * g3:.12g}")
-    print(f"   engine's w.grad             = {w.grad:.12g}")
-    print(f"   engine - corrected = {w.grad - g1 * g2 * g3:.3g}; seed / engine = {g1 * g2_seed * g3 / w.grad:.6f}")
+    print(f"   g3 = d sop/d w = x                                        = {g3:.12g}")
+    print(f"   the tutorial's grad = g1*g2*g3 = {g1 * g2_tutorial * g3:.12g}")
+    print(f"   corrected grad      = g1*g2*g3 = {g1 * g2 * g3:.12g}")
+    print(f"   engine's w.grad                = {w.grad:.12g}")
+    print(f"   engine - corrected = {w.grad - g1 * g2 * g3:.3g}; "
+          f"tutorial / engine = {g1 * g2_tutorial * g3 / w.grad:.6f}")
 
 
 def listing_notes() -> None:
-    print("\n2. The seed's listings, as printed")
+    print("\n2. The tutorial's listings, as printed")
     print("   - update_w has lost its header: `return w - learning_rate * grad` stands alone; it should read")
     print("     `def update_w(w, grad, learning_rate): return w - learning_rate * grad`, and the text lists its")
     print("     arguments as 1. w, 3. learning_rate (2. grad is missing).")
@@ -130,8 +131,8 @@ def runs(w0: float, plots: Path | None) -> None:
         off = abs(predicted.data - TARGET)
         print(f"   final: w = {w:.10f}, predicted = {predicted.data:.10f}, |predicted - target| = {off:.4f}: "
               f"target {'reached' if off < CLOSE else 'NOT reached'} (within {CLOSE})")
-        print(f"   with the seed's g2 (at predicted) the same run ends at predicted = "
-              f"{float_descent(w0, rate, iterations, seed_g2=True):.10f}")
+        print(f"   with the tutorial's g2 (at predicted) the same run ends at predicted = "
+              f"{float_descent(w0, rate, iterations, tutorial_g2=True):.10f}")
         needed = iterations_to_reach(w0, rate)
         print(f"   iterations needed to get within {CLOSE} of the target at rate {rate}: {needed} "
               "(plain floats, corrected chain rule)")
@@ -141,7 +142,7 @@ def runs(w0: float, plots: Path | None) -> None:
 def two_inputs(rng: random.Random, plots: Path | None) -> None:
     rate, iterations = TWO_INPUT_RUN
     weights = [rng.random(), rng.random()]
-    print(f"\n4. Two inputs (announced by the seed, never shown: x1, x2 = {TWO_INPUTS}, target {TARGET} are our "
+    print(f"\n4. Two inputs (announced by the tutorial, never shown: x1, x2 = {TWO_INPUTS}, target {TARGET} are our "
           "choice)")
     params = [Value(w) for w in weights]
     sop, predicted, error = forward(params, TWO_INPUTS)
@@ -163,7 +164,7 @@ def plot(folder: Path | None, name: str, predictions: list, errors: list, title:
         return
     from microgd.plot import plot_series
     try:
-        paths = [folder / f"seed1_{name}_prediction.png", folder / f"seed1_{name}_error.png"]
+        paths = [folder / f"tutorial1_{name}_prediction.png", folder / f"tutorial1_{name}_error.png"]
         plot_series({"prediction": predictions, "target": [TARGET] * len(predictions)}, paths[0],
                     ylabel="predicted output", title=f"Prediction per iteration, {title}")
         plot_series({"error": errors}, paths[1], ylabel="squared error", title=f"Error per iteration, {title}")
@@ -177,14 +178,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--plots", metavar="DIR", default=os.environ.get("MICROGD_DEMO_OUT"),
                         help="write prediction and error plots here (default: $MICROGD_DEMO_OUT, else no plots)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights (default: 0)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the initial weights (default: 0)")
     args = parser.parse_args(argv)
     plots = Path(args.plots) if args.plots else None
     if plots is not None:
         plots.mkdir(parents=True, exist_ok=True)
     rng = random.Random(args.seed)
-    w0 = rng.random()  # the seed draws numpy.random.rand(), uniform in [0, 1)
-    print(f"First seed: x = {X}, target = {TARGET}, predicted = sigmoid(w*x), error = (predicted - target)^2"
+    w0 = rng.random()  # the tutorial draws numpy.random.rand(), uniform in [0, 1)
+    print(f"Tutorial 1, one sigmoid neuron: x = {X}, target = {TARGET}, predicted = sigmoid(w*x), error = (predicted - target)^2"
           f"{'  [fast mode: fewer iterations]' if FAST else ''}\n")
     one_step(w0)
     listing_notes()

@@ -7,7 +7,7 @@ that have a function name (:func:`functions`: exp, log, ..., step, sign, and eve
 Nothing is ever passed to ``eval``; anything else is a :class:`FormulaError` that names the
 offending token and its column.
 
-    >>> from microgd.formula import parse
+    >>> from microgd.app.formula import parse
     >>> out = parse("sigmoid(w*x + b)", {"w": 0.5, "x": 1.0, "b": 0.0})
     >>> out.backward()
     >>> round(out.data, 6), sorted((v.label, round(v.grad, 6)) for v in out.topo() if v.label)
@@ -20,10 +20,10 @@ import ast
 import bisect
 import math
 import operator
-from typing import Callable, Iterable, Mapping, Union
+from typing import Iterable, Mapping, Union
 
-from .engine import DomainError, Value
-from .rules import OPS, Op
+from ..engine import DomainError, Value
+from ..rules import OPS, Op
 
 __all__ = ["parse", "compile", "Formula", "FormulaError", "functions"]
 

@@ -1,10 +1,10 @@
-"""check_formula catches the first seed's chain-rule error and passes the corrected formula.
+"""check_formula catches tutorial 1's chain-rule error and passes the corrected formula.
 
-The first seed trains one sigmoid neuron, error = (sigmoid(w * x) - target)^2, with
+Tutorial 1 trains one sigmoid neuron by gradient descent, error = (sigmoid(w * x) - target)^2, with
 grad = g3 * g2 * g1. Its code computes g2 = activation_sop_deriv(predicted): the sigmoid's
 derivative taken at the prediction instead of at the sum of products (sop = w * x).
 
-    python demos/check_seed_formula.py        (MICROGD_DEMO_FAST=1 searches fewer points)
+    python demos/check_tutorial1_formula.py        (MICROGD_DEMO_FAST=1 searches fewer points)
 """
 
 import math
@@ -20,12 +20,12 @@ def sigmoid(sop):
 
 
 def error(w, x, t):
-    """The seed's forward pass on Values: sop, predicted, squared error."""
+    """Tutorial 1's forward pass on Values: sop, predicted, squared error."""
     return ((w * x).sigmoid() - t) ** 2
 
 
-def seed_gradient(w, x, t):
-    """The seed's backward pass as written: g2 = activation_sop_deriv(predicted)."""
+def tutorial_gradient(w, x, t):
+    """Tutorial 1's backward pass as written: g2 = activation_sop_deriv(predicted)."""
     predicted = sigmoid(w * x)
     g1 = 2 * (predicted - t)
     g2 = sigmoid(predicted) * (1.0 - sigmoid(predicted))  # wrong: evaluated at `predicted`
@@ -44,18 +44,18 @@ def corrected_gradient(w, x, t):
 
 
 def main() -> None:
-    print("First seed: error = (sigmoid(w*x) - t)^2, grad = g3 * g2 * g1")
+    print("Tutorial 1, one sigmoid neuron: error = (sigmoid(w*x) - t)^2, grad = g3 * g2 * g1")
     print(f"Searching w, x in [-3, 3], t in [0, 1] with hypothesis ({EXAMPLES} points at most)\n")
-    print("1. The seed's formula, g2 = activation_sop_deriv(predicted):")
+    print("1. The tutorial's formula, g2 = activation_sop_deriv(predicted):")
     try:
-        check_formula(error, seed_gradient, wrt="w", max_examples=EXAMPLES)
+        check_formula(error, tutorial_gradient, wrt="w", max_examples=EXAMPLES)
     except FormulaMismatch as mismatch:
         print(mismatch)
-        w, x, t = 0.5, 0.1, 0.3  # the seed's own x and target, at w = 0.5
-        print(f"At the seed's own numbers (w={w}, x={x}, target={t}): the seed computes "
-              f"{seed_gradient(w, x, t):.6f}, the true gradient is {corrected_gradient(w, x, t):.6f}")
+        w, x, t = 0.5, 0.1, 0.3  # the tutorial's own x and target, at w = 0.5
+        print(f"At the tutorial's own numbers (w={w}, x={x}, target={t}): the tutorial computes "
+              f"{tutorial_gradient(w, x, t):.6f}, the true gradient is {corrected_gradient(w, x, t):.6f}")
     else:
-        raise SystemExit("check_formula should have caught the seed's error")
+        raise SystemExit("check_formula should have caught the tutorial's error")
     print("\n2. The corrected formula, g2 = activation_sop_deriv(sop):")
     print(check_formula(error, corrected_gradient, wrt="w", max_examples=EXAMPLES))
 

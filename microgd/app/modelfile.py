@@ -1,0 +1,160 @@
+"""Model files: a network with how its training data was scaled and named, as versioned JSON.
+
+    >>> from microgd.data import MinMaxScaler
+    >>> from microgd.nn import MLP
+    >>> model = MLP(2, [3, 1], activation="sigmoid", seed=0)
+    >>> scaling = Scaling(inputs=MinMaxScaler().fit([[0, 10], [4, 20]]), target=MinMaxScaler().fit([5, 7]))
+    >>> save_model(model, "model.json", scaling=scaling, columns=Columns(inputs=["a", "b"], target="y"))
+    >>> loaded, scaling, columns = load_model("model.json")
+    >>> loaded.state_dict() == model.state_dict(), columns.target, scaling.inputs.transform([[2, 15]])
+    (True, 'y', [[0.5, 0.5]])
+
+The file is one JSON object: ``{"format": "microgd-mlp", "version": 1}`` and the network's
+``state_dict()`` (``sizes``, ``activations``, ``weights``: per layer, per neuron ``[w1, ..., wn, b]``),
+plus two optional keys: ``scaling`` (``{"inputs": ..., "target": ...}``, each a fitted
+``MinMaxScaler.state_dict()``) and ``columns`` (``{"inputs": [name, ...], "target": name}``).
+Files without them load with None in their place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, NamedTuple, Union
+
+from ..data import MinMaxScaler
+from ..files import write_atomic
+from ..nn import MLP, Module, StateError
+
+__all__ = ["save_model", "load_model", "SavedModel", "Scaling", "Columns", "StateError", "FORMAT", "VERSION"]
+
+FORMAT, VERSION = "microgd-mlp", 1
+_KEYS = ("format", "version", "sizes", "activations", "weights")
+_OPTIONAL_KEYS = ("scaling", "columns")
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class Scaling(NamedTuple):
+    """How the training data was scaled: one fitted MinMaxScaler for the inputs (a column each), one for the target."""
+
+    inputs: MinMaxScaler
+    target: MinMaxScaler
+
+
+class Columns(NamedTuple):
+    """The training data's column names: one per input, and the target's."""
+
+    inputs: list[str]
+    target: str
+
+
+class SavedModel(NamedTuple):
+    """What :func:`load_model` read: the network, and its data's scaling and column names (None when absent)."""
+
+    model: MLP
+    scaling: Scaling | None
+    columns: Columns | None
+
+
+def save_model(model: Module, path: PathLike, *, scaling: Scaling | None = None,
+               columns: Columns | None = None) -> None:
+    """Write ``model`` (an MLP, a Layer or a Neuron), and ``scaling`` and ``columns`` when given, to ``path``.
+
+    Everything is checked before anything is written (a scaling or column list that does not fit the
+    model is a StateError); the write is atomic: a crash mid-write leaves any old file intact. Floats
+    are written with ``repr``, so loading gives back every parameter exactly.
+    """
+    state: dict[str, Any] = {"format": FORMAT, "version": VERSION, **model.state_dict()}
+    if scaling is not None:
+        if not (isinstance(scaling, tuple) and len(scaling) == 2
+                and all(isinstance(s, MinMaxScaler) and s.data_min_ is not None for s in scaling)):
+            raise TypeError(f"save_model: scaling should be Scaling(inputs=MinMaxScaler, target=MinMaxScaler), "
+                            f"both fitted, got {scaling!r}")
+        state["scaling"] = {"inputs": scaling[0].state_dict(), "target": scaling[1].state_dict()}
+    if columns is not None:
+        if not (isinstance(columns, tuple) and len(columns) == 2):
+            raise TypeError(f"save_model: columns should be Columns(inputs=[name, ...], target=name), got {columns!r}")
+        state["columns"] = {"inputs": columns[0], "target": columns[1]}
+    try:
+        _check_extras(state, state["sizes"])
+    except StateError as error:
+        raise StateError(f"save_model: {error}") from None
+    write_atomic(path, json.dumps(state, allow_nan=False) + "\n")
+
+
+def load_model(path: PathLike) -> SavedModel:
+    """Read a file written by :func:`save_model` (or by microgd 0.2's ``model.save``) as a new MLP.
+
+    A malformed file raises :class:`StateError` naming the file and the key that is wrong.
+    """
+    source = os.fspath(path)
+    state = _read(source)
+    try:
+        if not isinstance(state, dict):
+            raise StateError(f"expected a JSON object, got {type(state).__name__}")
+        _check_header(state)
+        model = MLP.from_state_dict({key: state[key] for key in ("sizes", "activations", "weights")})
+        return SavedModel(model, *_check_extras(state, model.sizes))
+    except StateError as error:
+        raise StateError(f"{source}: {error}") from None
+
+
+def _check_header(state: dict) -> None:
+    """The format and version, and no key missing or unknown."""
+    if state.get("format") != FORMAT:
+        raise StateError(f"not a microgd model (format {state.get('format')!r}, expected {FORMAT!r})")
+    version = state.get("version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > VERSION:
+        raise StateError(f"written by a newer microgd (format version {version}); this one reads version {VERSION}")
+    if version != VERSION or isinstance(version, bool):
+        raise StateError(f"unsupported format version {version!r}, expected {VERSION}")
+    missing = [k for k in _KEYS if k not in state]
+    if missing:
+        raise StateError(f"missing {', '.join(map(repr, missing))}")
+    unknown = [k for k in state if k not in _KEYS + _OPTIONAL_KEYS]
+    if unknown:
+        raise StateError(f"unexpected {', '.join(map(repr, unknown))}")
+
+
+def _check_extras(state: dict, sizes: list[int]) -> tuple[Scaling | None, Columns | None]:
+    """The optional ``scaling`` and ``columns`` of a state, checked against the network's sizes."""
+    for key in _OPTIONAL_KEYS:
+        entry = state.get(key)
+        if entry is not None and (not isinstance(entry, dict) or set(entry) != {"inputs", "target"}):
+            got = f"keys {', '.join(map(repr, entry))}" if isinstance(entry, dict) else type(entry).__name__
+            raise StateError(f"{key} should be an object with keys 'inputs' and 'target', got {got}")
+    scaling = columns = None
+    if state.get("scaling") is not None:
+        scalers = []
+        for key, width, what in (("inputs", sizes[0], "input"), ("target", sizes[-1], "output")):
+            try:
+                scaler = MinMaxScaler.from_state(state["scaling"][key])
+            except ValueError as error:
+                raise StateError(f"scaling.{key}: {error}") from None
+            if len(scaler.data_min_ or ()) != width:
+                raise StateError(f"scaling.{key} scales {len(scaler.data_min_ or ())} columns, "
+                                 f"but the model has {width} {what}{'s' if width != 1 else ''}")
+            scalers.append(scaler)
+        scaling = Scaling(*scalers)
+    if state.get("columns") is not None:
+        inputs, target = state["columns"]["inputs"], state["columns"]["target"]
+        if (not isinstance(inputs, (list, tuple)) or len(inputs) != sizes[0]
+                or not all(isinstance(name, str) for name in inputs) or len(set(inputs)) != len(inputs)):
+            raise StateError(f"columns.inputs should list {sizes[0]} distinct column names, got {inputs!r}")
+        if not isinstance(target, str) or target in inputs:
+            raise StateError(f"columns.target should be a column name not among the inputs, got {target!r}")
+        columns = Columns(list(inputs), target)
+    return scaling, columns
+
+
+def _read(source: str) -> Any:
+    """The JSON in ``source``, or StateError naming the file and the place it stops making sense."""
+    try:
+        with open(source, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as error:
+        raise StateError(f"{source}: not valid JSON at line {error.lineno} column {error.colno}: {error.msg} "
+                         "(truncated or hand-edited?)") from None
+    except UnicodeDecodeError as error:
+        raise StateError(f"{source}: not a UTF-8 text file (byte {error.start})") from None

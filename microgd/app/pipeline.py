@@ -1,0 +1,196 @@
+"""The CSV pipeline behind ``microgd train`` and ``microgd predict``: load, check, scale, train, predict.
+
+    >>> import pathlib
+    >>> _ = pathlib.Path("table.csv").write_text("I0,I1,Z0\\n70,98,91\\n50,85,82\\n65,67,80\\n25,95,68\\n")
+    >>> training = prepare_training("table.csv", "Z0", seed=0)
+    >>> training.columns, describe(training.model)
+    (Columns(inputs=['I0', 'I1'], target='Z0'), 'MLP 2-3-1 (sigmoid, sigmoid)')
+    >>> history = training.fit(epochs=20, lr=0.5, seed=0, verbose=False)
+    >>> training.save("model.json")
+    >>> result = predict_csv("model.json", "table.csv")
+    >>> result.truth, result.rmse == rmse(training.predictions(), training.y)
+    ([91.0, 82.0, 80.0, 68.0], True)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Union, cast
+
+from ..data import ConstantColumnError, MinMaxScaler, load_csv
+from ..engine import Value, no_grad
+from ..losses import half_squared_error
+from ..nn import MLP, Module
+from ..optim import SGD
+from ..train import History, fit
+from .modelfile import Columns, Scaling, load_model, save_model
+
+__all__ = ["prepare_training", "Training", "predict_csv", "Prediction", "DataError", "rmse", "describe",
+           "NORMALIZE"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+# the scaling ranges, and the output activation whose range covers the scaled target's
+NORMALIZE = {"0-1": ((0.0, 1.0), "sigmoid"), "-1-1": ((-1.0, 1.0), "tanh")}
+
+
+class DataError(ValueError):
+    """A CSV or model file that does not fit the job; one line naming the file and the column or key."""
+
+
+def rmse(predictions: Sequence[float], truth: Sequence[float]) -> float:
+    """The root mean squared error of ``predictions`` against ``truth``.
+
+        >>> rmse([1.0, 2.0], [1.0, 4.0])
+        1.4142135623730951
+    """
+    return math.sqrt(sum((p - t) ** 2 for p, t in zip(predictions, truth)) / len(truth))
+
+
+def describe(model: Module) -> str:
+    """A one-line description of a network: its sizes and activations."""
+    return f"MLP {'-'.join(map(str, model.sizes))} ({', '.join(model.activations)})"
+
+
+@dataclass
+class Training:
+    """A CSV file ready to train on: its raw columns, the scaling fitted on them and a fresh model."""
+
+    source: str
+    X: list[list[float]]
+    y: list[float]
+    columns: Columns
+    scaling: Scaling
+    model: MLP
+
+    def fit(self, epochs: int, lr: float, seed: int | None = 0, verbose: bool = True) -> History:
+        """``epochs`` of per-sample SGD at rate ``lr`` on the scaled rows, shuffled with ``seed``, on the
+        loss 1/2 (y - z)^2 (see :func:`microgd.train.fit`, whose History it returns)."""
+        Xs, ys = self.scaling.inputs.transform(self.X), self.scaling.target.transform(self.y)
+        return fit(self.model, Xs, ys, loss=half_squared_error, optimizer=SGD(self.model.parameters(), lr=lr),
+                   epochs=epochs, seed=seed, verbose=verbose)
+
+    def predictions(self) -> list[float]:
+        """The model's prediction for every row, in the target's units."""
+        with no_grad():
+            scaled = [_output(self.model, row) for row in self.scaling.inputs.transform(self.X)]
+        return self.scaling.target.inverse_transform(scaled)
+
+    def save(self, path: PathLike) -> None:
+        """Save the model with its scaling and column names (:func:`microgd.app.modelfile.save_model`)."""
+        save_model(self.model, path, scaling=self.scaling, columns=self.columns)
+
+
+def prepare_training(path: PathLike, target: str, *, hidden: Sequence[int] = (3,), activation: str = "sigmoid",
+                     normalize: str = "0-1", seed: int | None = 0, distinct_names: bool = False) -> Training:
+    """Load a numeric CSV file, scale every column min-max to ``normalize`` ("0-1" or "-1-1") and build
+    an MLP with ``hidden`` layers of ``activation`` and one output (sigmoid for "0-1", tanh for "-1-1").
+
+    A file that cannot be trained on (malformed, no input column, a constant column, repeated names
+    when ``distinct_names``, as saving needs) is a :class:`DataError` naming the file and the column.
+    """
+    source = os.fspath(path)
+    feature_range, output = NORMALIZE[normalize]
+    try:
+        X, y, names = load_csv(path, target=target)
+    except ValueError as error:  # malformed file, not a number, unknown column: the message names it
+        raise DataError(str(error)) from None
+    if not names:
+        raise DataError(f"{source}: no input columns besides the target {target!r}")
+    twice = [name for name in names if names.count(name) > 1]
+    if distinct_names and twice:
+        raise DataError(f"{source}: {twice[0]!r} names two columns; the model file records the names: "
+                        "make them distinct")
+    scaling = Scaling(MinMaxScaler(feature_range), MinMaxScaler(feature_range))
+    for scaler, data, columns in ((scaling.inputs, X, names), (scaling.target, y, [target])):
+        try:
+            scaler.fit(data)
+        except ConstantColumnError as error:
+            raise DataError(f"{source}: column {columns[error.column]!r} is constant ({error.value:g}): "
+                            "nothing to learn from or scale; drop it") from None
+    model = MLP(len(names), [*hidden, 1], activations=[activation] * len(hidden) + [output], seed=seed)
+    return Training(source, X, y, Columns(names, target), scaling, model)
+
+
+@dataclass
+class Prediction:
+    """What :func:`predict_csv` computed: the file, the columns fed to the model, a prediction per row
+    (in the target's units when the model stores its scaling), the file's target column if it has one,
+    and notes on what the model file lacks."""
+
+    model: MLP
+    header: list[str]
+    rows: list[list[float]]
+    inputs: list[str]
+    predictions: list[float]
+    target: str | None
+    truth: list[float] | None
+    notes: list[str]
+
+    @property
+    def rmse(self) -> float | None:
+        """The error against the file's target column, None when the file has none."""
+        return None if self.truth is None else rmse(self.predictions, self.truth)
+
+    def csv(self) -> str:
+        """The file's rows with a ``prediction`` column added, as CSV text (numbers written with ``repr``)."""
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\n").writerows(
+            [[*self.header, "prediction"],
+             *([*map(repr, row), repr(p)] for row, p in zip(self.rows, self.predictions))])
+        return text.getvalue()
+
+
+def predict_csv(model_path: PathLike, data_path: PathLike) -> Prediction:
+    """Predict with a saved model (:func:`~microgd.app.modelfile.load_model`) on a numeric CSV file.
+
+    The model's input columns are found by name, in any order (a model that names no columns takes the
+    file's first columns), scaled as in training, and predictions come back in the target's units.
+    A file that does not fit the model is a :class:`DataError` naming the file and the column.
+    """
+    model_source, data_source = os.fspath(model_path), os.fspath(data_path)
+    try:
+        model, scaling, columns = load_model(model_path)
+        header, rows = load_csv(data_path)
+    except ValueError as error:  # a malformed model (StateError) or CSV file: the message names file and place
+        raise DataError(str(error)) from None
+    nin, nout = model.sizes[0], model.sizes[-1]
+    if nout != 1:
+        raise DataError(f"{model_source}: the model has {nout} outputs; predicting needs a model with one")
+    notes = []
+    if columns is None:
+        if len(header) < nin:
+            raise DataError(f"{data_source}: {len(header)} columns, but the model takes {nin} inputs")
+        inputs, target = header[:nin], None
+        notes.append(f"{model_source} names no columns: its inputs are the file's first {nin}")
+    else:
+        inputs, target = columns.inputs, columns.target
+        for name in inputs:
+            if header.count(name) != 1:
+                found = "has no column" if name not in header else "has more than one column"
+                raise DataError(f"{data_source} {found} {name!r} (the model's inputs: {', '.join(inputs)}; "
+                                f"the file's columns: {', '.join(header)})")
+    where = [header.index(name) for name in inputs]
+    X = [[row[j] for j in where] for row in rows]
+    if scaling is None:
+        notes.append(f"{model_source} stores no scaling: the raw inputs go in, the raw outputs come out")
+    else:
+        X = scaling.inputs.transform(X)
+    with no_grad():
+        predictions = [_output(model, x) for x in X]
+    if scaling is not None:
+        predictions = scaling.target.inverse_transform(predictions)
+    if target is None or header.count(target) != 1:
+        target, truth = None, None
+    else:
+        truth = [row[header.index(target)] for row in rows]
+    return Prediction(model, header, rows, list(inputs), predictions, target, truth, notes)
+
+
+def _output(model: MLP, x: list[float]) -> float:
+    """The number a model of one output unit gives for ``x``."""
+    return cast(Value, model(x)).data

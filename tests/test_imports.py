@@ -1,0 +1,52 @@
+"""The house's import graph: every module imports only rooms below it; nn only the engine and the registry;
+the library never imports the application shell."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "microgd"
+
+# Each room may import rooms of a lower rank only (the package's face, __init__, imports the engine).
+RANKS = {
+    "rules": 0, "files": 0, "table": 0, "data": 0,
+    "engine": 1,
+    "nn": 2, "losses": 2, "optim": 2, "symbolic": 2, "drawing": 2,
+    "train": 3, "check": 3, "testing": 3, "tape": 3, "viz": 3, "stepper": 3, "plot": 3,
+    "app.formula": 4, "app.modelfile": 4,
+    "app.pipeline": 5, "app.demo": 5,
+    "app.cli": 6,
+    "__main__": 7,
+}
+
+
+def imported(module: str) -> set[str]:
+    """The microgd modules ``module`` imports (anywhere in it, lazily too), by dotted name below microgd."""
+    path = PACKAGE / (module.replace(".", "/") + ".py")
+    package = module.split(".")[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package[: len(package) - node.level + 1]
+            names = [".".join([*base, node.module])] if node.module else [".".join([*base, a.name]) for a in node.names]
+            found.update(name for name in names if name.split(".")[0] in {m.split(".")[0] for m in RANKS})
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            found.update(m.removeprefix("microgd.") for m in modules if m.startswith("microgd."))
+    return found
+
+
+def test_every_module_is_ranked():
+    modules = {str(p.relative_to(PACKAGE).with_suffix("")).replace("/", ".") for p in PACKAGE.rglob("*.py")}
+    assert modules - {"__init__", "app.__init__"} == set(RANKS)
+
+
+@pytest.mark.parametrize("module", RANKS)
+def test_imports_point_down(module):
+    upward = {name for name in imported(module) if RANKS.get(name, -1) >= RANKS[module]}
+    assert not upward, f"{module} imports {upward}, not below it"
+
+
+def test_nn_imports_only_the_engine_and_the_registry():
+    assert imported("nn") == {"engine", "rules"}

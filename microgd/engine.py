@@ -218,6 +218,8 @@ class Value:
     @classmethod
     def _microgd_apply_op(cls, op: Op, inputs: tuple) -> Value:
         """How a registry op called on Values records a node (``sin(Value(0.5))``)."""
+        if len(inputs) == 1:  # an activation: the one input is the Value that brought us here
+            return _unary(op, inputs[0])
         for i in op.constants:
             if isinstance(inputs[i], Value) and not inputs[i].is_constant:
                 raise TypeError(f"{op.name}: input {i + 1} is a constant of the op and must be a number, "
@@ -308,7 +310,17 @@ def _binary(op: Op, a: Value, b: Value) -> Value:
 
 
 def _unary(op: Op, a: Value) -> Value:
-    return _node(op, op.forward(a.data), (a,))
+    """``_node(op, op.forward(a.data), (a,))``, written out like ``_binary``: every activation comes here."""
+    data = op.forward(a.data)
+    if not isfinite(data):
+        raise non_finite(op.name, data, (a,))
+    node = _new(Value)
+    node.data, node.grad, node.label, node._stamp = data, 0.0, "", next(_stamps)
+    if _recording.get():
+        node._parents, node._rule = (a,), op
+    else:
+        node._parents, node._rule = (), None
+    return node
 
 
 def _apply(op: Op, *parents: Value) -> Value:

@@ -271,28 +271,15 @@ def _activation_name(nonlin: Nonlin, activation: str | None, who: str) -> str:
     return choice
 
 
-def _activation_op(name: Any) -> Callable[[Value], Value] | None:
+def _activation_op(name: Any) -> Op | None:
     """How a neuron applies activation ``name``: None for "linear", else the registry op of one input of
-    that name (a ValueError naming the choices if there is none), called as Value's own method when Value
-    has one that computes it (``v.tanh()``): the same node without the op's dispatch on its argument's
-    type, which costs a tenth of a training step."""
+    that name (a ValueError naming the choices if there is none)."""
     op = OPS.get(name) if isinstance(name, str) else None
     if name == "linear":
         return None
     if op is None or op.arity != 1:
         raise ValueError(f"unknown activation {name!r}: choose from {', '.join(activation_names())}")
-    method = getattr(Value, name, None)
-    return method if _computes(method, op) else op
-
-
-def _computes(method: Any, op: Op) -> bool:
-    """Does ``method(v)`` give the node ``op(v)`` gives? (``Value.tanh`` does; ``Value.backward`` does not.)"""
-    probe = Value(0.3)
-    try:
-        out = method(probe)
-    except Exception:  # not a method of one Value, or not one that makes nodes
-        return False
-    return isinstance(out, Value) and out.op in ("", op.name) and out.data == op(0.3)
+    return op
 
 
 def _uniform(seed: int | None, rng: random.Random | None) -> Callable[[float, float], float]:

@@ -75,9 +75,10 @@ class Op:
 
     def __call__(self, *inputs: Any) -> Any:
         for x in inputs:
-            apply = getattr(type(x), "_microgd_apply_op", None)
-            if apply is not None:
-                return apply(self, inputs)
+            if type(x) is not float:
+                apply = getattr(type(x), "_microgd_apply_op", None)
+                if apply is not None:
+                    return apply(self, inputs)
         return self.apply_to_numbers(*inputs)
 
     def apply_to_numbers(self, *inputs: float) -> float:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib.util
+import itertools
 import math
 import random
 import statistics
@@ -46,7 +47,8 @@ def dataset(n: int = POINTS, seed: int = 0) -> tuple[list[list[float]], list[flo
 def initial_weights(seed: int = 1) -> list[list[list[float]]]:
     """Per layer, per neuron, [w_1, ..., w_n, b]: the same start for every engine."""
     rng = random.Random(seed)
-    return [[[rng.uniform(-1, 1) for _ in range(nin)] + [0.0] for _ in range(nout)] for nin, nout in zip(SIZES, SIZES[1:])]
+    return [[[rng.uniform(-1, 1) for _ in range(nin)] + [0.0] for _ in range(nout)]
+            for nin, nout in itertools.pairwise(SIZES)]
 
 
 # -- the engines of row (a) ------------------------------------------------------------------------------------
@@ -153,6 +155,7 @@ class Batched(Eager):
     def __init__(self, xs, ys):
         super().__init__(xs, ys, name="microgd numpy batch")
         import numpy
+
         from microgd.tape import trace
 
         scale = 1.0 / len(xs)
@@ -317,8 +320,8 @@ def row_d(repeat: int) -> dict[str, float | str]:
     from microgd import Value
 
     engines: dict[str, object] = {"microgd eager": Value}
-    for make, what in ((lambda: micrograd_modules()[0], "micrograd"),):
-        engines.update({"micrograd 0.1.0": cls for cls in optional(make, what)})
+    for cls in optional(lambda: micrograd_modules()[0], "micrograd"):
+        engines["micrograd 0.1.0"] = cls
     figures: dict[str, float | str] = {}
     for name, V in engines.items():
         def backward(V=V) -> float:
@@ -339,8 +342,9 @@ def row_d(repeat: int) -> dict[str, float | str]:
 def row_e() -> dict[str, float]:
     from microgd import Value
 
-    engines = {"microgd eager": Value}
-    engines.update({"micrograd 0.1.0": cls for cls in optional(lambda: micrograd_modules()[0], "micrograd")})
+    engines: dict[str, object] = {"microgd eager": Value}
+    for cls in optional(lambda: micrograd_modules()[0], "micrograd"):
+        engines["micrograd 0.1.0"] = cls
     figures = {}
     for name, V in engines.items():
         gc.collect()
@@ -374,7 +378,8 @@ def main(argv: list[str] | None = None) -> None:
     except ImportError:
         pass
     rows = [
-        ("(a) MLP step 2-16-16-1, 64 points", row_a(args.repeat, args.baseline, True), "hand-written floats", 1e3, "ms"),
+        ("(a) MLP step 2-16-16-1, 64 points", row_a(args.repeat, args.baseline, True), "hand-written floats",
+         1e3, "ms"),
         ("(a) the same, garbage collector off", row_a(args.repeat, args.baseline, False), "hand-written floats",
          1e3, "ms"),
         ("(b) micrograd's nn on each Value, GC off", row_b(args.repeat, args.baseline), "micrograd 0.1.0", 1e3, "ms"),

@@ -60,7 +60,8 @@ def descend(weights: list[float], inputs: tuple[float, ...], rate: float, iterat
 
 
 def float_descent(w: float, rate: float, iterations: int, tutorial_g2: bool) -> float:
-    """The one-input run in plain floats with the chain rule, g2 at the sop (corrected) or at predicted (the tutorial)."""
+    """The one-input run in plain floats with the chain rule, g2 at the sop (corrected) or at predicted
+    (the tutorial)."""
     for _ in range(iterations):
         predicted = sigmoid(w * X)
         g2 = sigmoid(predicted) * (1 - sigmoid(predicted)) if tutorial_g2 else predicted * (1 - predicted)
@@ -145,7 +146,7 @@ def two_inputs(rng: random.Random, plots: Path | None) -> None:
     print(f"\n4. Two inputs (announced by the tutorial, never shown: x1, x2 = {TWO_INPUTS}, target {TARGET} are our "
           "choice)")
     params = [Value(w) for w in weights]
-    sop, predicted, error = forward(params, TWO_INPUTS)
+    _sop, predicted, error = forward(params, TWO_INPUTS)
     error.backward()
     g1g2 = 2 * (predicted.data - TARGET) * predicted.data * (1 - predicted.data)
     print(f"   initial w1 = {weights[0]:.10f}, w2 = {weights[1]:.10f}, predicted = {predicted.data:.10f}")
@@ -185,7 +186,8 @@ def main(argv: list[str] | None = None) -> None:
         plots.mkdir(parents=True, exist_ok=True)
     rng = random.Random(args.seed)
     w0 = rng.random()  # the tutorial draws numpy.random.rand(), uniform in [0, 1)
-    print(f"Tutorial 1, one sigmoid neuron: x = {X}, target = {TARGET}, predicted = sigmoid(w*x), error = (predicted - target)^2"
+    print(f"Tutorial 1, one sigmoid neuron: x = {X}, target = {TARGET}, predicted = sigmoid(w*x), "
+          f"error = (predicted - target)^2"
           f"{'  [fast mode: fewer iterations]' if FAST else ''}\n")
     one_step(w0)
     listing_notes()

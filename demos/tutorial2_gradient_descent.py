@@ -1,9 +1,9 @@
 """Tutorial 2's gradient-descent table, recomputed by the engine, cell by cell against the tutorial.
 
 f(x, y) = x^2 + y^2 from (3, 4) with eta = 0.1: each step x_new = x_old - eta * df/dx (and the same
-for y), with df/dx and df/dy from backward(). Tutorial 2 (the MLP worked example) printed ten steps to 4 decimals: seven of its
-cells carry its own rounding forward, one is cut off instead of rounded, and the last three values
-of f are wrong.
+for y), with df/dx and df/dy from backward(). Tutorial 2 (the MLP worked example) printed ten steps
+to 4 decimals: seven of its cells carry its own rounding forward, one is cut off instead of rounded,
+and the last three values of f are wrong.
 
     python demos/tutorial2_gradient_descent.py
 """

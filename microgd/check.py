@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Any
 
 from .engine import DomainError, Value, gradients
 from .table import table
@@ -70,7 +71,7 @@ def _as_float(x, where: str) -> float:
 def _input_names(f: Callable, n: int) -> list[str]:
     """f's positional parameter names, or x0..x{n-1} when f does not name all n inputs."""
     try:
-        params = inspect.signature(f).parameters.values()
+        params = list(inspect.signature(f).parameters.values())
     except (TypeError, ValueError):
         params = []
     names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][:n]
@@ -235,10 +236,11 @@ def _mismatch_message(found: _Disagreement, derivative: str, rtol: float, atol: 
         rows = [("engine", repr(found.engine))]
     else:
         head = f"formula for {derivative} disagrees with the engine"
-        allowed = atol + rtol * max(abs(found.engine), abs(found.formula))
+        formula = found.formula if found.formula is not None else math.nan
+        allowed = atol + rtol * max(abs(found.engine), abs(formula))
         rule = f"allowed {allowed:.3g}: rtol={rtol:g}, atol={atol:g}" if math.isfinite(allowed) else "not finite"
         rows = [("engine", repr(found.engine)), ("formula", repr(found.formula)),
-                ("difference", f"{abs(found.engine - found.formula)!r} ({rule})")]
+                ("difference", f"{abs(found.engine - formula)!r} ({rule})")]
     width = max(map(len, found.point))
     point = [f"  {name.rjust(width)} = {value!r}" for name, value in found.point.items()]
     return "\n".join([f"check_formula: {head} at this point (shrunk by hypothesis):", *point,
@@ -296,7 +298,7 @@ def check_formula(f: Callable[..., Value], formula: Callable[..., float], wrt: s
     if not isinstance(max_examples, int) or max_examples < 1:
         raise ValueError(f"check_formula: max_examples must be a positive int, got {max_examples!r}")
     derivative = f"d {_name(f)}/d {wrt}"
-    seen = {"examples": 0, "skipped": 0, "abs": 0.0, "rel": 0.0}
+    seen: dict[str, Any] = {"examples": 0, "skipped": 0, "abs": 0.0, "rel": 0.0}
 
     @settings(max_examples=max_examples, derandomize=True, database=None, deadline=None,
               phases=(Phase.explicit, Phase.generate, Phase.shrink), report_multiple_bugs=False,

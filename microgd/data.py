@@ -139,10 +139,11 @@ class MinMaxScaler:
         return scaler
 
     def _map(self, data: Sequence, method: str, f) -> list:
-        if self.data_min_ is None:
+        lows, highs = self.data_min_, self.data_max_
+        if lows is None or highs is None:
             raise RuntimeError(f"MinMaxScaler.{method}: call fit() first")
-        rows, flat = self._rows(data, method, width=len(self.data_min_))
-        out = [[f(x, a, b) for x, a, b in zip(row, self.data_min_, self.data_max_)] for row in rows]
+        rows, flat = self._rows(data, method, width=len(lows))
+        out = [[f(x, a, b) for x, a, b in zip(row, lows, highs)] for row in rows]
         return [row[0] for row in out] if flat else out
 
     def _rows(self, data: Sequence, method: str, width: int | None) -> tuple[Rows, bool]:

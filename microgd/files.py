@@ -32,7 +32,7 @@ class DestinationError(ValueError):
     """A file cannot be written where asked (or would overwrite an input); the message names the path typed."""
 
 
-def write_atomic(path: PathLike, data: Union[str, bytes]) -> Path:
+def write_atomic(path: PathLike, data: str | bytes) -> Path:
     """Write ``data`` (text as UTF-8) to ``path`` whole or not at all; returns ``path`` as a Path."""
     shown = Path(path)
     target = Path(os.path.realpath(path))  # through symlinks, to the file they point to

@@ -17,6 +17,7 @@ argument of Neuron and Layer is micrograd's ``nonlin``, a string an activation's
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -29,7 +30,7 @@ __all__ = ["Module", "Neuron", "Layer", "MLP", "StateError", "activation_names",
 
 INITS = ("uniform", "xavier", "he")
 Nonlin = Union[bool, str, None]
-Inputs = Sequence[Union[Value, float]]
+Inputs = Sequence[Value | float]
 
 
 class StateError(ValueError):
@@ -45,6 +46,9 @@ class Module:
     """Base of Neuron, Layer and MLP: a grid of neurons, layer by layer, with parameters and a state dict."""
 
     def _grid(self) -> list[list[Neuron]]:
+        raise NotImplementedError
+
+    def __call__(self, x: Inputs) -> Value | list[Value]:
         raise NotImplementedError
 
     def parameters(self) -> list[Value]:
@@ -213,7 +217,7 @@ class MLP(Module):
             _activation_op(name)
         if weights is None:
             uniform = _uniform(seed, rng)
-            rows = [[_draw(uniform, init, a, b) for _ in range(b)] for a, b in zip(sizes, sizes[1:])]
+            rows = [[_draw(uniform, init, a, b) for _ in range(b)] for a, b in itertools.pairwise(sizes)]
         else:
             rows = _check_weights(weights, sizes)
         self.layers = [Layer(a, b, activation=act, weights=w, label=_unit_names(i, len(nouts), b))

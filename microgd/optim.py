@@ -16,7 +16,7 @@ A step checks every gradient and every new value first and raises ``FloatingPoin
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 from .engine import Value
 

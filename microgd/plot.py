@@ -15,8 +15,9 @@ from __future__ import annotations
 import io
 import math
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence, Union
+from typing import Union
 
 from .engine import no_grad
 from .files import write_atomic

@@ -358,7 +358,8 @@ def _depth(structure: Structure) -> int:
 def _columns(batch: Any, structure: Structure, index: tuple = ()) -> list:
     """One array per number of the argument: ``batch[:, i, j]``."""
     if structure is None:
-        return [batch[(slice(None), *index)]]
+        every_sample = (slice(None), *index)
+        return [batch[every_sample]]
     return [c for i, s in enumerate(structure) for c in _columns(batch, s, (*index, i))]
 
 

@@ -16,6 +16,7 @@ arity and the intervals their inputs are drawn from all come from the op registr
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -107,7 +108,7 @@ class Expression:
         out = results[-1]
         for k in self._unused():
             out = out + results[k]
-        return results + [out]
+        return [*results, out]
 
     def _unused(self) -> list[int]:
         used = {i for _, operands, _ in self.nodes for i in operands}
@@ -274,7 +275,7 @@ def mlps(max_inputs: int = 3, hidden_layers: tuple[int, int] = (1, 3), max_width
         >>> test_backprop()
     """
     lo, hi = hidden_layers
-    if not (1 <= max_inputs and 0 <= lo <= hi and 1 <= max_width and 1 <= max_outputs):
+    if not (max_inputs >= 1 and 0 <= lo <= hi and max_width >= 1 and max_outputs >= 1):
         raise ValueError(f"mlps: need max_inputs, max_width, max_outputs >= 1 and 0 <= low <= high hidden layers, "
                          f"got {max_inputs}, {hidden_layers}, {max_width}, {max_outputs}")
     if not (math.isfinite(weight_range) and weight_range > 0):
@@ -292,7 +293,7 @@ def mlps(max_inputs: int = 3, hidden_layers: tuple[int, int] = (1, 3), max_width
         acts = tuple(draw(st.sampled_from(tuple(activations))) for _ in sizes[1:])
         weight = st.floats(-weight_range, weight_range, allow_nan=False)
         weights = [[draw(st.lists(weight, min_size=fan_in + 1, max_size=fan_in + 1)) for _ in range(fan_out)]
-                   for fan_in, fan_out in zip(sizes, sizes[1:])]
+                   for fan_in, fan_out in itertools.pairwise(sizes)]
         x = draw(st.lists(st.floats(-1.0, 1.0, allow_nan=False), min_size=nin, max_size=nin))
         target = draw(st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=sizes[-1], max_size=sizes[-1]))
         model = MLP(nin, list(sizes[1:]), activations=list(acts), weights=weights)

@@ -19,6 +19,7 @@ rendered by Graphviz's ``dot`` when it is on PATH, else by ``graphviz-pure``
 from __future__ import annotations
 
 import html
+import itertools
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -26,8 +27,20 @@ from typing import Any, Union
 
 import graphviz
 
-from .drawing import (RendererNotFound, RenderError, drawn_inputs, expression_graph, find_renderer, graph_nodes,
-                      html_rows, new_graph, number_formatter, op_label, run_renderer, shade)
+from .drawing import (
+    RendererNotFound,
+    RenderError,
+    drawn_inputs,
+    expression_graph,
+    find_renderer,
+    graph_nodes,
+    html_rows,
+    new_graph,
+    number_formatter,
+    op_label,
+    run_renderer,
+    shade,
+)
 from .engine import Value
 from .files import write_atomic
 
@@ -247,7 +260,7 @@ def draw_mlp(model: Any, show_grad: bool = False, rankdir: str = "LR", number_fo
 
 def _keep_order(column: graphviz.Digraph, names: list[str]) -> None:
     """Keep a layer's nodes in their order (x1 above x2): invisible edges between neighbours of a rank."""
-    for upper, lower in zip(names, names[1:]):
+    for upper, lower in itertools.pairwise(names):
         column.edge(upper, lower, style="invis")
 
 

@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from microgd import DomainError, Value, gradients
-from microgd import rules
+from microgd import DomainError, Value, gradients, rules
 from microgd.check import FormulaMismatch, GradcheckError, check_formula, gradcheck, numeric_gradient
 from microgd.testing import expressions
 
@@ -276,7 +275,8 @@ def test_a_formula_that_raises_is_reported_at_its_shrunk_point():
 
 def test_infinite_values_are_reported_not_passed():
     with pytest.raises(FormulaMismatch, match=r"engine: +[0-9.e+]+\n  formula: +inf\n.*not finite"):
-        check_formula(lambda w, x: (w * x).log(), lambda w, x: 1e308 / w * 10, domain={"w": (0.0, 1.0), "x": (0.0, 1.0)})
+        check_formula(lambda w, x: (w * x).log(), lambda w, x: 1e308 / w * 10,
+                      domain={"w": (0.0, 1.0), "x": (0.0, 1.0)})
 
 
 def test_points_where_the_engines_gradient_overflows_are_skipped_as_outside_the_domain():

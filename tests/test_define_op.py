@@ -6,12 +6,10 @@ import pytest
 from hypothesis import given, settings
 
 import microgd
-from microgd import DomainError, RuleError, Value, define_op, grad, gradients
+from microgd import DomainError, RuleError, Value, define_op, grad, gradients, rules
 from microgd.check import gradcheck
 from microgd.rules import OPS
 from microgd.testing import expressions
-
-from microgd import rules
 
 
 @pytest.fixture(autouse=True, scope="module")

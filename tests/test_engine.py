@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from microgd import DomainError, Value, grad, gradients, is_recording, no_grad
-from microgd import rules
+from microgd import DomainError, Value, grad, gradients, is_recording, no_grad, rules
 from microgd.check import gradcheck
 from microgd.engine import backward_steps
 from microgd.testing import expressions
@@ -113,9 +112,8 @@ def test_no_grad_records_nothing_and_restores_on_error():
             pass
         z = w * 3.0
     assert y.parents == () and z.parents == () and y.data == 3.0
-    with pytest.raises(ZeroDivisionError):
-        with no_grad():
-            raise ZeroDivisionError
+    with pytest.raises(ZeroDivisionError), no_grad():
+        raise ZeroDivisionError
     assert (w * 2.0).parents[0] is w
 
 
@@ -392,7 +390,8 @@ def test_micrograd_style_closures_get_a_clear_message():
 
 @given(w=weights, x=weights, target=st.floats(0, 1))
 def test_tutorial1_one_neuron_chain_rule(w, x, target):
-    """error = (sigmoid(w x) - target)^2: grad = g3 * g2 * g1 with g2 taken at the sop (tutorial 1 passes `predicted`)."""
+    """error = (sigmoid(w x) - target)^2: grad = g3 * g2 * g1 with g2 taken at the sop (tutorial 1 passes
+    `predicted`)."""
     wv = Value(w)
     err = ((wv * x).sigmoid() - target) ** 2
     err.backward()

@@ -192,7 +192,8 @@ def test_saving_is_atomic_a_crash_leaves_the_old_file(tmp_path, monkeypatch, cra
 
 
 def test_save_to_a_missing_folder_names_it(tmp_path):
-    with pytest.raises(FileNotFoundError, match="cannot write .*nowhere.model.json.*: folder .*nowhere.* does not exist"):
+    with pytest.raises(FileNotFoundError,
+                       match="cannot write .*nowhere.model.json.*: folder .*nowhere.* does not exist"):
         save_model(MLP(2, [1], seed=0), tmp_path / "nowhere" / "model.json")
 
 

@@ -1,6 +1,7 @@
 """microgd.nn: tutorial 2's worked example to the last digit, the delta rule as a property, micrograd's
 nn API (its moons demo gives micrograd's numbers), initialisation, the model API and state dicts."""
 
+import itertools
 import math
 import random
 
@@ -140,7 +141,8 @@ def networks(draw):
     sizes = [nin, *draw(st.lists(st.integers(1, 4), min_size=1, max_size=3)), draw(st.integers(1, 2))]
     activations = [draw(st.sampled_from(["sigmoid", "tanh"])) for _ in sizes[1:]]
     number = st.floats(-2.0, 2.0)
-    weights = [[[draw(number) for _ in range(nin_ + 1)] for _ in range(nout)] for nin_, nout in zip(sizes, sizes[1:])]
+    weights = [[[draw(number) for _ in range(nin_ + 1)] for _ in range(nout)]
+               for nin_, nout in itertools.pairwise(sizes)]
     x = [draw(st.floats(-1.0, 1.0)) for _ in range(nin)]
     z = [draw(st.floats(0.0, 1.0)) for _ in range(sizes[-1])]
     return sizes, activations, weights, x, z
@@ -158,7 +160,7 @@ def test_engine_gradients_equal_the_delta_rule(network):
     loss.backward()
     engine = [p.grad for p in model.parameters()]
     hand, scale = delta_rule_gradients(weights, activations, x, z)
-    assert len(engine) == len(hand) == sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
+    assert len(engine) == len(hand) == sum((a + 1) * b for a, b in itertools.pairwise(sizes))
     for i, (e, h, s) in enumerate(zip(engine, hand, scale)):
         assert abs(e - h) <= 1e-9 * s, f"parameter {i}: engine {e!r}, delta rule {h!r}"
 
@@ -372,7 +374,7 @@ def moons_demo(nn, Value, steps=8):
         data_losses = [(1 + -yi * scorei).relu() for yi, scorei in zip(MOON_LABELS, scores)]
         data_loss = sum(data_losses) * (1.0 / len(data_losses))
         alpha = 1e-4
-        reg_loss = alpha * sum((p * p for p in model.parameters()))
+        reg_loss = alpha * sum(p * p for p in model.parameters())
         total_loss = data_loss + reg_loss
         model.zero_grad()
         total_loss.backward()

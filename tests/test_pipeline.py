@@ -248,8 +248,9 @@ def test_a_model_without_scaling_predicts_on_raw_inputs_and_says_so_once(tmp_pat
 BAD_INPUT = {
     "malformed model": (["predict", "bad.json", "table.csv"],
                         r"bad.json: scaling.inputs: data_max_\[1\] should be a finite number, got '98'"),
-    "missing input column": (["predict", "model.json", "missing.csv"],
-                             r"missing.csv has no column 'I0' \(the model's inputs: I0, I1; the file's columns: I1, Z0\)"),
+    "missing input column": (
+        ["predict", "model.json", "missing.csv"],
+        r"missing.csv has no column 'I0' \(the model's inputs: I0, I1; the file's columns: I1, Z0\)"),
     "not a number": (["predict", "model.json", "words.csv"], "words.csv line 3: column 'I1': 'x' is not a number"),
     "no model": (["predict", "none.json", "table.csv"], "none.json"),
     "out over data": (["predict", "model.json", "table.csv", "--out", "./table.csv"],

@@ -6,9 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from microgd import Value, grad
+from microgd import Value, grad, rules
 from microgd.check import gradcheck
-from microgd import rules
 from microgd.rules import OPS, logsumexp, sign, softplus, step, xlogy
 
 

@@ -115,7 +115,7 @@ def test_each_step_shows_local_times_upstream_and_the_rules_contribution():
     contribution, = s.contributions(upstream)
     assert local * upstream != contribution
     data = page_data(_page_without_rendering(y, number_format=".17g"))
-    step = [step for step in data["steps"] if step["current"][0] == f"v{y.topo().index(s)}"][0]
+    step = next(step for step in data["steps"] if step["current"][0] == f"v{y.topo().index(s)}")
     assert step["after"] == contribution == backward_grads(y)[step["target"]]
     words = html.unescape(step["words"])
     assert "m.grad += local × upstream = contribution" in words

@@ -7,8 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from microgd import DomainError, Value, define_op, gradients
-from microgd import rules
+from microgd import DomainError, Value, define_op, gradients, rules
 from microgd.rules import OPS
 from microgd.tape import trace
 from microgd.testing import expressions, mlps

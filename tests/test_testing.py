@@ -11,7 +11,6 @@ from microgd.check import numeric_gradient
 from microgd.rules import OPS
 from microgd.testing import Expression, expressions, mlps, values
 
-
 FIRST_FOUND = settings(database=None, phases=[Phase.generate])  # for find(): the first match, unshrunk
 
 

@@ -81,7 +81,7 @@ def test_dot_of_the_seed_neuron_has_every_node_edge_label_and_number():
 
 
 def test_leaves_parameters_constants_and_interior_nodes_look_different():
-    x, w, sop, predicted, error = seed_neuron()
+    x, w, sop, _predicted, error = seed_neuron()
     nodes = error.topo()
     source = draw_graph(error).source
     vx, vw, vsop = ids(nodes, x, w, sop)
@@ -117,7 +117,7 @@ def test_a_constant_exponent_is_part_of_its_op_and_other_numbers_are_plain_const
     # the lecture's picture and the page treat constants the same way
     lecture = draw_dot(scaled).source
     assert 'label="** 2"' in lecture and f"v{nodes.index(exponent)} " not in lecture
-    assert "v{} [label=0.3 ".format(nodes.index(shifted.parents[0])) in lecture
+    assert f"v{nodes.index(shifted.parents[0])} [label=0.3 " in lecture
 
 
 def test_a_value_exponent_is_an_input_with_its_derivative():
@@ -158,7 +158,7 @@ def test_a_dot_node_is_one_op_with_every_parent_edge_labelled():
 
 
 def test_grads_and_contributions_only_after_a_backward_and_only_when_asked():
-    x, w, sop, predicted, error = seed_neuron()
+    _x, _w, _sop, _predicted, error = seed_neuron()
     before = draw_graph(error).source
     assert "grad " not in before and "×" not in before.replace('label="×"', "")
     assert "edge: local derivative ∂output/∂input" in before and "contribution" not in before
@@ -202,7 +202,7 @@ def test_colour_follows_the_sign_and_size_of_the_gradient():
 
 
 def test_node_ids_are_stable_and_options_reach_the_dot():
-    x, w, sop, predicted, error = seed_neuron()
+    _x, _w, _sop, _predicted, error = seed_neuron()
     error.backward()
     assert draw_graph(error).source == draw_graph(error).source
     source = draw_graph(error, rankdir="TB", number_format=".2e").source
@@ -210,7 +210,7 @@ def test_node_ids_are_stable_and_options_reach_the_dot():
 
 
 def test_drawing_does_not_touch_the_graph():
-    x, w, sop, predicted, error = seed_neuron()
+    _x, _w, _sop, _predicted, error = seed_neuron()
     error.backward()
     before = [(v.data, v.grad, v.label) for v in error.topo()]
     draw_graph(error)
@@ -318,7 +318,7 @@ def test_save_replaces_a_file_in_one_step(tmp_path):
 
 @needs_renderer
 def test_svg_renders_with_the_nodes_ids_and_numbers(tmp_path):
-    x, w, sop, predicted, error = seed_neuron()
+    _x, w, _sop, _predicted, error = seed_neuron()
     error.backward()
     nodes = error.topo()
     path = save(draw_graph(error), tmp_path / "neuron.svg")
@@ -336,7 +336,7 @@ def test_svg_renders_with_the_nodes_ids_and_numbers(tmp_path):
 
 @needs_renderer
 def test_png_renders(tmp_path):
-    x, w, sop, predicted, error = seed_neuron()
+    _x, _w, _sop, _predicted, error = seed_neuron()
     error.backward()
     data = save(draw_graph(error), tmp_path / "neuron.png").read_bytes()
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
@@ -374,7 +374,7 @@ def lecture_draw_dot(root):
     dot = graphviz.Digraph(format="svg", graph_attr={"rankdir": "LR"})
     for n in nodes:
         uid = str(id(n))
-        dot.node(name=uid, label="{ %s | data %.4f | grad %.4f }" % (n.label, n.data, n.grad), shape="record")
+        dot.node(name=uid, label=f"{{ {n.label} | data {n.data:.4f} | grad {n.grad:.4f} }}", shape="record")
         if n._op:
             dot.node(name=uid + n._op, label=n._op)
             dot.edge(uid + n._op, uid)
@@ -482,7 +482,7 @@ def test_draw_dot_shows_any_label_as_it_is(tmp_path):
     source = draw_dot(x * 2).source
     assert r"a\|b \{c\} \<d\> \\n &amp; \"q\"" in source
     svg = ET.parse(save(draw_dot(x * 2), tmp_path / "x.svg")).getroot()
-    record = [g for g in svg.iter(f"{SVG}g") if g.findtext(f"{SVG}title") == "v0"][0]
+    record = next(g for g in svg.iter(f"{SVG}g") if g.findtext(f"{SVG}title") == "v0")
     assert [t.text for t in record.iter(f"{SVG}text")] == [label, "data 1.0000", "grad 0.0000"]
 
 

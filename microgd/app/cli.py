@@ -21,8 +21,8 @@ import argparse
 import importlib.util
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .. import __version__
 from ..engine import DomainError, Value, no_grad

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Union, cast
+from typing import cast
 
 from ..data import MinMaxScaler, tutorial2_table
 from ..engine import Value, gradients, no_grad
@@ -47,7 +48,7 @@ def tutorial2_network() -> MLP:
     return MLP(2, [3, 1], activation="sigmoid", weights=TUTORIAL2_WEIGHTS)
 
 
-def run_tutorial2(out: Union[str, os.PathLike] = "microgd-out", epochs: int = 2000, lr: float = 0.5,
+def run_tutorial2(out: str | os.PathLike = "microgd-out", epochs: int = 2000, lr: float = 0.5,
                   seed: int | None = None, verbose: bool = True) -> list[Path]:
     """Reproduce tutorial 2 in folder ``out`` (created if missing); return the files written.
 

@@ -199,3 +199,86 @@ def test_bad_arguments_are_named():
     with pytest.raises(TypeError, match=r"must return a Value"):
         trace(lambda x: 1.0, 1.0)
     assert OPS  # the registry is untouched by failed traces
+
+
+# -- replaying many samples ------------------------------------------------------------------------------------
+
+def relu_sigmoid_model():
+    from microgd.nn import MLP
+    return MLP(3, [4, 2], activations=["relu", "sigmoid"], seed=2)
+
+
+def two_output_loss(model):
+    def loss(x, target):
+        y1, y2 = model(x)
+        return (y1 - target[0]) ** 2 + (y2 - target[1]) ** 2
+    return loss
+
+
+SAMPLES = [([0.5, -0.25, 1.0], [0.0, 1.0]), ([-1.0, 0.75, 0.125], [1.0, 0.5]), ([0.3, 0.3, -0.9], [0.2, 0.8])]
+
+
+def start_grads(model):
+    for k, p in enumerate(model.parameters()):
+        p.grad = 0.1 * k - 0.7  # not 0: the sums go on from here, as backward's do
+
+
+def test_each_adds_every_samples_gradient_exactly_as_calls_one_by_one():
+    model = relu_sigmoid_model()
+    tape = trace(two_output_loss(model), *SAMPLES[0])
+    start_grads(model)
+    one_by_one = [tape(x, t) for x, t in SAMPLES]
+    expected = [p.grad for p in model.parameters()]
+    start_grads(model)
+    assert tape.each(SAMPLES) == one_by_one
+    assert [p.grad for p in model.parameters()] == expected
+
+
+def test_batch_adds_gradients_in_sample_order_so_it_equals_calls_one_by_one():
+    model = relu_sigmoid_model()  # relu, sigmoid, +, *, ** 2: numpy computes each exactly as Python does
+    tape = trace(two_output_loss(model), *SAMPLES[0])
+    start_grads(model)
+    one_by_one = [tape(x, t) for x, t in SAMPLES]
+    expected = [p.grad for p in model.parameters()]
+    start_grads(model)
+    values = tape.batch(np.array([x for x, _ in SAMPLES]), np.array([t for _, t in SAMPLES]))
+    assert values.tolist() == one_by_one
+    assert [p.grad for p in model.parameters()] == expected
+
+
+def test_each_raises_the_engines_domain_error_and_leaves_the_grads_alone():
+    w = Value(1.0, label="w")
+    tape = trace(lambda x: (w * x).log(), 1.0)
+    w.grad = 0.5
+    with pytest.raises(DomainError, match=r"log: operand must be > 0, got -2.0"):
+        tape.each([(1.0,), (2.0,), (-2.0,)])
+    assert w.grad == 0.5
+    assert tape.each([]) == [] and w.grad == 0.5
+
+
+def test_a_gradient_summed_past_the_largest_float_is_an_error():
+    w = Value(1.0, label="w")
+    tape = trace(lambda x: w * x, 1.0)
+    with pytest.raises(DomainError, match=r"tape: the gradient of Value\(data=1.0, grad=0.0, label='w'\) summed past"):
+        tape.each([(1e308,), (1e308,)])
+    with pytest.raises(DomainError, match=r"tape.batch: overflow encountered in add, although every sample alone is "
+                                          r"fine: a gradient summed over the batch past the largest float"):
+        tape.batch(np.array([1e308, 1e308]))
+    assert w.grad == 0.0
+
+
+def test_a_number_the_engine_refuses_names_its_sample_in_a_batch():
+    tape = trace(lambda x: x * 2.0, 1.0)
+    with pytest.raises(ValueError, match=r"tape.batch: sample 1: Value\(\) takes a finite number, got nan"):
+        tape.batch(np.array([1.0, math.nan]))
+
+
+def test_a_gradient_that_does_not_depend_on_the_batch_counts_once_per_sample():
+    w = Value(0.1, label="w")
+    tape = trace(lambda x: w + x, 1.0)  # d/dw = 1.0 for every sample: a number, not an array
+    tape.batch(np.zeros(10))
+    expected = 0.0
+    for _ in range(10):
+        expected += 1.0
+    assert w.grad == expected == 10.0
+    assert list(trace(lambda x: w * 3.0 + x * 0.0, 1.0).batch(np.zeros(3))) == [w.data * 3.0] * 3

@@ -226,7 +226,7 @@ class _Replay:
         try:
             if self.arrays is not None:
                 X, Y = self.arrays
-                return tape.batch(X[batch], Y[batch]).tolist()
+                return tape.batch(X[batch], Y[batch], in_order=True).tolist()
             return tape.each((self.rows[i], self.targets[i]) for i in batch)
         except DomainError:
             for i in batch:  # name the sample

@@ -237,9 +237,9 @@ class Spy:
             self.checks += 1
             return check(tape, *args)
 
-        def counting_batch(tape, *arrays):
+        def counting_batch(tape, *arrays, **options):
             self.batches += 1
-            return batch(tape, *arrays)
+            return batch(tape, *arrays, **options)
         monkeypatch.setattr(microgd.train, "trace", counting_trace)
         monkeypatch.setattr(Tape, "check", counting_check)
         monkeypatch.setattr(Tape, "batch", counting_batch)

@@ -366,8 +366,9 @@ def _generate(f: Callable, out: Value, structures: list[Structure], arg_names: l
                 adjoint[p] = adjoint[p] + c if p in adjoint else c
     grads = [named(adjoint.get(v, 0.0), "d_" + _name_of(symbol[v]), "d") for v in [*flat_args, *captured]]
     arg_grads, captured_grads = grads[:len(flat_args)], grads[len(flat_args):]
-    head = [f"def {namer(getattr(f, '__name__', 'f'), 'f')}("
-            f"{', '.join([*(names[v] for v in flat_args), 'captured'])}):"]
+    # the function's own name may be a local's too (a node labelled like f): only the globals must stay apart
+    function = _Namer(set(function_names) | {"captured", "_reduce"})(getattr(f, "__name__", "f"), "f")
+    head = [f"def {function}({', '.join([*(names[v] for v in flat_args), 'captured'])}):"]
     if captured:
         head.append(f"    ({_tuple([names[v] for v in captured])}) = captured")
     body = [f"    {name} = {expr.formula()}" for name, expr in lines]

@@ -81,6 +81,25 @@ def test_the_source_reads_like_python_with_the_labels():
     compile(source, "tape", "exec")
 
 
+def test_a_node_may_be_named_like_the_function_but_never_like_an_op():
+    w = Value(0.5, label="w")
+
+    def error(x, target):
+        out = ((w * x).sigmoid() - target) ** 2
+        out.label = "error"
+        return out
+    tape = trace(error, 0.1, 0.3)
+    assert tape.source.startswith("def error(x, target, captured):")
+    assert tape.source.splitlines()[-1] == "    return error, (d_x, d_target), (d_w,)"
+    assert tape(0.1, 0.3) == error(Value(0.1), 0.3).data
+
+    def sigmoid(x):
+        return x.sigmoid()
+    named_like_an_op = trace(sigmoid, 0.5)
+    assert named_like_an_op.source.startswith("def sigmoid_1(x, captured):")
+    assert named_like_an_op(0.5) == Value(0.5).sigmoid().data
+
+
 def test_lists_of_inputs_and_captured_values_accumulate_like_backward():
     weights = [Value(0.3, label="w1"), Value(-0.8, label="w2")]
 

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from numbers import Real
 from typing import TypeVar, Union
 
 from . import rules
@@ -138,7 +139,7 @@ def cross_entropy(logits: Sequence[Scalar], label: Scalar) -> Value:
     """
     n = len(logits)
     k = _number(label)
-    if isinstance(k, bool) or not isinstance(k, (int, float)) or k != int(k) or not 0 <= k < n:
+    if isinstance(k, bool) or not isinstance(k, Real) or not float(k).is_integer() or not 0 <= k < n:
         raise ValueError(f"cross_entropy: label must be a class index 0 to {n - 1} (one per logit), got {label!r}")
     zs = [_value(z, f"cross_entropy: logits[{i}]") for i, z in enumerate(logits)]
     if isinstance(label, Value):

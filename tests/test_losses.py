@@ -221,6 +221,14 @@ def test_cross_entropy_errors(label, message):
         cross_entropy([0.0, 1.0, 2.0], label)
 
 
+def test_cross_entropy_takes_numpy_labels():
+    import numpy as np
+
+    labels = np.array([2, 0])
+    assert cross_entropy([0.0, 1.0, 2.0], labels[0]).data == cross_entropy([0.0, 1.0, 2.0], 2).data
+    assert cross_entropy([0.0, 1.0, 2.0], np.float32(0.0)).data == cross_entropy([0.0, 1.0, 2.0], 0).data
+
+
 def test_hinge_takes_a_value_label_into_its_graph():
     score, label = Value(0.25), Value(-1.0)
     loss = hinge(score, label)

@@ -301,6 +301,17 @@ def test_rows_may_be_tuples_or_numpy_arrays():
     assert runs[0] == runs[1] == runs[2] == runs[3]
 
 
+def test_class_labels_may_be_a_numpy_array():
+    X, y = labelled(12, 2, [0, 1, 2])
+    runs = []
+    for labels, engine in ((y, "eager"), (np.array(y), "tape"), (np.array(y), "batch")):
+        model = MLP(2, [3, 3], activations=["tanh", "linear"], seed=0)
+        fit(model, np.array(X), labels, loss=cross_entropy, epochs=2, batch_size=4, seed=0, verbose=False,
+            engine=engine)
+        runs.append(data(model))
+    assert runs[0] == runs[1] == pytest.approx(runs[2], rel=1e-12, abs=0.0)
+
+
 def train_on(X, y, engine="auto"):
     model = MLP(2, [3, 1], seed=0)
     fit(model, X, y, epochs=2, batch_size=2, seed=0, verbose=False, engine=engine)

@@ -353,7 +353,9 @@ def _generate(f: Callable, out: Value, structures: list[Structure], arg_names: l
     numbering = count()
     for v in interior:
         expr = v._rule(*[p.data if p.is_constant else symbol[p] for p in v.parents])
-        symbol[v] = named(expr, v.label, f"v{next(numbering)}") if isinstance(expr, Symbol) else expr
+        if isinstance(expr, Symbol) and not expr.is_variable:
+            expr = named(expr, v.label, f"v{next(numbering)}")
+        symbol[v] = expr
     adjoint: dict[Value, Expr] = {out: 1.0}
     for v in reversed(interior):
         g = named(adjoint.pop(v, 0.0), "d_" + _name_of(symbol[v]), "d")

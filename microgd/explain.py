@@ -62,7 +62,7 @@ __all__ = ["explain", "Derivation", "Equation", "Factor", "MAX_FORMULA_OPS"]
 MAX_FORMULA_OPS = 20_000
 """The most ops :meth:`Derivation.formula` writes out (the closed form of a graph with much reuse is huge)."""
 
-WIDTH = 80  # an equation whose stages fit in this many characters is printed on one line
+_WIDTH = 80  # an equation whose stages fit in this many characters is printed on one line
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,7 @@ class Derivation:
 
     @property
     def root(self) -> Value:
+        """The Value whose gradient is derived."""
         return self._graph.root
 
     def name(self, node: Value) -> str:
@@ -149,8 +150,7 @@ class Derivation:
             >>> f.symbol, f.text, round(f.value, 4)
             ('∂y/∂s', 'y(1 − y)', 0.235)
         """
-        found = self._graph.local(node).get(parent) if node in self._graph.names and node.parents else None
-        if found is None:
+        if node not in self._graph.names or not node.parents or parent not in self._graph.local(node):
             raise ValueError(f"explain: {parent!r} is not an input of {node!r} between named nodes of this "
                              "derivation (explain(root, inline=0) names every node)")
         return self._graph.factor(node, parent)
@@ -172,8 +172,16 @@ class Derivation:
         return derivative.formula()
 
     def text(self) -> str:
-        """The derivation in Unicode math, one equation after another (the same as ``str(d)``)."""
-        lines = [line for equation in self.equations for line in _lay_out(equation, "text", self._digits)]
+        """The derivation in Unicode math, one equation after another (the same as ``str(d)``): a blank line
+        before each δ, and between chains that take more than a line."""
+        lines: list[str] = []
+        before: list[str] = []
+        for equation in self.equations:
+            these = _lay_out(equation, "text", self._digits)
+            if lines and (equation.lhs.startswith("δ") or self.form == "chain" and len(these) + len(before) > 2):
+                lines.append("")
+            lines += these
+            before = these
         lines += _where(self._graph, self.equations, "text")
         if self.omitted:
             lines.append(self._note())
@@ -184,7 +192,7 @@ class Derivation:
         rows = [row for equation in self.equations for row in _lay_out(equation, "latex", self._digits)]
         rows += _where(self._graph, self.equations, "latex")
         if self.omitted:
-            rows.append(r"&\text{" + self._note().replace("_", r"\_") + "}")
+            rows.append(r"&\ldots\ \text{" + self._note().removeprefix("… ").replace("_", r"\_") + "}")
         return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
 
     def _note(self) -> str:
@@ -474,12 +482,12 @@ def _stages(equation: Equation, style: str, digits: int) -> list[str]:
 
 
 def _lay_out(equation: Equation, style: str, digits: int) -> list[str]:
-    """An equation's lines (text) or rows (LaTeX): on one line when it fits in WIDTH characters, else one
+    """An equation's lines (text) or rows (LaTeX): on one line when it fits in _WIDTH characters, else one
     stage a line under the first; a stage the same as the one before it is left out (decided on the text)."""
     text = _stages(equation, "text", digits)
     keep = [i for i, s in enumerate(text) if s != ([equation.lhs, *text][i])]
     stages = _stages(equation, style, digits) if style == "latex" else text
-    one_line = len(" = ".join([equation.lhs, *(text[i] for i in keep)])) <= WIDTH
+    one_line = len(" = ".join([equation.lhs, *(text[i] for i in keep)])) <= _WIDTH
     if style == "latex":
         rows = [f"{equation.lhs_latex} &= " + " = ".join(stages[i] for i in keep)] if one_line else \
             [f"{equation.lhs_latex} &= {stages[keep[0]]}", *(f"&= {stages[i]}" for i in keep[1:])]
@@ -498,7 +506,7 @@ def _where(graph: _Graph, equations: tuple[Equation, ...], style: str) -> list[s
     shown: set[Value] = set()
     while pending:
         v = pending.pop()
-        if v not in shown and (not v.label or graph.names[v] != _identifier(v.label)):
+        if v not in shown and graph.names[v] != v.label:
             shown.add(v)
             if v.parents:
                 pending += [by_name[name] for name in _variables(graph.definition(v))]

@@ -97,7 +97,8 @@ Wrt = Union[Value, Iterable[Value], None]
 def explain(root: Value, wrt: Wrt = None, *, inline: int = 16, max_equations: int | None = 40,
             digits: int = 4) -> Derivation:
     """The derivation of ``root``'s gradient with respect to ``wrt``: a leaf, a list of leaves, or None
-    for every labelled leaf of the graph (constants never). See the module docstring for its form.
+    for every labelled leaf of the graph (every leaf if none is labelled; constants never). See the module
+    docstring for its form, names and limits.
 
         >>> from microgd import Value
         >>> a, b = Value(2.0, label="a"), Value(-1.5, label="b")
@@ -359,13 +360,11 @@ def _names(nodes: list[Value], named: set[Value], root: Value) -> dict[Value, st
 
 
 def _leaves(graph: _Graph, wrt: Wrt) -> list[Value]:
-    """``wrt`` checked: leaves of the graph, not constants; None means every labelled leaf."""
+    """``wrt`` checked: leaves of the graph, not constants; None means every labelled leaf (every leaf
+    when none is labelled)."""
     if wrt is None:
-        found = [v for v in graph.nodes if not v.parents and not v.is_constant and v.label]
-        if not found:
-            raise ValueError("explain: the graph has no labelled leaves; label some (Value(0.5, label='w')) "
-                             "or pass wrt=")
-        return found
+        leaves = [v for v in graph.nodes if not v.parents and not v.is_constant]
+        return [v for v in leaves if v.label] or leaves
     if isinstance(wrt, str):
         raise TypeError(f"explain: wrt takes Values, not names, got {wrt!r} "
                         f"(the leaf: [v for v in root.topo() if v.label == {wrt!r}])")

@@ -235,9 +235,9 @@ def _variable_piece(name: str, style: str) -> Piece:
 def _latex_name(name: str) -> str:
     r"""A variable's name in LaTeX: ``w_1`` -> ``w_{1}``, ``x1`` -> ``x_{1}``, ``a_h1`` -> ``a_{h1}``,
     ``w_h1_2`` -> ``w_{h1,2}``, ``error`` -> ``\mathrm{error}``; other names with ``_`` escaped."""
-    base, _, index = name.partition("_")
+    base, underscore, index = name.partition("_")
     found = re.fullmatch(r"([^\W\d_]+)(\d*)", base)
-    if found is None or (found[2] and index):
+    if found is None or (found[2] and underscore) or (underscore and "" in index.split("_")):
         return name.replace("_", r"\_")
     letters, digits = found.groups()
     head = letters if len(letters) == 1 else rf"\mathrm{{{letters}}}"

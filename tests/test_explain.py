@@ -319,6 +319,7 @@ def test_reuse_gives_deltas_and_generated_names_defined_under_where():
     assert d.form == "delta"
     assert [e.lhs for e in d.equations] == ["δ_v1", "∂f/∂a", "∂f/∂c"]
     assert d.text().splitlines()[-2:] == ["where v1 = a·c", "      f = exp(v1)·c + v1"]
+    assert_latex_parses(d)
 
 
 def test_inline_decides_what_is_substituted():
@@ -342,6 +343,8 @@ def test_labels_are_made_unique_identifiers_and_said_so():
     assert d.text().splitlines()[-3:] == ["where w_2 = 2.0000  (labelled 'w')", "      x_0_ = 3.0000  (labelled 'x[0]')",
                                           "      lambda_2 = w·w_2·x_0_  (labelled 'lambda')"]
     assert compile_formula(d.formula(w1))(w_2=2.0, x_0_=3.0).data == 6.0
+    assert r"\frac{\partial \mathrm{lambda}_{2}}{\partial x\_0\_} &= w \cdot w_{2} = 2.0000" in d.latex()
+    assert_latex_parses(d)
 
 
 def test_big_graphs_print_a_capped_list_and_refuse_a_huge_closed_form():
@@ -378,6 +381,14 @@ def test_explain_leaves_every_grad_alone():
     assert all(v.grad == 0.0 for v in loss.topo())
 
 
+def test_without_labels_every_leaf_is_explained():
+    a, b = Value(0.5), Value(-2.0)
+    d = explain(a * b + 1.0)
+    assert d.text() == "∂f/∂v1 = v2 = −2.0000\n∂f/∂v2 = v1 = 0.5000\nwhere v1 = 0.5000  (a leaf without a label)\n" \
+                       "      v2 = −2.0000  (a leaf without a label)\n      f = v1·v2 + 1"
+    assert_latex_parses(d)
+
+
 def test_a_root_that_is_a_leaf():
     w = Value(2.0, label="w")
     assert explain(w).text() == "∂w/∂w = 1 = 1.0000"
@@ -396,7 +407,6 @@ def test_a_root_that_is_a_leaf():
     (lambda g: explain(g["out"], wrt=g["out"].parents[1]), ValueError, "explain: wrt Value(data=3.0, grad=0.0) is a "
                                                                        "constant (a Python number in an op)"),
     (lambda g: explain(g["out"], wrt=[]), ValueError, "explain: wrt is empty"),
-    (lambda g: explain(Value(1.0) * 2), ValueError, "explain: the graph has no labelled leaves"),
     (lambda g: explain(g["out"], inline=-1), ValueError, "explain: inline must be a whole number >= 0, got -1"),
     (lambda g: explain(g["out"], max_equations=0), ValueError, "explain: max_equations must be a whole number >= 1"),
     (lambda g: explain(g["out"], digits=2.5), ValueError, "explain: digits must be a whole number >= 1, got 2.5"),

@@ -162,7 +162,7 @@ class Derivation:
         graph = self._graph
         if not isinstance(w, Value) or w not in graph.index or w.parents or w.is_constant:
             raise ValueError(f"Derivation.formula: {w!r} is not a leaf of this graph (constants excluded)")
-        derivative = graph.closed_forms().get(w, 0.0)
+        derivative = graph.closed_forms()[w]  # every leaf of the graph is reached from the root
         if not isinstance(derivative, Symbol):
             return repr(float(derivative))
         size = _size(derivative)

@@ -413,7 +413,7 @@ def _equations(graph: _Graph, leaves: list[Value]) -> tuple[str, list[Equation]]
     lhs = graph.names[root]
     leaf_equations = {w: Equation(f"∂{lhs}/∂{graph.names[w]}",
                                   rf"\frac{{\partial {graph.latex_name(root)}}}{{\partial {graph.latex_name(w)}}}",
-                                  (), graph.grads.get(w, 0.0)) for w in leaves}
+                                  (), graph.grads[w]) for w in leaves}
     equations: list[Equation] = []
     for n in relevant:
         if n.parents and n is not root:

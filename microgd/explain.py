@@ -179,7 +179,7 @@ class Derivation:
         before: list[str] = []
         for equation in self.equations:
             these = _lay_out(equation, "text", self._digits)
-            if lines and (equation.lhs.startswith("δ") or self.form == "chain" and len(these) + len(before) > 2):
+            if lines and (equation.lhs.startswith("δ") or (self.form == "chain" and len(these) + len(before) > 2)):
                 lines.append("")
             lines += these
             before = these
@@ -509,7 +509,7 @@ def _where(graph: _Graph, equations: tuple[Equation, ...], style: str) -> list[s
             shown.add(v)
             if v.parents:
                 pending += [by_name[name] for name in _variables(graph.definition(v))]
-    lines = []
+    lines: list[str] = []
     for v in sorted(shown, key=graph.index.__getitem__):
         meaning = printed(graph.definition(v), style).text if v.parents else _number(v.data, 4, style)
         note = f"labelled {v.label!r}" if v.label else "" if v.parents else "a leaf without a label"

@@ -5,8 +5,8 @@ An expression is a variable, a number or a registry op applied to expressions. B
 light simplification, every step of which is exact in floating point: numbers are folded (with the op's
 own forward, so domain errors still raise), ``x·1``, ``x + 0``, ``0·x``, ``--x`` and ``x ** 1`` drop away,
 ``x + x`` becomes ``2·x``, ``-1·x`` becomes ``-x`` and ``-(2·x)`` becomes ``-2·x``. Equal expressions are
-one object (hash-consed), so ``x + x`` is seen whichever way the two halves were made. It is not a computer algebra system: nothing
-is expanded, factored or reordered.
+one object (hash-consed), so ``x + x`` is seen whichever way the two halves were made. It is not a computer
+algebra system: nothing is expanded, factored or reordered.
 
     >>> from microgd.rules import OPS
     >>> x, g = Symbol.variable("x"), Symbol.variable("g")

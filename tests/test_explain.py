@@ -162,7 +162,7 @@ def magnitude(root, node):
 # -- the tutorials, golden -------------------------------------------------------------------------
 
 def test_tutorial1_is_one_chain_with_the_engines_numbers():
-    error, (w, x, t) = tutorial1()
+    error, (w, _x, _t) = tutorial1()
     d = explain(error, wrt=[w])
     assert d.form == "chain" and str(d) == d.text() == TUTORIAL1
     assert explain(error, wrt=w).text() == TUTORIAL1
@@ -210,7 +210,7 @@ def test_the_numbers_shown_multiply_to_the_engines_gradient_to_the_digits_shown(
 
 
 def test_the_tutorials_latex_parses_line_by_line():
-    error, (w, x, t) = tutorial1()
+    error, (w, _x, _t) = tutorial1()
     rows = latex_rows(explain(error, wrt=w))
     assert rows[0] == (r"\frac{\partial \mathrm{error}}{\partial w} = \frac{\partial \mathrm{error}}"
                        r"{\partial \mathrm{predicted}} \cdot \frac{\partial \mathrm{predicted}}{\partial \mathrm{sop}}"
@@ -232,7 +232,7 @@ def test_jupyter_shows_the_latex():
 
 
 def test_the_closed_form_is_a_formula_that_check_formula_accepts():
-    error, (w, x, t) = tutorial1()
+    error, (w, _x, _t) = tutorial1()
     text = explain(error).formula(w)
     assert text == "2.0 * (sigmoid(w * x) - t) * sigmoid(w * x) * (1.0 - sigmoid(w * x)) * x"
     compiled = compile_formula(text)
@@ -351,7 +351,8 @@ def test_labels_are_made_unique_identifiers_and_said_so():
     out.label = "lambda"
     d = explain(out)
     assert [d.name(v) for v in (w1, w2, odd, out)] == ["w", "w_2", "x_0_", "lambda_2"]
-    assert d.text().splitlines()[-3:] == ["where w_2 = 2.0000  (labelled 'w')", "      x_0_ = 3.0000  (labelled 'x[0]')",
+    assert d.text().splitlines()[-3:] == ["where w_2 = 2.0000  (labelled 'w')",
+                                          "      x_0_ = 3.0000  (labelled 'x[0]')",
                                           "      lambda_2 = w·w_2·x_0_  (labelled 'lambda')"]
     assert compile_formula(d.formula(w1))(w_2=2.0, x_0_=3.0).data == 6.0
     assert r"\frac{\partial \mathrm{lambda}_{2}}{\partial x\_0\_} &= w \cdot w_{2} = 2.0000" in d.latex()

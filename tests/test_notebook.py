@@ -16,7 +16,9 @@ def test_the_tour_is_kept_without_outputs():
 
 def test_the_tour_runs_and_displays_its_pictures_and_page(tmp_path):
     notebook = nbformat.read(TOUR, as_version=4)
-    NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    client = NotebookClient(notebook, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
     shown = {}
     for cell in notebook.cells:
         if cell.cell_type == "code":

@@ -19,7 +19,12 @@ CONSOLE_BLOCKS = re.findall(r"```console\n(.*?)```", README, re.S)
 
 def claimed_outputs(block: str) -> list[str]:
     """What ``print(...)  # 0.010618 ...`` lines promise: the first word of their comment, in order."""
-    return [m.group(1) for m in re.finditer(r"^\s*print\(.*\)\s+#\s*(\S+)", block, re.M)]
+    return [first_word(m.group(1)) for m in re.finditer(r"^\s*print\(.*\)\s+#(.*)$", block, re.M)]
+
+
+def first_word(line: str) -> str:
+    words = line.split()
+    return words[0].rstrip(",:;") if words else ""
 
 
 def environment(folder: Path) -> dict:
@@ -45,7 +50,7 @@ def test_each_python_block_runs_alone_and_prints_what_it_claims(block, folder):
     done = subprocess.run([sys.executable, "-c", block], cwd=folder, env=environment(folder), capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    printed = [line.split()[0] if line.split() else "" for line in done.stdout.splitlines()]
+    printed = [first_word(line) for line in done.stdout.splitlines()]
     claims = claimed_outputs(block)
     assert printed[:len(claims)] == claims, done.stdout
 

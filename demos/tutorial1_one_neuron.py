@@ -19,7 +19,7 @@ import os
 import random
 from pathlib import Path
 
-from microgd import Value
+from microgd import Value, explain
 
 X, TARGET = 0.1, 0.3
 TWO_INPUTS = (0.1, 0.4)  # the tutorial announces two inputs but never shows them: these values are ours
@@ -100,6 +100,25 @@ def one_step(w0: float) -> None:
     print(f"   engine's w.grad                = {w.grad:.12g}")
     print(f"   engine - corrected = {w.grad - g1 * g2 * g3:.3g}; "
           f"tutorial / engine = {g1 * g2_tutorial * g3 / w.grad:.6f}")
+    derivation(w0)
+
+
+def derivation(w0: float) -> None:
+    """The engine's own derivation of d error / d w (microgd.explain), its factors named as the tutorial's."""
+    w, x, target = Value(w0, label="w"), Value(X, label="x"), Value(TARGET, label="target")
+    sop = w * x
+    sop.label = "sop"
+    predicted = sop.sigmoid()
+    predicted.label = "predicted"
+    error = (predicted - target) ** 2
+    error.label = "error"
+    d = explain(error, wrt=w)
+    print("\n   The engine's derivation (microgd.explain), from the same rules backward runs:")
+    print("\n".join(f"     {line}" for line in d.text().splitlines()))
+    for name, factor in zip(("g1", "g2", "g3"), d.equations[0].terms[0]):
+        print(f"   the tutorial's {name} is {factor.symbol} = {factor.text} = {factor.value:.6f}")
+    print("   g2 is predicted(1 − predicted), the sigmoid's slope at the sop; the tutorial's code computes the slope"
+          "\n   at predicted instead.")
 
 
 def listing_notes() -> None:

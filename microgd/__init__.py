@@ -1,7 +1,8 @@
 """microgd: a small, fast, exact scalar autograd engine for learning, teaching and checking backprop."""
 
 from .engine import DomainError, RuleError, Value, grad, gradients, is_recording, no_grad
+from .explain import explain
 from .rules import define_op
 
-__all__ = ["Value", "DomainError", "RuleError", "grad", "gradients", "no_grad", "is_recording", "define_op"]
+__all__ = ["Value", "DomainError", "RuleError", "grad", "gradients", "no_grad", "is_recording", "define_op", "explain"]
 __version__ = "0.2.0"

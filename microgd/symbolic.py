@@ -4,9 +4,9 @@ run on symbols, give derivatives as formulas (for explanations) and as source co
 An expression is a variable, a number or a registry op applied to expressions. Building one applies a
 light simplification, every step of which is exact in floating point: numbers are folded (with the op's
 own forward, so domain errors still raise), ``x·1``, ``x + 0``, ``0·x``, ``--x`` and ``x ** 1`` drop away,
-``x + x`` becomes ``2·x`` and ``-1·x`` becomes ``-x``. Equal expressions are one object (hash-consed), so
-``x + x`` is seen whichever way the two halves were made. It is not a computer algebra system: nothing
-is expanded, factored or reordered.
+``x + x`` becomes ``2·x``, ``-1·x`` becomes ``-x`` and ``-(2·x)`` becomes ``-2·x``. Equal expressions are
+one object (hash-consed), so ``x + x`` is seen whichever way the two halves were made. It is not a computer
+algebra system: nothing is expanded, factored or reordered.
 
     >>> from microgd.rules import OPS
     >>> x, g = Symbol.variable("x"), Symbol.variable("g")
@@ -19,6 +19,7 @@ is expanded, factored or reordered.
 
 from __future__ import annotations
 
+import re
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Union
@@ -26,7 +27,7 @@ from typing import Any, Union
 from . import rules
 from .rules import ATOM, PREFIX, Op, Piece, render
 
-__all__ = ["Symbol", "Expr", "evaluate"]
+__all__ = ["Symbol", "Expr", "evaluate", "printed"]
 
 Expr = Union["Symbol", float]
 """What symbolic arithmetic returns: a Symbol, or a plain float when everything folded to a number."""
@@ -112,15 +113,15 @@ class Symbol:
 
     def formula(self, names: Mapping[Symbol, str] | None = None) -> str:
         """In the formula language (which is also Python): ``2.0 * (y - t)``."""
-        return _print(self, "formula", names)
+        return _print(self, "formula", names).text
 
     def text(self, names: Mapping[Symbol, str] | None = None) -> str:
         """In Unicode math: ``2(y − t)``, ``σ(s)``, ``[x > 0]``."""
-        return _print(self, "text", names)
+        return _print(self, "text", names).text
 
     def latex(self, names: Mapping[Symbol, str] | None = None) -> str:
         r"""In LaTeX: ``2 \left(y - t\right)``."""
-        return _print(self, "latex", names)
+        return _print(self, "latex", names).text
 
     def __repr__(self) -> str:
         return f"Symbol({self.formula()!r})"
@@ -201,6 +202,8 @@ def _simplify(op: Op, args: tuple[Expr, ...]) -> Expr | None:
         (a,) = args
         if isinstance(a, Symbol) and a.op is rules.negate:
             return a.args[0]
+        if isinstance(a, Symbol) and a.op is rules.multiply and not isinstance(a.args[0], Symbol):
+            return apply(rules.multiply, (-a.args[0], a.args[1]))  # -(2x) is -2x, exactly
     elif op is rules.powc:
         if _is(args[1], 1.0):
             return args[0]
@@ -224,14 +227,38 @@ def _number_piece(x: float, style: str) -> Piece:
 
 
 def _variable_piece(name: str, style: str) -> Piece:
-    if style == "latex" and len(name) > 1 and not name.startswith("\\"):
-        base, _, index = name.partition("_")
-        name = rf"\mathrm{{{base}}}" + (f"_{{{index}}}" if index else "") if base.isalpha() and len(base) > 1 \
-            else name.replace("_", r"\_")
+    if style == "latex" and not name.startswith("\\"):
+        name = _latex_name(name)
     return Piece(name, ATOM)
 
 
-def _print(root: Symbol, style: str, names: Mapping[Symbol, str] | None) -> str:
+def _latex_name(name: str) -> str:
+    r"""A variable's name in LaTeX: ``w_1`` -> ``w_{1}``, ``x1`` -> ``x_{1}``, ``a_h1`` -> ``a_{h1}``,
+    ``w_h1_2`` -> ``w_{h1,2}``, ``error`` -> ``\mathrm{error}``; other names with ``_`` escaped."""
+    base, underscore, index = name.partition("_")
+    found = re.fullmatch(r"([^\W\d_]+)(\d*)", base)
+    if found is None or (found[2] and underscore) or (underscore and "" in index.split("_")):
+        return name.replace("_", r"\_")
+    letters, digits = found.groups()
+    head = letters if len(letters) == 1 else rf"\mathrm{{{letters}}}"
+    index = digits or index.replace("_", ",")
+    return head + (f"_{{{index}}}" if index else "")
+
+
+def printed(expr: Expr, style: str = "text", names: Mapping[Symbol, str] | None = None) -> Piece:
+    """``expr``, a Symbol or a number, printed in ``style`` ("formula", "text" or "latex") as a
+    :class:`~microgd.rules.Piece`, which knows its precedence (for a product of printed factors).
+
+        >>> x = Symbol.variable("x")
+        >>> [(p.text, p.precedence) for p in (printed(x + 1.0), printed(2.0), printed(-0.5, "latex"))]
+        [('x + 1', 1), ('2', 5), ('-0.5', 3)]
+    """
+    if isinstance(expr, Symbol):
+        return _print(expr, style, names)
+    return _number_piece(_number(expr), style)
+
+
+def _print(root: Symbol, style: str, names: Mapping[Symbol, str] | None) -> Piece:
     """Render iteratively (no recursion limit): every sub-expression becomes a Piece once."""
     pieces: dict[int, Piece] = {}
 
@@ -246,7 +273,7 @@ def _print(root: Symbol, style: str, names: Mapping[Symbol, str] | None) -> str:
         else:
             template = getattr(node.op, style)
             pieces[id(node)] = Piece(render(template, [piece(a) for a in node.args]), node.op.precedence)
-    return pieces[id(root)].text
+    return pieces[id(root)]
 
 
 def evaluate(expr: Expr, values: Mapping[str, float], functions: Callable[[Op], Callable[..., Any]] | None = None

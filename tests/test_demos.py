@@ -70,6 +70,17 @@ def test_tutorial1_one_step_shows_its_g2_and_the_engine_equals_the_corrected_cha
     assert abs(number(r"engine - corrected = (\S+);", tutorial1)) < 1e-15
 
 
+def test_tutorial1_prints_the_engines_derivation_and_names_g1_g2_g3_against_it(tutorial1):
+    w0 = random.Random(0).random()
+    p = sigmoid(w0 * X)
+    assert "∂error/∂w = ∂error/∂predicted · ∂predicted/∂sop · ∂sop/∂w" in tutorial1
+    assert "= 2(predicted − target) · predicted(1 − predicted) · x" in tutorial1
+    g1 = number(r"tutorial's g1 is ∂error/∂predicted = 2\(predicted − target\) = (\S+)", tutorial1)
+    g2 = number(r"tutorial's g2 is ∂predicted/∂sop = predicted\(1 − predicted\) = (\S+)", tutorial1)
+    g3 = number(r"tutorial's g3 is ∂sop/∂w = x = (\S+)", tutorial1)
+    assert (g1, g2, g3) == pytest.approx((2 * (p - TARGET), p * (1 - p), X), abs=5e-7)
+
+
 def test_tutorial1_says_what_the_listings_get_wrong(tutorial1):
     assert "update_w has lost its header" in tutorial1
     assert "Neither listing ever calls update_w" in tutorial1

@@ -348,35 +348,6 @@ def test_backward_steps_give_backwards_gradients_exactly(e):
     assert all(x.grad == g for x, g in found.items())
 
 
-# -- micrograd compatibility: the same program, both engines --
-
-def micrograd_program(Value):
-    a = Value(-4.0)
-    b = Value(2.0)
-    c = a + b
-    d = a * b + b**3
-    c += c + 1
-    c += 1 + c + (-a)
-    d += d * 2 + (b + a).relu()
-    d += 3 * d + (b - a).relu()
-    e = c - d
-    f = e**2
-    g = f / 2.0
-    g += 10.0 / f
-    g.backward()
-    return [v.data for v in (a, b, g)] + [a.grad, b.grad]
-
-
-def test_micrograd_code_runs_unchanged_with_the_same_numbers():
-    from micrograd.engine import Value as MicrogradValue
-
-    ours, theirs = micrograd_program(Value), micrograd_program(MicrogradValue)
-    assert ours == pytest.approx(theirs, rel=1e-12)
-    v = Value(2.0)
-    assert repr(v) == "Value(data=2.0, grad=0.0)" and v._prev == set()
-    assert v in (v * 3)._prev and (v * 3)._op == "*"
-
-
 def test_micrograd_style_closures_get_a_clear_message():
     x = Value(0.5)
     with pytest.raises(TypeError, match="no op of that name in microgd.rules.OPS; add one with microgd.define_op"):

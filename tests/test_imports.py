@@ -13,7 +13,7 @@ RANKS = {
     "rules": 0, "files": 0, "table": 0, "data": 0,
     "engine": 1,
     "nn": 2, "losses": 2, "optim": 2, "symbolic": 2, "drawing": 2,
-    "check": 3, "testing": 3, "tape": 3, "viz": 3, "stepper": 3, "plot": 3,
+    "check": 3, "testing": 3, "tape": 3, "viz": 3, "stepper": 3, "plot": 3, "explain": 3,
     "train": 4, "app.formula": 4, "app.modelfile": 4,
     "app.pipeline": 5, "app.demo": 5,
     "app.cli": 6,

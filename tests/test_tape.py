@@ -359,3 +359,9 @@ def test_the_batched_replay_lets_each_array_go_after_its_last_use():
     assert values[0] == chain(Value(-1.0)).data
     (d_w7,) = gradients(chain(Value(-1.0)), [weights[7]])  # the same for every sample: two batches of 10,000
     assert weights[7].grad == 2 * (10_000 * d_w7)
+
+
+def test_trace_is_on_the_packages_face():
+    import microgd
+
+    assert microgd.trace is trace and "trace" in microgd.__all__

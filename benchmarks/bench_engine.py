@@ -400,6 +400,31 @@ def main(argv: list[str] | None = None) -> None:
             else:
                 print(f"    {name:24} {figure * scale:,.2f} {unit}{ratio(figure, reference)}")
     print(f"\nmedians of {args.repeat} runs taking turns; ratios against the first name in each row's baseline")
+    print("\nissue 12's targets:")
+    for line in targets(rows[0][1], rows[2][1], rows[3][1]):
+        print(f"    {line}")
+
+
+def targets(step: dict, per_op: dict, large: dict) -> list[str]:
+    """Each of issue 12's speed targets with this run's figure: met or missed."""
+    hand, found = "hand-written floats", []
+    checks = [
+        ("tape step <= 1.2x hand-written", step, "microgd tape", hand, lambda r: r <= 1.2, "x hand-written"),
+        ("numpy batch at 64 samples >= 2x faster than hand-written", step, "microgd numpy batch", hand,
+         lambda r: 1 / r >= 2.0, None),
+        (f"numpy batch >= 30x faster per sample at {LARGE:,}", large, "microgd numpy batch", hand,
+         lambda r: 1 / r >= 30.0, None),
+        ("eager per op >= 1.5x faster than micrograd, GC off", per_op, "microgd eager", "micrograd 0.1.0",
+         lambda r: 1 / r >= 1.5, None),
+    ]
+    for what, figures, name, base, met, unit in checks:
+        if not isinstance(figures.get(name), float) or not isinstance(figures.get(base), float):
+            found.append(f"{what}: not measured ({name if name not in figures else base} missing)")
+            continue
+        r = figures[name] / figures[base]
+        shown = f"{r:.2f}{unit}" if unit else f"{1 / r:.2f}x faster"
+        found.append(f"{what}: {shown}, {'met' if met(r) else 'MISSED'}")
+    return found
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 from .engine import DomainError, RuleError, Value, grad, gradients, is_recording, no_grad
 from .explain import explain
 from .rules import define_op
+from .tape import trace
 
-__all__ = ["Value", "DomainError", "RuleError", "grad", "gradients", "no_grad", "is_recording", "define_op", "explain"]
+__all__ = ["Value", "DomainError", "RuleError", "grad", "gradients", "no_grad", "is_recording", "define_op", "explain",
+           "trace"]
 __version__ = "0.2.0"

@@ -12,15 +12,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Union
+from collections.abc import Callable, Sequence
+from numbers import Real
+from typing import TypeVar, Union
 
 from . import rules
 from .engine import Value
 
-__all__ = ["squared_error", "half_squared_error", "mse", "binary_cross_entropy", "hinge"]
+__all__ = ["squared_error", "half_squared_error", "mse", "binary_cross_entropy", "hinge", "cross_entropy",
+           "over_outputs"]
 
 Scalar = Union[Value, int, float]
+F = TypeVar("F", bound=Callable[..., Value])
 
 
 def _value(x: Scalar, what: str) -> Value:
@@ -33,6 +36,22 @@ def _value(x: Scalar, what: str) -> Value:
 
 def _number(x: Scalar) -> float:
     return x.data if isinstance(x, Value) else x
+
+
+def over_outputs(loss: F) -> F:
+    """Mark ``loss`` as one that takes all of a model's outputs at once, ``loss(outputs, target)``, as
+    :func:`cross_entropy` does; :func:`microgd.train.fit` otherwise applies a loss to each output and
+    its own target and sums.
+
+        >>> from microgd import Value
+        >>> @over_outputs
+        ... def total_error(outputs, target):        # the outputs' sum against one number
+        ...     return (sum(outputs) - target) ** 2
+        >>> total_error([Value(1.0), Value(2.0)], 4.0).data, total_error.over_outputs
+        (1.0, True)
+    """
+    setattr(loss, "over_outputs", True)  # noqa: B010 (an attribute the type checker does not know of functions)
+    return loss
 
 
 def squared_error(pred: Scalar, target: Scalar) -> Value:
@@ -64,10 +83,11 @@ def mse(preds: Sequence[Scalar], targets: Sequence[Scalar]) -> Value:
 def binary_cross_entropy(pred: Scalar, target: Scalar) -> Value:
     """``-(t log p + (1 - t) log(1 - p))`` for a probability ``pred`` and a target ``t`` in [0, 1].
 
-    Numerically stable: when ``pred`` is a sigmoid node, the loss is computed from its logit
-    ``s`` as ``max(s, 0) - s t + log(1 + exp(-|s|))``, finite for any ``s`` and with the exact
-    gradient ``sigmoid(s) - t`` even where ``pred`` rounds to 0 or 1. Any other ``pred`` must lie
-    strictly between 0 and 1.
+    Numerically stable and branch-free (so a tape of it holds for every sample): when ``pred`` is a
+    sigmoid node, the loss is computed from its logit ``s`` as ``t softplus(-s) + (1 - t) softplus(s)``,
+    finite for any ``s``, accurate to the last digits even when the loss is tiny, with the gradient
+    ``sigmoid(s) - t`` even where ``pred`` rounds to 0 or 1. Any other ``pred`` must lie strictly between
+    0 and 1. ``target`` may be a Value (a tape's argument): the loss reads it, not its number.
 
         >>> from microgd import Value
         >>> s = Value(40.0); p = s.sigmoid()        # p rounds to 1.0
@@ -80,18 +100,17 @@ def binary_cross_entropy(pred: Scalar, target: Scalar) -> Value:
         raise ValueError(f"binary_cross_entropy: target must be a number in [0, 1], got {target!r}")
     if isinstance(pred, Value) and pred.op == rules.sigmoid.name:
         s = pred.parents[0]
-        if s.data >= 0.0:  # s (1 - t) + log(1 + exp(-s)): each branch smooth, the exp never overflows
-            return s * (1.0 - t) + (1.0 + (-s).exp()).log()
-        return -s * t + (1.0 + s.exp()).log()
+        # softplus(s) - t s would be the same number, but it cancels to 0 where the loss is tiny
+        return target * rules.softplus(-s) + (1.0 - target) * rules.softplus(s)
     p = _value(pred, "binary_cross_entropy: pred")
     if not 0.0 < p.data < 1.0:
         raise ValueError(f"binary_cross_entropy: pred must be a probability strictly between 0 and 1, got {p.data!r} "
                          "(pass the sigmoid output Value itself and the loss is computed from its logit)")
-    return -(t * p.log() + (1.0 - t) * (1.0 - p).log())
+    return -(target * p.log() + (1.0 - target) * (1.0 - p).log())
 
 
 def hinge(score: Scalar, label: Scalar) -> Value:
-    """``max(0, 1 - label * score)`` for a raw ``score`` and a ``label`` of -1 or +1.
+    """``max(0, 1 - label * score)`` for a raw ``score`` and a ``label`` of -1 or +1 (a number or a Value).
 
         >>> hinge(0.25, 1).data, hinge(-2.0, -1).data
         (0.75, 0.0)
@@ -99,4 +118,33 @@ def hinge(score: Scalar, label: Scalar) -> Value:
     y = _number(label)
     if y not in (-1, 1) or isinstance(y, bool):
         raise ValueError(f"hinge: label must be -1 or +1, got {label!r} (map 0/1 labels with 2 * y - 1)")
-    return (1.0 - y * _value(score, "hinge: score")).relu()
+    return (1.0 - label * _value(score, "hinge: score")).relu()
+
+
+@over_outputs
+def cross_entropy(logits: Sequence[Scalar], label: Scalar) -> Value:
+    """Softmax cross-entropy of raw scores ``logits`` for the class ``label`` (0, 1, ..., n - 1):
+    ``-log softmax(logits)[label] = logsumexp(logits) - logits[label]``.
+
+    Stable for any logits (the registry's ``logsumexp`` shifts by the largest); its gradient by
+    ``logits[k]`` is ``softmax(logits)[k] - [k == label]``. A Value ``label`` (a tape's argument)
+    picks its logit without a branch, ``sum_k [k == label] logits[k]``, so one tape serves every label.
+    :func:`microgd.train.fit` passes it the model's whole list of outputs.
+
+        >>> from microgd import Value
+        >>> logits = [Value(2.0), Value(1.0), Value(0.1)]
+        >>> loss = cross_entropy(logits, 0); loss.backward()
+        >>> round(loss.data, 6), [round(z.grad, 6) for z in logits]
+        (0.41703, [-0.340999, 0.242433, 0.098566])
+    """
+    n = len(logits)
+    k = _number(label)
+    if isinstance(k, bool) or not isinstance(k, Real) or not float(k).is_integer() or not 0 <= k < n:
+        raise ValueError(f"cross_entropy: label must be a class index 0 to {n - 1} (one per logit), got {label!r}")
+    zs = [_value(z, f"cross_entropy: logits[{i}]") for i, z in enumerate(logits)]
+    if isinstance(label, Value):
+        picked = Value.weighted_sum([1.0 - rules.step(abs(label - i)) for i in range(n)], zs, 0.0)
+    else:
+        picked = zs[int(k)]
+    return rules.logsumexp(*zs) - picked
+

@@ -40,8 +40,9 @@ import keyword
 import linecache
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import count
+from operator import add
 from typing import Any
 
 from .engine import DomainError, Value, gradients, is_recording
@@ -110,21 +111,26 @@ class _Namer:
         return name
 
 
+def _compile(source: str) -> Any:
+    """Compiled, its lines kept where tracebacks and debuggers look for them."""
+    filename = f"<microgd tape {next(_tapes)}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    return compile(source, filename, "exec")
+
+
 class Tape:
     """A traced function, compiled: call it on numbers, or on arrays with :meth:`batch`. Made by :func:`trace`."""
 
     def __init__(self, f: Callable[..., Any], structures: list[Structure], captured: list[Value], source: str,
-                 function_names: list[str]):
+                 function_names: list[str], batch_source: str):
         self.f, self.structures, self.captured, self.source = f, structures, captured, source
         self._function_names = function_names
-        filename = f"<microgd tape {next(_tapes)}>"
-        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-        self._code = compile(source, filename, "exec")
-        self._scalar = self._compiled({name: OPS[name].forward for name in function_names})
+        self._code, self._batch_code = _compile(source), _compile(batch_source)
+        self._scalar = self._compiled(self._code, {name: OPS[name].forward for name in function_names})
         self._batched: dict[str, Callable[..., Any]] = {}
 
-    def _compiled(self, namespace: dict[str, Any]) -> Callable[..., Any]:
-        exec(self._code, namespace)
+    def _compiled(self, code: Any, namespace: dict[str, Any]) -> Callable[..., Any]:
+        exec(code, namespace)
         return namespace[self.source.split("(", 1)[0].removeprefix("def ")]
 
     def _flat(self, args: tuple) -> list[float]:
@@ -142,7 +148,7 @@ class Tape:
         except ArithmeticError:  # a rule's arithmetic left the floats: the eager engine names the op
             self._raise_eager_error(args)
             raise
-        if not math.isfinite(value + sum(arg_grads) + sum(captured_grads)):
+        if not _finite(value, arg_grads, captured_grads):
             self._raise_eager_error(args)
             raise DomainError(f"tape: a value or gradient is not finite at {args!r}")
         return value, arg_grads, captured_grads
@@ -175,16 +181,54 @@ class Tape:
             grads.append(grad)
         return value, grads
 
+    def each(self, samples: Iterable[Sequence[Any]]) -> list[float]:
+        """f's value for each sample (a tuple of arguments), in order. Captured Values' ``.grad`` get each
+        sample's gradient added in that order, exactly as calling the tape on each sample does, but their
+        ``.data`` is read once and each ``.grad`` written once: the fast way to replay a mini-batch.
+
+            >>> from microgd import Value
+            >>> w = Value(2.0)
+            >>> tape = trace(lambda x: w * x * x, 1.0)
+            >>> tape.each([(1.0,), (3.0,)]), w.grad          # x * x summed: 1 + 9
+            ([2.0, 18.0], 10.0)
+        """
+        run, captured = self._scalar, [p.data for p in self.captured]
+        totals = [p.grad for p in self.captured]
+        values = []
+        for sample in samples:
+            args = tuple(sample)
+            try:
+                value, arg_grads, captured_grads = run(*self._flat(args), captured)
+                finite = _finite(value, arg_grads, captured_grads)
+            except ArithmeticError:
+                finite = False
+            if not finite:
+                self._run(args)  # the eager engine names the op and operands
+                raise DomainError(f"tape: a value or gradient is not finite at {args!r}")
+            values.append(value)
+            totals = list(map(add, totals, captured_grads))
+        for p, g in zip(self.captured, totals):
+            if not math.isfinite(g):
+                raise DomainError(f"tape: the gradient of {p!r} summed past the largest float")
+        for p, g in zip(self.captured, totals):
+            p.grad = g
+        return values
+
     def check(self, *args: Any) -> bool:
         """True if tracing ``f`` on ``args`` gives this tape's structure again: the same ops on the same
         inputs and the same constants. False means ``f`` takes another path there (a Python ``if`` on
         ``.data``, a number computed from the data): trace again, or use the eager engine for it."""
         return trace(self.f, *args).source == self.source
 
-    def batch(self, *arrays: Any) -> Any:
+    def batch(self, *arrays: Any, in_order: bool = False) -> Any:
         """f's value for each sample of a batch: each argument with a leading batch axis (numpy arrays,
-        nested lists, or torch tensors on any device). Captured Values' ``.grad`` get the batch's sum.
-        Needs numpy (``pip install "microgd[fast]"``) or torch.
+        nested lists, or torch tensors on any device: the work and the values stay on the tensors' device).
+        Captured Values' ``.grad`` get the batch's sum of their gradients (numpy's or torch's summation);
+        with ``in_order=True``, the samples' gradients added one at a time in sample order, exactly as
+        calling the tape on each sample adds them (slower for large batches: ``fit`` uses it, so that its
+        engines agree to the last bit). Needs numpy (``pip install "microgd[fast]"``) or torch. The batch runs
+        the tape's lines on whole arrays, letting each array go after its last use and summing each gradient
+        as soon as it is complete, so a large batch holds few arrays at once.
 
         A sample outside an op's domain raises DomainError naming the sample, the op and its operands.
         """
@@ -192,34 +236,57 @@ class Tape:
             raise TypeError(f"tape.batch: takes {len(self.structures)} array(s), one per argument of f, "
                             f"got {len(arrays)}")
         xp = _array_module(arrays)
-        batches = [xp.as_tensor(a, dtype=xp.float64) if xp.__name__ == "torch" else xp.asarray(a, dtype=float)
-                   for a in arrays]
+        device = next((a.device for a in arrays if _is_tensor(a)), None)
+        batches = [_array(xp, a, device) for a in arrays]
         size = _batch_size(batches, self.structures)
         columns = [column for a, s in zip(batches, self.structures) for column in _columns(a, s)]
         run = self._batched.get(xp.__name__)
         if run is None:
             run = self._batched[xp.__name__] = self._compiled(
-                {name: array_function(OPS[name], xp) for name in self._function_names})
+                self._batch_code, {name: array_function(OPS[name], xp) for name in self._function_names})
+        reduced: list[Any] = [0.0] * len(self.captured)
+
+        def hold(k: int, gradient: Any) -> None:
+            reduced[k] = gradient
+
+        def add_up(k: int, gradient: Any) -> None:
+            reduced[k] = _summed(gradient, size)
+
         try:
             with _raising_errors(xp):
-                value, _, captured_grads = run(*columns, [p.data for p in self.captured])
-            totals = [float(g.sum()) if hasattr(g, "sum") else size * g for g in captured_grads]
-            if not math.isfinite(float(value.sum()) + sum(totals) if hasattr(value, "sum") else value + sum(totals)):
+                value, arg_grads = run(*columns, [p.data for p in self.captured], hold if in_order else add_up)
+                values = _per_sample(xp, value, size, device)
+                finite = all(bool(xp.isfinite(_per_sample(xp, a, size, device)).all()) for a in (values, *arg_grads))
+                start = [p.grad for p in self.captured]
+                if in_order:
+                    totals = _in_sample_order(xp, start, [_per_sample(xp, g, size, device) for g in reduced], device)
+                else:
+                    totals = [s + g for s, g in zip(start, reduced)]
+            if not (finite and _finite(*totals)):
                 raise FloatingPointError
-        except ArithmeticError:
+        except ArithmeticError as error:
             self._raise_at_sample(batches, size)
-            raise
+            raise DomainError(f"tape.batch: {error or 'a value or gradient is not finite'}, although every sample "
+                              "alone is fine: a gradient summed over the batch past the largest float") from error
         for p, g in zip(self.captured, totals):
-            p.grad += g
-        return value if hasattr(value, "shape") and tuple(value.shape) == (size,) else xp.full((size,), float(value))
+            p.grad = g
+        return values
 
     def _raise_at_sample(self, batches: list, size: int) -> None:
         """Replay the batch sample by sample to name the first one outside an op's domain."""
         for i in range(size):
             try:
                 self._run(tuple(b[i].tolist() for b in batches))
-            except DomainError as error:
-                raise DomainError(f"tape.batch: sample {i}: {error}") from None
+            except ValueError as error:  # DomainError, or a number the eager engine refuses (nan, inf)
+                kind = DomainError if isinstance(error, DomainError) else ValueError
+                raise kind(f"tape.batch: sample {i}: {error}") from None
+
+
+def _finite(*numbers: float | Sequence[float]) -> bool:
+    """Every number (or number of a sequence) finite: one sum, unless it overflows (each counted then)."""
+    if math.isfinite(sum(x if isinstance(x, float) else sum(x) for x in numbers)):
+        return True
+    return all(math.isfinite(n) for x in numbers for n in ((x,) if isinstance(x, float) else x))
 
 
 def _leaves(arg: Any, structure: Structure, names: list[str] | None = None) -> Any:
@@ -262,7 +329,7 @@ def _parameter_names(f: Callable, n: int) -> list[str]:
 def _generate(f: Callable, out: Value, structures: list[Structure], arg_names: list[str], args: list) -> Tape:
     """The source of the tape: the registry's rules run on symbols, printed as Python."""
     function_names = [name for name, op in OPS.items() if op.function]
-    namer = _Namer(set(function_names) | {"captured"})
+    namer = _Namer(set(function_names) | {"captured", "_reduce"})
     flat_args: list[Value] = []
     for arg, structure in zip(args, structures):
         _flatten(arg, structure, flat_args, "")
@@ -272,23 +339,26 @@ def _generate(f: Callable, out: Value, structures: list[Structure], arg_names: l
     captured = [v for v in nodes if not v.parents and not v.is_constant and id(v) not in arg_set]
     names.update((v, namer(v.label, f"p{k}")) for k, v in enumerate(captured))
     symbol: dict[Value, Expr] = {v: Symbol.variable(name) for v, name in names.items()}
-    lines: list[str] = []
+    lines: list[tuple[str, Symbol]] = []
+
+    def named(expr: Expr, wanted: str, fallback: str) -> Expr:
+        """``expr`` itself if a number or a variable, else a new line ``name = expr`` and that name."""
+        if not isinstance(expr, Symbol) or expr.is_variable:
+            return expr
+        name = namer(wanted, fallback)
+        lines.append((name, expr))
+        return Symbol.variable(name)
+
     interior = [v for v in nodes if v.parents]
     numbering = count()
     for v in interior:
         expr = v._rule(*[p.data if p.is_constant else symbol[p] for p in v.parents])
         if isinstance(expr, Symbol) and not expr.is_variable:
-            name = namer(v.label, f"v{next(numbering)}")
-            lines.append(f"{name} = {expr.formula()}")
-            expr = Symbol.variable(name)
+            expr = named(expr, v.label, f"v{next(numbering)}")
         symbol[v] = expr
     adjoint: dict[Value, Expr] = {out: 1.0}
     for v in reversed(interior):
-        g = adjoint.pop(v, 0.0)
-        if isinstance(g, Symbol) and not g.is_variable:
-            name = namer("d_" + _name_of(symbol[v]), "d")
-            lines.append(f"{name} = {g.formula()}")
-            g = Symbol.variable(name)
+        g = named(adjoint.pop(v, 0.0), "d_" + _name_of(symbol[v]), "d")
         if not isinstance(g, Symbol) and g == 0.0:
             continue
         inputs = [p.data if p.is_constant else symbol[p] for p in v.parents]
@@ -296,38 +366,68 @@ def _generate(f: Callable, out: Value, structures: list[Structure], arg_names: l
         for p, c in zip(v.parents, contributions):
             if not p.is_constant and not (not isinstance(c, Symbol) and c == 0.0):
                 adjoint[p] = adjoint[p] + c if p in adjoint else c
-    results = []
-    for v in [*flat_args, *captured]:
-        g = adjoint.get(v, 0.0)
-        if isinstance(g, Symbol) and not g.is_variable:
-            name = namer("d_" + _name_of(symbol[v]), "d")
-            lines.append(f"{name} = {g.formula()}")
-            g = Symbol.variable(name)
-        results.append(g.formula() if isinstance(g, Symbol) else repr(float(g)))
-    result = symbol[out]
-    value = result.formula() if isinstance(result, Symbol) else repr(result)
-    arg_grads, captured_grads = results[:len(flat_args)], results[len(flat_args):]
-    head = [f"def {namer(getattr(f, '__name__', 'f'), 'f')}("
-            f"{', '.join([*(names[v] for v in flat_args), 'captured'])}):"]
+    grads = [named(adjoint.get(v, 0.0), "d_" + _name_of(symbol[v]), "d") for v in [*flat_args, *captured]]
+    arg_grads, captured_grads = grads[:len(flat_args)], grads[len(flat_args):]
+    # the function's own name may be a local's too (a node labelled like f): only the globals must stay apart
+    function = _Namer(set(function_names) | {"captured", "_reduce"})(getattr(f, "__name__", "f"), "f")
+    head = [f"def {function}({', '.join([*(names[v] for v in flat_args), 'captured'])}):"]
     if captured:
         head.append(f"    ({_tuple([names[v] for v in captured])}) = captured")
-    body = [f"    {line}" for line in lines]
-    tail = f"    return {value}, ({_tuple(arg_grads)}), ({_tuple(captured_grads)})"
+    body = [f"    {name} = {expr.formula()}" for name, expr in lines]
+    tail = f"    return {_text(symbol[out])}, ({_tuple(arg_grads)}), ({_tuple(captured_grads)})"
     source = "\n".join([*head, *body, tail]) + "\n"
-    return Tape(f, structures, captured, source, [n for n in function_names if re.search(rf"\b{n}\(", source)])
+    batch_source = _lean(head, lines, symbol[out], arg_grads, captured_grads)
+    return Tape(f, structures, captured, source, [n for n in function_names if re.search(rf"\b{n}\(", source)],
+                batch_source)
+
+
+def _lean(head: list[str], lines: list[tuple[str, Symbol]], value: Expr, arg_grads: list[Expr],
+          captured_grads: list[Expr]) -> str:
+    """The tape's lines again, for whole arrays and lean on memory: after its last use each array is let go
+    (``del``), and each captured Value's gradient is handed to ``_reduce(k, gradient)`` as soon as it is
+    complete, so that a large batch does not hold every intermediate array at once."""
+    last_use: dict[str, int] = {}
+    for i, (name, expr) in enumerate(lines):
+        last_use[name] = i
+        for node in expr.walk():
+            if node.is_variable and node.name in last_use:
+                last_use[node.name] = i
+    ending: dict[int, list[str]] = {}
+    for name, i in last_use.items():
+        ending.setdefault(i, []).append(name)
+    kept = {g.name for g in (value, *arg_grads) if isinstance(g, Symbol)}
+    handed: dict[str, list[int]] = {}
+    for k, g in enumerate(captured_grads):
+        handed.setdefault(_text(g), []).append(k)
+    body = []
+    for i, (name, expr) in enumerate(lines):
+        body.append(f"    {name} = {expr.formula()}")
+        done = ending.get(i, [])
+        body += [f"    _reduce({k}, {n})" for n in done for k in handed.pop(n, [])]
+        if [n for n in done if n not in kept]:
+            body.append(f"    del {', '.join(n for n in done if n not in kept)}")
+    body += [f"    _reduce({k}, {g})" for g, ks in handed.items() for k in ks]  # numbers, arguments, captured
+    head = [head[0].replace("captured):", "captured, _reduce):"), *head[1:]]
+    return "\n".join([*head, *body, f"    return {_text(value)}, ({_tuple(arg_grads)})"]) + "\n"
+
+
+def _text(expr: Expr) -> str:
+    return expr.formula() if isinstance(expr, Symbol) else repr(float(expr))
 
 
 def _name_of(expr: Expr) -> str:
     return expr.name if isinstance(expr, Symbol) and expr.is_variable else "v"
 
 
-def _tuple(items: list[str]) -> str:
-    return f"{items[0]}," if len(items) == 1 else ", ".join(items)
+def _tuple(items: list[Expr] | list[str]) -> str:
+    """Python's tuple display of the items: ``a,`` for one."""
+    texts = [item if isinstance(item, str) else _text(item) for item in items]
+    return f"{texts[0]}," if len(texts) == 1 else ", ".join(texts)
 
 
 def _array_module(arrays: tuple) -> Any:
     """torch when any argument is a torch tensor, else numpy."""
-    if any(type(a).__module__.split(".")[0] == "torch" for a in arrays):
+    if any(map(_is_tensor, arrays)):
         import torch
 
         return torch
@@ -336,6 +436,39 @@ def _array_module(arrays: tuple) -> Any:
     except ImportError:
         raise ImportError('tape.batch needs numpy: pip install "microgd[fast]"') from None
     return numpy
+
+
+def _is_tensor(a: Any) -> bool:
+    return type(a).__module__.split(".")[0] == "torch"
+
+
+def _array(xp: Any, data: Any, device: Any) -> Any:
+    """``data`` as a float64 array of module ``xp`` (for torch, on ``device``)."""
+    if xp.__name__ == "torch":
+        return xp.as_tensor(data, dtype=xp.float64, device=device)
+    return xp.asarray(data, dtype=float)
+
+
+def _per_sample(xp: Any, x: Any, size: int, device: Any) -> Any:
+    """``x`` as one number per sample: an array of shape (size,) as it is, a number (the same for every
+    sample: it did not depend on the batch) repeated."""
+    if tuple(getattr(x, "shape", ())) == (size,):
+        return x
+    return _array(xp, [float(x)] * size, device)
+
+
+def _summed(x: Any, size: int) -> float:
+    """The sum over the batch of a per-sample gradient (a number, the same for every sample, counts ``size`` times)."""
+    return float(x.sum()) if tuple(getattr(x, "shape", ())) == (size,) else size * float(x)
+
+
+def _in_sample_order(xp: Any, start: list[float], grads: list[Any], device: Any) -> list[float]:
+    """``start[k] + grads[k][0] + grads[k][1] + ...`` for every k, added one sample at a time (a running sum
+    is sequential by definition): the order in which calling the tape sample by sample adds them."""
+    if not grads:
+        return []
+    table = xp.concatenate([_array(xp, start, device)[:, None], xp.stack(grads)], 1)
+    return xp.cumsum(table, 1)[:, -1].tolist()
 
 
 def _batch_size(batches: list, structures: list[Structure]) -> int:

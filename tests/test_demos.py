@@ -1,5 +1,6 @@
 """Every demo runs (MICROGD_DEMO_FAST=1) and prints numbers that independent arithmetic confirms."""
 
+import importlib.util
 import math
 import os
 import random
@@ -9,6 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from microgd.losses import cross_entropy
+from microgd.optim import Adam
+from microgd.train import fit
 
 DEMOS = Path(__file__).resolve().parent.parent / "demos"
 
@@ -216,3 +221,38 @@ def test_two_moons_learns_the_moons_and_draws_the_boundary(tmp_path):
     picture = tmp_path / "two_moons.png"
     assert f"wrote {picture}" in out
     assert picture.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+# -- handwritten digits -------------------------------------------------------------------------------
+
+def import_demo(name):
+    spec = importlib.util.spec_from_file_location(f"demo_{name}", DEMOS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_digits_learns_far_above_chance_in_two_epochs():
+    out = run_demo("digits.py")
+    losses = [float(v) for v in re.findall(r"epoch\s+\d+  mean loss (\S+)", out)]
+    assert len(losses) == 2 and losses[1] < losses[0] / 2  # fast mode: 2 epochs
+    accuracy, right, total = re.search(r"held-out accuracy: (\S+) \((\d+) of (\d+) images", out).groups()
+    assert int(total) == 360 and float(accuracy) == pytest.approx(int(right) / 360, abs=5e-4)
+    assert float(accuracy) >= 0.85  # chance is 0.1; the full 20 epochs reach 0.975
+    assert "90 steps" in out  # 1,437 images in batches of 32: 45 steps an epoch
+    wrong = re.search(r"a held-out (\d) the model reads as (\d):\n((?:    \|.{16}\|\n){8})", out)
+    assert wrong and wrong.group(1) != wrong.group(2)
+
+
+def test_digits_batched_step_is_the_eager_engines_to_the_last_bit():
+    digits = import_demo("digits")
+    X_train, _, y_train, _ = digits.load()
+    assert (len(X_train), len(X_train[0]), sorted(set(y_train))) == (1437, 64, list(range(10)))
+    weights = []
+    for engine in ("batch", "eager"):
+        model = digits.build()
+        fit(model, X_train[:64], y_train[:64], loss=cross_entropy, optimizer=Adam(model.parameters(), lr=digits.LR),
+            epochs=1, batch_size=64, shuffle=False, verbose=False, engine=engine)
+        weights.append([p.data for p in model.parameters()])
+    assert weights[0] == weights[1]
+    assert weights[0] != [p.data for p in digits.build().parameters()]

@@ -1,6 +1,7 @@
 """The tape: generated from the rules run on symbols, exact against the eager engine, batched, checked."""
 
 import math
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -78,6 +79,25 @@ def test_the_source_reads_like_python_with_the_labels():
                                        "    sop = w * x", "    predicted = sigmoid(sop)"]
     assert "    d_sop = d_v2 * predicted * (1.0 - predicted)" in source.splitlines()
     compile(source, "tape", "exec")
+
+
+def test_a_node_may_be_named_like_the_function_but_never_like_an_op():
+    w = Value(0.5, label="w")
+
+    def error(x, target):
+        out = ((w * x).sigmoid() - target) ** 2
+        out.label = "error"
+        return out
+    tape = trace(error, 0.1, 0.3)
+    assert tape.source.startswith("def error(x, target, captured):")
+    assert tape.source.splitlines()[-1] == "    return error, (d_x, d_target), (d_w,)"
+    assert tape(0.1, 0.3) == error(Value(0.1), 0.3).data
+
+    def sigmoid(x):
+        return x.sigmoid()
+    named_like_an_op = trace(sigmoid, 0.5)
+    assert named_like_an_op.source.startswith("def sigmoid_1(x, captured):")
+    assert named_like_an_op(0.5) == Value(0.5).sigmoid().data
 
 
 def test_lists_of_inputs_and_captured_values_accumulate_like_backward():
@@ -228,3 +248,120 @@ def test_bad_arguments_are_named():
     with pytest.raises(TypeError, match=r"must return a Value"):
         trace(lambda x: 1.0, 1.0)
     assert OPS  # the registry is untouched by failed traces
+
+
+# -- replaying many samples ------------------------------------------------------------------------------------
+
+def relu_sigmoid_model():
+    from microgd.nn import MLP
+    return MLP(3, [4, 2], activations=["relu", "sigmoid"], seed=2)
+
+
+def two_output_loss(model):
+    def loss(x, target):
+        y1, y2 = model(x)
+        return (y1 - target[0]) ** 2 + (y2 - target[1]) ** 2
+    return loss
+
+
+SAMPLES = [([0.5, -0.25, 1.0], [0.0, 1.0]), ([-1.0, 0.75, 0.125], [1.0, 0.5]), ([0.3, 0.3, -0.9], [0.2, 0.8])]
+
+
+def start_grads(model):
+    for k, p in enumerate(model.parameters()):
+        p.grad = 0.1 * k - 0.7  # not 0: the sums go on from here, as backward's do
+
+
+def test_each_adds_every_samples_gradient_exactly_as_calls_one_by_one():
+    model = relu_sigmoid_model()
+    tape = trace(two_output_loss(model), *SAMPLES[0])
+    start_grads(model)
+    one_by_one = [tape(x, t) for x, t in SAMPLES]
+    expected = [p.grad for p in model.parameters()]
+    start_grads(model)
+    assert tape.each(SAMPLES) == one_by_one
+    assert [p.grad for p in model.parameters()] == expected
+
+
+def test_batch_in_order_adds_gradients_in_sample_order_so_it_equals_calls_one_by_one():
+    model = relu_sigmoid_model()  # relu, sigmoid, +, *, ** 2: numpy computes each exactly as Python does
+    tape = trace(two_output_loss(model), *SAMPLES[0])
+    start_grads(model)
+    one_by_one = [tape(x, t) for x, t in SAMPLES]
+    expected = [p.grad for p in model.parameters()]
+    X, T = np.array([x for x, _ in SAMPLES]), np.array([t for _, t in SAMPLES])
+    start_grads(model)
+    assert tape.batch(X, T, in_order=True).tolist() == one_by_one
+    assert [p.grad for p in model.parameters()] == expected
+    start_grads(model)
+    assert tape.batch(X, T).tolist() == one_by_one  # numpy's own summation: equal to rounding
+    assert [p.grad for p in model.parameters()] == [pytest.approx(g, rel=1e-15, abs=1e-15) for g in expected]
+
+
+def test_each_raises_the_engines_domain_error_and_leaves_the_grads_alone():
+    w = Value(1.0, label="w")
+    tape = trace(lambda x: (w * x).log(), 1.0)
+    w.grad = 0.5
+    with pytest.raises(DomainError, match=r"log: operand must be > 0, got -2.0"):
+        tape.each([(1.0,), (2.0,), (-2.0,)])
+    assert w.grad == 0.5
+    assert tape.each([]) == [] and w.grad == 0.5
+
+
+def test_a_gradient_summed_past_the_largest_float_is_an_error():
+    w = Value(1.0, label="w")
+    tape = trace(lambda x: w * x, 1.0)
+    with pytest.raises(DomainError, match=r"tape: the gradient of Value\(data=1.0, grad=0.0, label='w'\) summed past"):
+        tape.each([(1e308,), (1e308,)])
+    for in_order in (False, True):
+        with pytest.raises(DomainError, match=r"tape.batch: .*, although every sample alone is fine: a gradient "
+                                              r"summed over the batch past the largest float"):
+            tape.batch(np.array([1e308, 1e308]), in_order=in_order)
+    assert w.grad == 0.0
+
+
+def test_a_number_the_engine_refuses_names_its_sample_in_a_batch():
+    tape = trace(lambda x: x * 2.0, 1.0)
+    with pytest.raises(ValueError, match=r"tape.batch: sample 1: Value\(\) takes a finite number, got nan"):
+        tape.batch(np.array([1.0, math.nan]))
+
+
+def test_a_gradient_that_does_not_depend_on_the_batch_counts_once_per_sample():
+    w = Value(0.1, label="w")
+    tape = trace(lambda x: w + x, 1.0)  # d/dw = 1.0 for every sample: a number, not an array
+    tape.batch(np.zeros(10))
+    assert w.grad == 10.0
+    w.grad = 0.0
+    tape = trace(lambda x: 0.1 * w + x, 1.0)
+    tape.batch(np.zeros(10), in_order=True)
+    expected = 0.0
+    for _ in range(10):
+        expected += 0.1
+    assert w.grad == expected != 10 * 0.1
+    assert list(trace(lambda x: w * 3.0 + x * 0.0, 1.0).batch(np.zeros(3))) == [w.data * 3.0] * 3
+
+
+def test_the_batched_replay_lets_each_array_go_after_its_last_use():
+    weights = [Value(0.001 * k) for k in range(300)]
+
+    def chain(x):
+        for w in weights:
+            x = x * 1.0001 + w  # 600 arrays along the way, each dead once the next line has read it
+        return x
+    tape = trace(chain, 0.5)
+    samples = np.linspace(-1.0, 1.0, 10_000)
+    tape.batch(samples)
+    tracemalloc.start()
+    values = tape.batch(samples)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 10 * samples.nbytes  # not 600 of them
+    assert values[0] == chain(Value(-1.0)).data
+    (d_w7,) = gradients(chain(Value(-1.0)), [weights[7]])  # the same for every sample: two batches of 10,000
+    assert weights[7].grad == 2 * (10_000 * d_w7)
+
+
+def test_trace_is_on_the_packages_face():
+    import microgd
+
+    assert microgd.trace is trace and "trace" in microgd.__all__

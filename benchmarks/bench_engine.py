@@ -26,9 +26,11 @@ import argparse
 import gc
 import importlib.util
 import itertools
+import json
 import math
 import random
 import statistics
+import subprocess
 import sys
 import time
 import tracemalloc
@@ -366,10 +368,37 @@ def ratio(figure: float, baseline: float | None) -> str:
     return f" ({baseline / figure:.2f}x faster)" if figure < baseline else f" ({figure / baseline:.2f}x slower)"
 
 
+ROWS = {  # name: (title, how to measure, the row's baseline column, scale, unit)
+    "a": ("(a) MLP step 2-16-16-1, 64 points", lambda a: row_a(a.repeat, a.baseline, True), "hand-written floats",
+          1e3, "ms"),
+    "a-gc-off": ("(a) the same, garbage collector off", lambda a: row_a(a.repeat, a.baseline, False),
+                 "hand-written floats", 1e3, "ms"),
+    "b": ("(b) micrograd's nn on each Value, GC off", lambda a: row_b(a.repeat, a.baseline), "micrograd 0.1.0",
+          1e3, "ms"),
+    "c": (f"(c) per sample at {LARGE:,} samples", lambda a: row_c(a.repeat), "hand-written floats", 1e6, "µs"),
+    "d": (f"(d) backward, {CHAIN:,}-node chain", lambda a: row_d(a.repeat), "micrograd 0.1.0", 1e3, "ms"),
+    "e": ("(e) bytes per graph node", lambda a: row_e(), "micrograd 0.1.0", 1, "B"),
+}
+
+
+def measure_row(name: str, args: argparse.Namespace) -> dict:
+    """One row's figures, measured in a fresh process: the engines of a row share one process (they take
+    turns), rows do not, so no row runs on a heap another row left behind."""
+    command = [sys.executable, __file__, "--row", name, "--repeat", str(args.repeat)]
+    if args.baseline:
+        command += ["--baseline", args.baseline]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"row {name} failed:\n{done.stderr}")
+    sys.stderr.write(done.stderr)
+    return json.loads(done.stdout)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7, help="repetitions per figure (median reported)")
     parser.add_argument("--baseline", metavar="PATH", help="a checkout of another microgd to add as a column")
+    parser.add_argument("--row", choices=ROWS, help=argparse.SUPPRESS)  # one row, as JSON (what main runs)
     args = parser.parse_args(argv)
     try:
         import torch
@@ -377,31 +406,26 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(1)
     except ImportError:
         pass
-    rows = [
-        ("(a) MLP step 2-16-16-1, 64 points", row_a(args.repeat, args.baseline, True), "hand-written floats",
-         1e3, "ms"),
-        ("(a) the same, garbage collector off", row_a(args.repeat, args.baseline, False), "hand-written floats",
-         1e3, "ms"),
-        ("(b) micrograd's nn on each Value, GC off", row_b(args.repeat, args.baseline), "micrograd 0.1.0", 1e3, "ms"),
-        (f"(c) per sample at {LARGE:,} samples", row_c(args.repeat), "hand-written floats", 1e6, "µs"),
-        (f"(d) backward, {CHAIN:,}-node chain", row_d(args.repeat), "micrograd 0.1.0", 1e3, "ms"),
-        ("(e) bytes per graph node", row_e(), "micrograd 0.1.0", 1, "B"),
-    ]
-    for title, figures, base, scale, unit in rows:
+    if args.row:
+        print(json.dumps(ROWS[args.row][1](args)))
+        return
+    figures = {name: measure_row(name, args) for name in ROWS}
+    for name, (title, _, base, scale, unit) in ROWS.items():
         print(title)
-        reference = figures.get(base)
+        reference = figures[name].get(base)
         reference = reference if isinstance(reference, float) else None
-        for name, figure in figures.items():
+        for engine, figure in figures[name].items():
             if isinstance(figure, str):
-                print(f"    {name:24} {figure}")
+                print(f"    {engine:24} {figure}")
             elif unit == "B":
-                share = f" ({figure / reference:.2f}x)" if reference and name != base else ""
-                print(f"    {name:24} {figure:,.1f} {unit}{share}")
+                share = f" ({figure / reference:.2f}x)" if reference and engine != base else ""
+                print(f"    {engine:24} {figure:,.1f} {unit}{share}")
             else:
-                print(f"    {name:24} {figure * scale:,.2f} {unit}{ratio(figure, reference)}")
-    print(f"\nmedians of {args.repeat} runs taking turns; ratios against the first name in each row's baseline")
+                print(f"    {engine:24} {figure * scale:,.2f} {unit}{ratio(figure, reference)}")
+    print(f"\nmedians of {args.repeat} runs taking turns; each row in a fresh process; ratios against the row's "
+          "baseline")
     print("\nissue 12's targets:")
-    for line in targets(rows[0][1], rows[2][1], rows[3][1]):
+    for line in targets(figures["a"], figures["b"], figures["c"]):
         print(f"    {line}")
 
 

@@ -245,9 +245,8 @@ class Value:
         call ``zero_grad`` between steps); interior nodes hold the latest call's gradient.
         A gradient that is not a finite number raises :class:`DomainError` naming the op.
         """
-        order = _interior_order(self)
+        order, reached = _interior_order(self)
         self.grad += 1.0
-        total = 0.0  # of every contribution: not finite if any one is not (checked once, at the end)
         node = self
         try:
             for node in order:
@@ -257,22 +256,19 @@ class Value:
                     da, db = node._rule.vjp(node.grad, node.data, a.data, b.data)
                     a.grad += da
                     b.grad += db
-                    total += da + db
                 elif len(parents) == 1:
                     (da,) = node._rule.vjp(node.grad, node.data, parents[0].data)
                     parents[0].grad += da
-                    total += da
                 else:
                     contribution = node._rule.vjp(node.grad, node.data, *map(_data_of, parents))
                     if len(contribution) != len(parents):
                         raise _wrong_length(node, contribution)
                     for parent, c in zip(parents, contribution):
                         parent.grad += c
-                    total += sum(contribution)
         except Exception as error:
             _raise_rule_failure(node, error, node.grad)
-        if not isfinite(total + sum(map(_grad_of, order))):
-            _raise_non_finite_gradient(self, order)
+        if not isfinite(sum(map(_grad_of, reached))):  # one check of every grad, at the end
+            _raise_non_finite_gradient(order, reached)
 
 
 def _const(number: Number) -> Value:
@@ -341,24 +337,26 @@ def _reachable(root: Value) -> set[Value]:
     return seen
 
 
-def _interior_order(root: Value) -> list[Value]:
+def _interior_order(root: Value) -> tuple[list[Value], set[Value]]:
     """The nodes with parents reachable from ``root``, newest first (a valid backward order, since every
-    node is newer than its parents), their grads set to 0."""
+    node is newer than its parents), their grads set to 0; and every node reached, leaves included."""
+    seen = {root}
     if not root._parents:
-        return []
+        return [], seen
     root.grad = 0.0
     order = [root]
-    seen = {root}
     stack = [root]
+    see, keep, push, pop = seen.add, order.append, stack.append, stack.pop
     while stack:
-        for parent in stack.pop()._parents:
-            if parent._parents and parent not in seen:
-                seen.add(parent)
-                parent.grad = 0.0
-                order.append(parent)
-                stack.append(parent)
+        for parent in pop()._parents:
+            if parent not in seen:
+                see(parent)
+                if parent._parents:
+                    parent.grad = 0.0
+                    keep(parent)
+                    push(parent)
     order.sort(key=_stamp_of, reverse=True)
-    return order
+    return order, seen
 
 
 def backward_steps(root: Value, upstream: float = 1.0) -> Iterator[tuple[Value, float, tuple[float, ...]]]:
@@ -421,7 +419,7 @@ def _wrong_length(node: Value, returned: Any) -> RuleError:
                      f"inputs (one contribution per input, in order)")
 
 
-def _raise_non_finite_gradient(root: Value, order: list[Value]) -> None:
+def _raise_non_finite_gradient(order: list[Value], reached: set[Value]) -> None:
     """Name the first rule (in backward's order) whose contribution was inf or nan, or the node whose
     gradient overflowed when contributions were summed. Nothing to report if every grad is finite."""
     for node in order:
@@ -432,7 +430,7 @@ def _raise_non_finite_gradient(root: Value, order: list[Value]) -> None:
             if not isfinite(c):
                 raise DomainError(f"backward of {_describe(node)}: its contribution to input {k + 1} is {c!r}, "
                                   f"not a finite number (its gradient is {node.grad!r})")
-    for leaf in _reachable(root):
+    for leaf in reached:
         if not leaf._parents and not isfinite(leaf.grad):
             raise DomainError(f"backward: the gradient of the leaf {leaf!r} is not a finite number "
                               "(contributions summed past the largest float)")

@@ -315,3 +315,87 @@ def test_bugs_are_not_swallowed(monkeypatch):
     monkeypatch.setattr(cli, "_graph", broken)
     with pytest.raises(ZeroDivisionError):
         cli.main(["graph", "x", "--var", "x=1"])
+
+
+# -- every destination checked before any work ------------------------------------------------------
+
+COMMANDS = {  # a command writing its destination DEST, quick to run
+    "train --save": ["train", "table.csv", "--target", "Z0", "--epochs", "2", "--save", "DEST"],
+    "train --plot": ["train", "table.csv", "--target", "Z0", "--epochs", "2", "--plot", "DEST"],
+    "predict --out": ["predict", "model.json", "table.csv", "--out", "DEST"],
+    "graph --out": ["graph", "x * x", "--var", "x=3", "--out", "DEST"],
+}
+UNWRITABLE = {  # where a file cannot be written: (what the user types, a suffix fitting the command)
+    "an existing folder": "folder{suffix}",
+    "a missing parent": "no/such/folder/out{suffix}",
+    "/proc": "/proc/microgd-out{suffix}",
+    "a parent that is a file": "table.csv/out{suffix}",
+}
+SUFFIXES = {"train --save": ".json", "train --plot": ".png", "predict --out": ".csv", "graph --out": ".svg"}
+
+
+@pytest.fixture
+def work(tmp_path, monkeypatch):
+    """A folder with table.csv and a model trained on it, as the current folder; its files' contents."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "table.csv").write_text(TABLE_CSV)
+    assert cli.main(["train", "table.csv", "--target", "Z0", "--epochs", "2", "--save", "model.json"]) == 0
+    return tmp_path
+
+
+def contents(folder):
+    return {p.relative_to(folder): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))}
+
+
+def refused(args, capsys, folder):
+    """Run main: exit 2, one line on stderr, nothing on stdout and no file changed; return the line."""
+    before = contents(folder)
+    capsys.readouterr()
+    assert cli.main(args) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith("microgd: error: ")
+    assert contents(folder) == before
+    return err
+
+
+@pytest.mark.parametrize("place", UNWRITABLE, ids=UNWRITABLE.keys())
+@pytest.mark.parametrize("command", COMMANDS, ids=COMMANDS.keys())
+def test_an_unwritable_destination_is_refused_before_any_work(work, capsys, command, place):
+    (work / "folder.json").mkdir(), (work / "folder.png").mkdir(), (work / "folder.csv").mkdir()
+    (work / "folder.svg").mkdir()
+    typed = UNWRITABLE[place].format(suffix=SUFFIXES[command])
+    option = COMMANDS[command][-2]
+    err = refused([typed if a == "DEST" else a for a in COMMANDS[command]], capsys, work)
+    assert f"{option} {typed!r}" in err  # the path as typed, never a temporary's name
+    assert ".microgd-" not in err
+
+
+@pytest.mark.parametrize("typed, message", [
+    ("table.csv", "--out 'table.csv' is a file; give a folder"),
+    ("table.csv/pictures", "--out 'table.csv/pictures' cannot be made: '.*table.csv' is a file; give a folder"),
+    ("/proc/microgd-out", "--out '/proc/microgd-out' cannot be written"),
+    ("/proc", "--out '/proc' cannot be written"),
+])
+def test_demos_folder_is_checked_before_any_work(work, capsys, typed, message):
+    assert re.search(message, refused(["demo", "--out", typed, "--epochs", "1"], capsys, work))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "table.csv", "--target", "Z0", "--save", "table.csv"], "--save 'table.csv' is the same file as DATA"),
+    (["train", "table.csv", "--target", "Z0", "--save", "sub/../table.csv"], "--save 'sub/../table.csv' is the same"),
+    (["train", "table.csv", "--target", "Z0", "--save", "link.csv"], "--save 'link.csv' is the same file as DATA.csv"),
+    (["train", "sub/../table.csv", "--target", "Z0", "--save", "ABSOLUTE"], "is the same file as DATA.csv"),
+    (["train", "table.csv", "--target", "Z0", "--save", "m.svg", "--plot", "./m.svg"],
+     "--plot './m.svg' is the same file as --save 'm.svg'"),
+    (["train", "table.csv", "--target", "Z0", "--save", "link.svg", "--plot", "m.svg"],
+     "--plot 'm.svg' is the same file as --save 'link.svg'"),
+    (["predict", "model.json", "table.csv", "--out", "link.csv"], "--out 'link.csv' is the same file as DATA.csv"),
+    (["predict", "model.csv", "table.csv", "--out", "sub/../model.csv"], "is the same file as MODEL.json 'model.csv'"),
+])
+def test_an_output_that_is_an_input_or_another_output_is_refused_before_any_work(work, capsys, args, message):
+    (work / "sub").mkdir()
+    (work / "link.csv").symlink_to(work / "table.csv")
+    (work / "link.svg").symlink_to("m.svg")  # a dangling link: the picture would land in the model
+    (work / "model.csv").write_bytes((work / "model.json").read_bytes())
+    args = [str(work / "table.csv") if a == "ABSOLUTE" else a for a in args]
+    assert message in refused(args, capsys, work)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from microgd.files import DestinationError, check_distinct, check_writable, write_atomic
+from microgd.files import DestinationError, check_distinct, check_folder, check_writable, write_atomic
 
 
 def mode(path):
@@ -110,3 +110,17 @@ def test_an_output_that_is_an_input_or_another_output_is_refused(tmp_path, monke
     with pytest.raises(DestinationError, match=r"--plot 'm.json' is the same file as --save 'm.json'"):
         check_distinct([("DATA", "data.csv")], [("--save", "m.json"), ("--plot", "m.json")])
     check_distinct([("MODEL", "m.json"), ("DATA", "data.csv")], [("--out", "p.csv")])  # distinct: fine
+
+
+def test_a_folder_destination_may_exist_or_be_made_but_never_be_a_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data.csv").write_text("a\n")
+    assert check_folder(".", "--out") == Path(".")
+    assert check_folder("new/deeper", "--out") == Path("new/deeper")  # mkdir makes both
+    for typed, pattern in [("data.csv", r"^--out 'data.csv' is a file; give a folder$"),
+                           ("data.csv/sub", r"^--out 'data.csv/sub' cannot be made: '.*data.csv' is a file"),
+                           ("/proc/pictures", r"^--out '/proc/pictures' cannot be written: "),
+                           ("/proc", r"^--out '/proc' cannot be written: ")]:
+        with pytest.raises(DestinationError, match=pattern):
+            check_folder(typed, "--out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.csv"]  # nothing made, no probe left

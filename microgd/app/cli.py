@@ -22,11 +22,12 @@ import importlib.util
 import math
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__
 from ..engine import DomainError, Value, no_grad
-from ..files import DestinationError, check_distinct, check_writable, write_atomic
+from ..files import DestinationError, check_distinct, check_folder, check_writable, write_atomic
 from ..nn import activation_names
 from ..table import table
 from .formula import FormulaError, compile, functions
@@ -59,6 +60,16 @@ def _formula_help() -> str:
 
 class UsageError(Exception):
     """A mistake in what the user typed or pointed at: reported as one line, exit status 2."""
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A path a command writes (``--save``): checked, with all the command's paths, before any of its work."""
+
+    option: str
+    attribute: str
+    suffixes: tuple[str, ...] = ()
+    folder: bool = False
 
 
 class _Parser(argparse.ArgumentParser):
@@ -145,8 +156,6 @@ def _compiled(text: str, where: str):
 def _graph(args: argparse.Namespace) -> int:
     """Draw the graph of a formula, after backward, to .svg/.png/.dot (viz) or .html (stepper)."""
     out = Path(args.out)
-    if out.suffix.lower() not in GRAPH_SUFFIXES:
-        raise UsageError(f"--out {args.out!r}: the suffix must be one of {' '.join(GRAPH_SUFFIXES)}")
     variables = _unique(args.var, "--var")
     formula = _compiled(args.expr, "EXPR")
     missing = [name for name in formula.names if name not in variables]
@@ -233,19 +242,10 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
-def _writable(text: str, option: str, suffixes: tuple[str, ...] = ()) -> Path:
-    """Check an output path before the work that fills it: its suffix, then microgd.files.check_writable."""
-    if suffixes and Path(text).suffix.lower() not in suffixes:
-        raise UsageError(f"{option} {text!r}: the suffix must be one of {' '.join(suffixes)}")
-    return check_writable(text, option)
-
-
 def _train(args: argparse.Namespace) -> int:
     """Train an MLP on a numeric CSV file (microgd.app.pipeline.prepare_training)."""
-    save = _writable(args.save, "--save") if args.save else None
-    plot = _writable(args.plot, "--plot", (".png", ".svg")) if args.plot else None
-    check_distinct([("DATA.csv", args.data)], [(option, text) for option, text in (("--save", args.save),
-                                                                                  ("--plot", args.plot)) if text])
+    save = Path(args.save) if args.save else None
+    plot = Path(args.plot) if args.plot else None
     if plot is not None and importlib.util.find_spec("matplotlib") is None:
         raise UsageError('--plot needs matplotlib: pip install "microgd[plot]"')
     training = prepare_training(args.data, args.target, hidden=args.hidden, activation=args.activation,
@@ -283,9 +283,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     """Predict with a saved model on a CSV file (microgd.app.pipeline.predict_csv)."""
-    out = _writable(args.out, "--out", (".csv",)) if args.out else None
-    if out is not None:
-        check_distinct([("MODEL.json", args.model), ("DATA.csv", args.data)], [("--out", args.out)])
+    out = Path(args.out) if args.out else None
     result = predict_csv(args.model, args.data)
     if out is not None and "prediction" in result.header:
         raise UsageError(f"{args.data} already has a column 'prediction', the one --out adds")
@@ -329,7 +327,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="learning rate of the training (default: %(default)s; the worked update uses the "
                            "tutorial's 0.1)")
     demo.add_argument("--seed", type=int, default=0, help="shuffling of the rows (default: %(default)s)")
-    demo.set_defaults(run=_demo)
+    demo.set_defaults(run=_demo, inputs=(), outputs=(Destination("--out", "out", folder=True),))
 
     train = commands.add_parser("train", help="train an MLP on a numeric CSV file", formatter_class=raw,
                                 description=TRAIN_HELP)
@@ -347,14 +345,16 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0, help="initial weights and shuffling (default: %(default)s)")
     train.add_argument("--save", metavar="MODEL.json", help="write the trained model here")
     train.add_argument("--plot", metavar="LOSS.png", help="plot the loss per epoch here (needs matplotlib)")
-    train.set_defaults(run=_train)
+    train.set_defaults(run=_train, inputs=(("DATA.csv", "data"),),
+                       outputs=(Destination("--save", "save"), Destination("--plot", "plot", (".png", ".svg"))))
 
     predict = commands.add_parser("predict", help="predict with a saved model on a numeric CSV file",
                                   formatter_class=raw, description=PREDICT_HELP)
     predict.add_argument("model", metavar="MODEL.json", help="a model written by 'microgd train --save'")
     predict.add_argument("data", metavar="DATA.csv", help="a CSV file with a header row and numbers")
     predict.add_argument("--out", metavar="PREDICTIONS.csv", help="also write the rows and their predictions here")
-    predict.set_defaults(run=_predict)
+    predict.set_defaults(run=_predict, inputs=(("MODEL.json", "model"), ("DATA.csv", "data")),
+                         outputs=(Destination("--out", "out", (".csv",)),))
 
     graph = commands.add_parser(
         "graph", help="draw the graph of a formula, with its gradients", formatter_class=raw,
@@ -368,7 +368,7 @@ def _parser() -> argparse.ArgumentParser:
                             "(default: %(default)s)")
     graph.add_argument("--rankdir", default="LR", choices=("LR", "TB", "RL", "BT"),
                        help="layout direction (default: %(default)s)")
-    graph.set_defaults(run=_graph)
+    graph.set_defaults(run=_graph, inputs=(), outputs=(Destination("--out", "out", GRAPH_SUFFIXES),))
 
     check = commands.add_parser(
         "check", help="test a hand-derived derivative against the engine", formatter_class=raw,
@@ -383,8 +383,21 @@ def _parser() -> argparse.ArgumentParser:
                        help="points to try at most (default: %(default)s)")
     check.add_argument("--rtol", type=lambda t: _number(t, "--rtol"), default=1e-7, help="default: %(default)g")
     check.add_argument("--atol", type=lambda t: _number(t, "--atol"), default=1e-9, help="default: %(default)g")
-    check.set_defaults(run=_check)
+    check.set_defaults(run=_check, inputs=(), outputs=())
     return parser
+
+
+def _check_destinations(args: argparse.Namespace) -> None:
+    """Every path the command will write, checked before any of its work: the suffix, a place that takes
+    the file (microgd.files), and no output the same file as an input or as another output."""
+    given = [(d, getattr(args, d.attribute)) for d in args.outputs if getattr(args, d.attribute)]
+    for destination, text in given:
+        suffixes = destination.suffixes
+        if suffixes and Path(text).suffix.lower() not in suffixes:
+            raise UsageError(f"{destination.option} {text!r}: the suffix must be one of {' '.join(suffixes)}")
+        (check_folder if destination.folder else check_writable)(text, destination.option)
+    check_distinct([(name, getattr(args, attribute)) for name, attribute in args.inputs],
+                   [(destination.option, text) for destination, text in given])
 
 
 def _one_line(error: BaseException) -> str:
@@ -411,6 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help, --version, or a usage mistake argparse has reported
         return done.code if isinstance(done.code, int) else 0 if done.code is None else 2
     try:
+        _check_destinations(args)
         return args.run(args)
     except KeyboardInterrupt:
         print("microgd: interrupted", file=sys.stderr)

@@ -1,11 +1,15 @@
 """The real `microgd` console script (and `python -m microgd`), run in a subprocess."""
 
+import io
+import json
 import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -13,6 +17,8 @@ import microgd
 from microgd import define_op
 from microgd.app import cli
 from microgd.app.formula import functions
+from microgd.app.modelfile import load_model
+from microgd.optim import SGD
 
 SCRIPT = shutil.which("microgd", path=os.path.dirname(sys.executable))
 
@@ -399,3 +405,96 @@ def test_an_output_that_is_an_input_or_another_output_is_refused_before_any_work
     (work / "model.csv").write_bytes((work / "model.json").read_bytes())
     args = [str(work / "table.csv") if a == "ABSOLUTE" else a for a in args]
     assert message in refused(args, capsys, work)
+
+
+# -- Ctrl-C and a closed stdout never cost the model ---------------------------------------------------
+
+def weights(path):
+    return json.loads(path.read_text())["weights"]
+
+
+def test_ctrl_c_during_train_saves_the_last_completed_step_and_exits_130(work, capsys, monkeypatch):
+    """Ctrl-C in the 5th update (the table has 4 rows): the saved model is the one one epoch makes."""
+    assert cli.main(["train", "table.csv", "--target", "Z0", "--epochs", "1", "--save", "one-epoch.json"]) == 0
+    step, calls = SGD.step, []
+
+    def interrupted_in_step_5(self):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        step(self)
+
+    monkeypatch.setattr(SGD, "step", interrupted_in_step_5)
+    capsys.readouterr()
+    assert cli.main(["train", "table.csv", "--target", "Z0", "--epochs", "50", "--save", "model.json"]) == 130
+    err = capsys.readouterr().err
+    assert err.endswith("microgd: interrupted; saved the model at its last completed step (1 epoch(s), 4 step(s)) "
+                        "to model.json\n")
+    assert weights(work / "model.json") == weights(work / "one-epoch.json")
+    assert load_model(work / "model.json").columns.target == "Z0"  # a whole model file, scaling and names
+
+
+def test_ctrl_c_before_the_first_step_leaves_an_existing_model_alone(work, capsys, monkeypatch):
+    before = (work / "model.json").read_bytes()
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(SGD, "step", interrupted)
+    assert cli.main(["train", "table.csv", "--target", "Z0", "--save", "model.json"]) == 130
+    assert "interrupted before the first step; model.json not written" in capsys.readouterr().err
+    assert (work / "model.json").read_bytes() == before
+    assert cli.main(["train", "table.csv", "--target", "Z0"]) == 130
+    assert capsys.readouterr().err.endswith("microgd: interrupted; nothing saved (no --save)\n")
+
+
+def test_a_real_ctrl_c_saves_the_model(tmp_path):
+    rows = "\n".join(f"{i % 7},{i % 5},{i % 3}" for i in range(200))
+    (tmp_path / "data.csv").write_text(f"a,b,y\n{rows}\n")
+    child = subprocess.Popen([sys.executable, "-m", "microgd", "train", "data.csv", "--target", "y", "--epochs",
+                              "100000", "--save", "model.json"], cwd=tmp_path, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert child.stdout.readline().startswith("data.csv: 200 rows")
+        assert child.stdout.readline().startswith("model: MLP 2-3-1")  # printed just before training starts
+        time.sleep(0.3)  # well into the first epochs
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == 130 and out == ""
+    assert re.search(r"microgd: interrupted; saved the model at its last completed step \(\d+ epoch\(s\), "
+                     r"[1-9]\d* step\(s\)\) to model.json\n$", err)
+    assert load_model(tmp_path / "model.json").model.sizes == [2, 3, 1]
+
+
+def test_a_closed_stdout_never_costs_the_saved_model(tmp_path):
+    """`microgd train ... --save m.json | head -1`: the model is written, nothing is said, status 141."""
+    (tmp_path / "table.csv").write_text(TABLE_CSV)
+    child = subprocess.Popen([sys.executable, "-m", "microgd", "train", "table.csv", "--target", "Z0", "--epochs",
+                              "300", "--save", "m.json", "--plot", "loss.png"], cwd=tmp_path, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert child.stdout.readline().startswith(b"table.csv: 4 rows")
+        child.stdout.close()  # the reader goes away while the model trains
+        err = child.stderr.read()
+        child.wait(timeout=60)
+    finally:
+        child.kill()
+    assert (child.returncode, err) == (141, b"")
+    assert load_model(tmp_path / "m.json").model.sizes == [2, 3, 1]
+    assert (tmp_path / "loss.png").read_bytes().startswith(b"\x89PNG")
+
+
+class ClosedPipe(io.StringIO):
+    def write(self, text):
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_with_nothing_to_write_and_no_reader_train_stops_before_training(tmp_path, monkeypatch, capsys):
+    (tmp_path / "table.csv").write_text(TABLE_CSV)
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    monkeypatch.setattr(SGD, "step", lambda self: pytest.fail("trained for no one"))
+    assert cli.main(["train", str(tmp_path / "table.csv"), "--target", "Z0"]) == 141
+    assert capsys.readouterr().err == ""
+    assert cli.main(["graph", "q", "--var", "x=3"]) == 2  # a mistake is still a mistake

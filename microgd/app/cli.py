@@ -12,26 +12,32 @@ It parses arguments and prints; the work lives in functions tests call directly:
 (:mod:`microgd.app.formula`), the pictures and :func:`microgd.check.check_formula`.
 
 Exit status: 0 done, 1 check found a counterexample, 2 a mistake in the input (one line
-``microgd: error: ...`` on stderr), 130 interrupted.
+``microgd: error: ...`` on stderr, before any work when it is about a path to write), 130 interrupted
+(Ctrl-C during ``train --save`` saves the model at its last completed step first), 141 stdout closed
+by its reader (``| head``) with the files asked for written.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import math
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TextIO
 
 from .. import __version__
 from ..engine import DomainError, Value, no_grad
 from ..files import DestinationError, check_distinct, check_folder, check_writable, write_atomic
 from ..nn import activation_names
 from ..table import table
+from ..train import History
 from .formula import FormulaError, compile, functions
-from .pipeline import NORMALIZE, DataError, describe, predict_csv, prepare_training, rmse
+from .pipeline import NORMALIZE, DataError, Training, describe, predict_csv, prepare_training, rmse
 
 __all__ = ["main", "UsageError"]
 
@@ -243,7 +249,8 @@ def _sizes(text: str) -> list[int]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    """Train an MLP on a numeric CSV file (microgd.app.pipeline.prepare_training)."""
+    """Train an MLP on a numeric CSV file (microgd.app.pipeline.prepare_training). The files asked for are
+    written as soon as training ends, before anything is printed; Ctrl-C saves the last completed step."""
     save = Path(args.save) if args.save else None
     plot = Path(args.plot) if args.plot else None
     if plot is not None and importlib.util.find_spec("matplotlib") is None:
@@ -255,12 +262,20 @@ def _train(args: argparse.Namespace) -> int:
           f"{args.target}, all scaled to [{lo:g}, {hi:g}]")
     print(f"model: {describe(training.model)}, {len(training.model.parameters())} parameters; {args.epochs} epochs "
           f"of SGD, learning rate {args.lr}, one sample at a time")
+    if save is None and plot is None and _reader_gone():
+        return 0  # nothing to write and no one to tell: stop, as a Unix tool does
     try:
         history = training.fit(epochs=args.epochs, lr=args.lr, seed=args.seed)
     except FloatingPointError as error:  # the loss overflowed: the learning rate is too large
         raise UsageError(str(error)) from None
     if history.interrupted:
-        return 130
+        return _interrupted(training, history, save)
+    if save is not None:
+        training.save(save)
+    if plot is not None:
+        from ..plot import plot_history
+
+        plot_history(history, plot, title=f"{Path(args.data).name}: mean loss per epoch")
     predictions, y = training.predictions(), training.y
     print(f"mean loss per epoch: {history[0]:.6g} (epoch 1) -> {history[-1]:.6g} (epoch {len(history)})")
     print(f"root mean squared error on the training rows: {rmse(predictions, y):.6g} (in {args.target}'s units)")
@@ -269,14 +284,23 @@ def _train(args: argparse.Namespace) -> int:
     if shown < len(y):
         print(f"  ... {len(y) - shown} more rows")
     if save is not None:
-        training.save(save)
         print(f"wrote {save} (with its scaling and column names: microgd predict {save} DATA.csv)")
     if plot is not None:
-        from ..plot import plot_history
-
-        plot_history(history, plot, title=f"{Path(args.data).name}: mean loss per epoch")
         print(f"wrote {plot}")
     return 0
+
+
+def _interrupted(training: Training, history: History, save: Path | None) -> int:
+    """Ctrl-C stopped training: save the model at its last completed step (if a step completed), say so; 130."""
+    if save is None:
+        print("microgd: interrupted; nothing saved (no --save)", file=sys.stderr)
+    elif history.steps == 0:
+        print(f"microgd: interrupted before the first step; {save} not written", file=sys.stderr)
+    else:
+        training.save(save)
+        print(f"microgd: interrupted; saved the model at its last completed step ({len(history)} epoch(s), "
+              f"{history.steps} step(s)) to {save}", file=sys.stderr)
+    return 130
 
 
 # -- predict ------------------------------------------------------------------------------------
@@ -417,8 +441,58 @@ def _join_normalize(argv: Sequence[str]) -> list[str]:
     return joined
 
 
+class _Stdout:
+    """``sys.stdout`` while a command runs: when its reader goes away (``| head``), printing stops, the work
+    does not, so every file asked for is still written."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream, self.gone = stream, False
+
+    def write(self, text: str) -> int:
+        self._quietly(self.stream.write, text)
+        return len(text)
+
+    def flush(self) -> None:
+        self._quietly(self.stream.flush)
+
+    def _quietly(self, call: Callable, *args: str) -> None:
+        if not self.gone:
+            try:
+                call(*args)
+            except BrokenPipeError:
+                self.gone = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def _reader_gone() -> bool:
+    """True once nobody reads what the command prints (stdout was a pipe, now closed)."""
+    return isinstance(sys.stdout, _Stdout) and sys.stdout.gone
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``microgd`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    """Run the ``microgd`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit status.
+
+    A closed stdout (``microgd train ... --save m.json | head -2``) stops the printing, not the work: the
+    files asked for are written, nothing is said on stderr, and the status is 141 (128 + SIGPIPE, as for a
+    Unix tool stopped by a closed pipe) unless the command failed.
+    """
+    stdout = sys.stdout = _Stdout(sys.stdout)
+    try:
+        status = _run(argv)
+        stdout.flush()
+    finally:
+        sys.stdout = stdout.stream
+    if not stdout.gone:
+        return status
+    with contextlib.suppress(OSError, ValueError):  # what is still buffered goes nowhere, without a complaint
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.stream.fileno())
+    return status or 141  # 128 + SIGPIPE
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    """Parse ``argv``, check the command's destinations, run it: its status, or 2 and one line, or 130."""
     try:
         args = _parser().parse_args(_join_normalize(sys.argv[1:] if argv is None else argv))
     except SystemExit as done:  # --help, --version, or a usage mistake argparse has reported

@@ -181,6 +181,9 @@ BAD = {
     "var not finite": ["graph", "x", "--var", "x=inf"],
     "var is a function": ["graph", "x", "--var", "exp=1"],
     "var twice": ["graph", "x", "--var", "x=1", "--var", "x=2"],
+    "var read as another (NFKC)": ["graph", "x*ｘ", "--var", "x=3", "--var", "ｘ=100"],
+    "name read as another (NFKC)": ["graph", "x*ｘ", "--var", "x=3"],
+    "domain name read as another (NFKC)": ["check", "x*x", "--formula", "2*x", "--domain", "ｘ=0:1"],
     "bad suffix": ["graph", "x", "--var", "x=1", "--out", "picture.txt"],
     "missing folder": ["graph", "x", "--var", "x=1", "--out", "no/such/folder/g.svg"],
     "unknown option": ["graph", "x", "--var", "x=1", "--colour", "red"],
@@ -236,6 +239,8 @@ def test_messages_name_what_was_wrong(tmp_path):
     assert "unknown function 'foo' at column 1" in run(*BAD["unknown function"], cwd=tmp_path)[2]
     assert "--var b=VALUE" in run(*BAD["unknown name"], cwd=tmp_path)[2]
     assert "'.__class__'" in run(*BAD["attribute"], cwd=tmp_path)[2]
+    assert "'ｘ' is read by Python as 'x'" in run(*BAD["var read as another (NFKC)"], cwd=tmp_path)[2]
+    assert "'ｘ' is read by Python as 'x'" in run(*BAD["name read as another (NFKC)"], cwd=tmp_path)[2]
     assert "in 'log(x - 2)' at column 1" in run(*BAD["domain error"], cwd=tmp_path)[2]
     assert "no/such/folder" in run(*BAD["missing folder"], cwd=tmp_path)[2]
     assert "--colour" in run(*BAD["unknown option"], cwd=tmp_path)[2]

@@ -172,6 +172,10 @@ REFUSED = [  # (text, token, column)
     ("__import__('os').system('true')", ".system", 17),
     ("__import__('os')", "__import__", 1),
     ("().__class__", ".__class__", 3),
+    # names Python's parser would change (NFKC): x and fullwidth x would be one variable
+    ("x * ｘ", "ｘ", 5),
+    ("ｅｘｐ(x)", "ｅｘｐ", 1),
+    ("x + ﬁ", "ﬁ", 5),
     # syntax errors
     ("x +* 2", "*", 4),
     ("x ** ** 2", "**", 6),
@@ -196,6 +200,12 @@ def test_refusals_name_the_token_and_its_column(text, token, column):
     if token:
         assert repr(token) in str(error)
     assert "\n" not in str(error)
+
+
+def test_a_name_python_would_read_as_another_says_so():
+    with pytest.raises(FormulaError, match=r"name 'ｘ' is read by Python as 'x' \(Unicode NFKC normalisation\) "
+                                           r"at column 3 \(type 'x' if you mean it, else another name\)"):
+        parse("x*ｘ", {"x": 3.0})
 
 
 def test_unknown_name_lists_the_variables_and_functions():
@@ -236,7 +246,8 @@ def test_null_byte_is_refused_with_its_column():
         compile("x +\x00 1")
 
 
-@pytest.mark.parametrize("names, bad", [({"exp": 1.0}, "exp"), ({"1x": 1.0}, "1x"), ({"a b": 1.0}, "a b")])
+@pytest.mark.parametrize("names, bad", [({"exp": 1.0}, "exp"), ({"1x": 1.0}, "1x"), ({"a b": 1.0}, "a b"),
+                                        ({"x": 3.0, "ｘ": 100.0}, "ｘ")])
 def test_bad_variable_names(names, bad):
     with pytest.raises(FormulaError, match=repr(bad)):
         parse("1", names)

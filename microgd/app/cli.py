@@ -36,7 +36,7 @@ from ..files import DestinationError, check_distinct, check_folder, check_writab
 from ..nn import activation_names
 from ..table import table
 from ..train import History
-from .formula import FormulaError, compile, functions
+from .formula import FormulaError, compile, functions, normal_name
 from .pipeline import NORMALIZE, DataError, Training, describe, predict_csv, prepare_training, rmse
 
 __all__ = ["main", "UsageError"]
@@ -90,6 +90,9 @@ def _assignment(text: str) -> tuple[str, str]:
     name = name.strip()
     if not equals or not name.isidentifier() or not value.strip():
         raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE (e.g. w=0.5)")
+    if normal_name(name) != name:  # two names would be one in the formula: ｘ is x
+        raise argparse.ArgumentTypeError(f"{name!r} is read by Python as {normal_name(name)!r} in a formula "
+                                         "(Unicode NFKC normalisation): use that name")
     return name, value.strip()
 
 

@@ -20,13 +20,14 @@ import ast
 import bisect
 import math
 import operator
+import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Union
 
 from ..engine import DomainError, Value
 from ..rules import OPS, Op
 
-__all__ = ["parse", "compile", "Formula", "FormulaError", "functions"]
+__all__ = ["parse", "compile", "Formula", "FormulaError", "functions", "normal_name"]
 
 Number = Union[int, float]
 
@@ -239,6 +240,11 @@ def compile(text: str, names: Iterable[str] | None = None) -> Formula:
     return Formula(text, tuple(used), program, source)
 
 
+def normal_name(name: str) -> str:
+    """``name`` as Python's parser reads it in a formula (NFKC): ``normal_name("ｘ") == "x"``."""
+    return unicodedata.normalize("NFKC", name)
+
+
 def parse(text: str, variables: Mapping[str, Number | Value]) -> Value:
     """Evaluate the formula ``text`` on ``variables`` (name -> number) into a Value graph.
 
@@ -258,6 +264,9 @@ def _check_names(names: Iterable[str]) -> frozenset[str]:
         if not isinstance(name, str) or not name.isidentifier():
             raise FormulaError(f"variable name {name!r} is not a name (letters, digits and _, not first a digit)",
                                str(name))
+        if normal_name(name) != name:
+            raise FormulaError(f"variable name {name!r} is read by Python as {normal_name(name)!r} in a formula "
+                               "(Unicode NFKC normalisation): use that name", name)
         if name in functions():
             raise FormulaError(f"variable name {name!r} is taken by the function {name}()", name)
     return frozenset(names)
@@ -279,6 +288,7 @@ def _check_node(node: ast.AST, source: _Source, allowed: frozenset[str] | None) 
     if isinstance(node, ast.Constant):
         return _check_number(node, source)
     if isinstance(node, ast.Name):
+        _check_spelling(node, source)
         if node.id in functions():
             raise source.error(f"function {node.id!r} without arguments", node.id, source.start(node),
                                f"call it: {node.id}(x)")
@@ -305,6 +315,15 @@ def _check_node(node: ast.AST, source: _Source, allowed: frozenset[str] | None) 
     raise source.error(f"{what} {token!r} is not allowed", token, source.start(node), _allowed())
 
 
+def _check_spelling(node: ast.Name, source: _Source) -> None:
+    """A name exactly as typed: Python's parser reads ``ｘ`` (fullwidth) or ``ﬁ`` as ``x`` or ``fi`` (NFKC), which
+    would silently make two names one."""
+    typed = source.text[source.start(node):source.end(node)]
+    if typed != node.id:
+        raise source.error(f"name {typed!r} is read by Python as {node.id!r} (Unicode NFKC normalisation)", typed,
+                           source.start(node), f"type {node.id!r} if you mean it, else another name")
+
+
 def _check_number(node: ast.Constant, source: _Source) -> list:
     value = node.value
     token = source.segment(node)
@@ -326,6 +345,7 @@ def _check_call(node: ast.Call, source: _Source, allowed: frozenset[str] | None)
             _check_node(node.func, source, allowed)  # raises: attribute access
         token = source.segment(node.func)
         raise source.error(f"call of {token!r} is not allowed", token, source.start(node.func), _function_list())
+    _check_spelling(node.func, source)
     name = node.func.id
     op = functions().get(name)
     if op is None:

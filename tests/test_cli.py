@@ -197,6 +197,12 @@ BAD = {
     "check: domain syntax": ["check", "w*x", "--formula", "x", "--wrt", "w", "--domain", "w=-3"],
     "check: undefined everywhere": ["check", "log(x)", "--formula", "1/x", "--domain", "x=-2:-1"],
     "check: examples": ["check", "x", "--formula", "1", "--examples", "0"],
+    "check: --atol passing anything": ["check", "w*x", "--formula", "2*x", "--wrt", "w", "--atol", "1e300"],
+    "check: negative --rtol": ["check", "w*x", "--formula", "x", "--wrt", "w", "--rtol", "-1"],
+    "check: --rtol of 1": ["check", "w*x", "--formula", "2*x", "--wrt", "w", "--rtol", "1"],
+    "check: negative --atol": ["check", "w*x", "--formula", "x", "--wrt", "w", "--atol=-1e-9"],
+    "check: --domain not in EXPR": ["check", "w*x*t", "--formula", "x*t", "--wrt", "w", "--domain", "T=0:1"],
+    "check: --formula beyond EXPR": ["check", "w*x", "--formula", "x + 0*t", "--wrt", "w"],
     "train: missing file": ["train", "missing.csv", "--target", "Z0"],
     "train: a folder": ["train", ".", "--target", "Z0"],
     "train: unknown column": ["train", "table.csv", "--target", "Z9"],
@@ -239,6 +245,11 @@ def test_messages_name_what_was_wrong(tmp_path):
     assert "unknown function 'foo' at column 1" in run(*BAD["unknown function"], cwd=tmp_path)[2]
     assert "--var b=VALUE" in run(*BAD["unknown name"], cwd=tmp_path)[2]
     assert "'.__class__'" in run(*BAD["attribute"], cwd=tmp_path)[2]
+    assert ("--atol 1e+300 would accept the derivative 0 at every point tried (the largest |d f/d w| there is 3)"
+            in run(*BAD["check: --atol passing anything"], cwd=tmp_path)[2])
+    assert "--domain T: EXPR has no variable 'T' (its variables: w, x, t)" in run(*BAD["check: --domain not in EXPR"],
+                                                                                cwd=tmp_path)[2]
+    assert "argument --rtol: '-1' must be >= 0 and below 1" in run(*BAD["check: negative --rtol"], cwd=tmp_path)[2]
     assert "'ｘ' is read by Python as 'x'" in run(*BAD["var read as another (NFKC)"], cwd=tmp_path)[2]
     assert "'ｘ' is read by Python as 'x'" in run(*BAD["name read as another (NFKC)"], cwd=tmp_path)[2]
     assert "in 'log(x - 2)' at column 1" in run(*BAD["domain error"], cwd=tmp_path)[2]

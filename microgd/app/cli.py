@@ -126,6 +126,17 @@ def _interval(text: str) -> tuple[str, tuple[float, float]]:
     return name, (low, high)
 
 
+def _tolerance(option: str, below_one: bool = False) -> Callable[[str], float]:
+    """The type of ``--rtol``/``--atol``: a finite number >= 0 (below 1 for a relative tolerance)."""
+    def parse(text: str) -> float:
+        value = _number(text, "a tolerance")
+        if value < 0 or (below_one and value >= 1):
+            raise argparse.ArgumentTypeError(f"{text!r} must be >= 0" + (" and below 1 (1 would accept 0 as every "
+                                             "derivative)" if below_one else ""))
+        return value
+    return parse
+
+
 def _rate(text: str) -> float:
     """``--lr 0.5`` -> 0.5; a learning rate must be above 0."""
     value = _number(text, "the learning rate")
@@ -194,12 +205,20 @@ def _graph(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     """Search a domain for a point where FORMULA is not d EXPR / d wrt (microgd.check.check_formula)."""
-    from ..check import FormulaMismatch, check_formula
+    from ..check import FormulaMismatch, ToleranceError, check_formula
 
     f = _compiled(args.expr, "EXPR")
     derivative = _compiled(args.formula, "--formula")
     given = _unique(args.domain, "--domain")
-    domain = {name: given.get(name, DEFAULT_INTERVAL) for name in (*f.names, *derivative.names, *given)}
+    variables = f"its variables: {', '.join(f.names) or 'none'}"
+    for name in given:
+        if name not in f.names:
+            raise UsageError(f"--domain {name}: EXPR has no variable {name!r} ({variables})")
+    for name in derivative.names:
+        if name not in f.names:
+            raise UsageError(f"--formula uses {name!r}, which is not a variable of EXPR ({variables}): a derivative "
+                             "of EXPR depends on EXPR's variables only")
+    domain = {name: given.get(name, DEFAULT_INTERVAL) for name in f.names}
     wrt = args.wrt
     if wrt is None:
         if len(f.names) != 1:
@@ -220,6 +239,10 @@ def _check(args: argparse.Namespace) -> int:
     except FormulaMismatch as mismatch:
         print(mismatch)
         return 1
+    except ToleranceError as error:
+        raise UsageError(f"--atol {args.atol:g} would accept the derivative 0 at every point tried (the largest "
+                         f"|d f/d {wrt}| there is {error.largest:.3g}): the check proves nothing; use --atol below "
+                         f"{error.limit:.3g}") from None
     except ImportError as error:  # hypothesis is an extra
         raise UsageError(str(error)) from None
     except ValueError as error:  # e.g. EXPR undefined on the whole domain
@@ -408,8 +431,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="the interval a variable is drawn from; repeat for each variable")
     check.add_argument("--examples", type=_positive_int, default=200, metavar="N",
                        help="points to try at most (default: %(default)s)")
-    check.add_argument("--rtol", type=lambda t: _number(t, "--rtol"), default=1e-7, help="default: %(default)g")
-    check.add_argument("--atol", type=lambda t: _number(t, "--atol"), default=1e-9, help="default: %(default)g")
+    check.add_argument("--rtol", type=_tolerance("--rtol", below_one=True), default=1e-7,
+                       help="relative tolerance, in [0, 1) (default: %(default)g)")
+    check.add_argument("--atol", type=_tolerance("--atol"), default=1e-9,
+                       help="absolute tolerance, >= 0; one that would pass the derivative 0 at every point tried "
+                            "is an error (default: %(default)g)")
     check.set_defaults(run=_check, inputs=(), outputs=())
     return parser
 

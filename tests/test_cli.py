@@ -89,6 +89,12 @@ def test_check_passes_the_corrected_chain_rule(tmp_path):
     assert "agrees with the engine at 200 points" in out
 
 
+def test_check_takes_a_flat_sum_of_3000_terms(tmp_path):
+    status, out, err = run("check", "+".join(["x*w"] * 3000), "--wrt", "w", "--formula", "3000*x", "--examples", "5",
+                           cwd=tmp_path)
+    assert (status, err) == (0, "") and "agrees with the engine at 5 points" in out
+
+
 def test_check_finds_tutorial1s_error_and_exits_1(tmp_path):
     status, out, err = run("check", TUTORIAL1_EXPR, "--wrt", "w", "--formula", TUTORIAL1_FORMULA, "--domain", "t=0:1",
                            cwd=tmp_path)
@@ -177,6 +183,7 @@ BAD = {
     "attribute": ["graph", "x.__class__", "--var", "x=1"],
     "domain error": ["graph", "log(x - 2)", "--var", "x=1"],
     "overflow in the value": ["graph", "x*1e308*10", "--var", "x=1"],
+    "5,000-digit integer": ["graph", "1" * 5000 + "*x", "--var", "x=1"],
     "overflow in a gradient": ["graph", "x*1e308*10", "--var", "x=0.1"],
     "var without =": ["graph", "x", "--var", "x"],
     "var not a number": ["graph", "x", "--var", "x=one"],
@@ -252,6 +259,7 @@ def test_messages_name_what_was_wrong(tmp_path):
     assert "--domain T: EXPR has no variable 'T' (its variables: w, x, t)" in run(*BAD["check: --domain not in EXPR"],
                                                                                 cwd=tmp_path)[2]
     assert "argument --rtol: '-1' must be >= 0 and below 1" in run(*BAD["check: negative --rtol"], cwd=tmp_path)[2]
+    assert "(5000 digits) is too large for a float at column 1" in run(*BAD["5,000-digit integer"], cwd=tmp_path)[2]
     assert "'ｘ' is read by Python as 'x'" in run(*BAD["var read as another (NFKC)"], cwd=tmp_path)[2]
     assert "'ｘ' is read by Python as 'x'" in run(*BAD["name read as another (NFKC)"], cwd=tmp_path)[2]
     assert "in 'log(x - 2)' at column 1" in run(*BAD["domain error"], cwd=tmp_path)[2]

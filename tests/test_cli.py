@@ -524,3 +524,37 @@ def test_with_nothing_to_write_and_no_reader_train_stops_before_training(tmp_pat
     assert cli.main(["train", str(tmp_path / "table.csv"), "--target", "Z0"]) == 141
     assert capsys.readouterr().err == ""
     assert cli.main(["graph", "q", "--var", "x=3"]) == 2  # a mistake is still a mistake
+
+
+# -- graph: --max-nodes and --timeout --------------------------------------------------------------------
+
+def test_graph_has_a_max_nodes_option_and_its_message_names_it(tmp_path):
+    sum_of_600 = "+".join(["x"] * 600)
+    status, out, err = run("graph", sum_of_600, "--var", "x=1", "--out", "g.dot", cwd=tmp_path)
+    assert (status, out) == (2, "")
+    assert err == ("microgd: error: EXPR's graph has 600 nodes, more than --max-nodes 500: a picture that large is "
+                   "hard to read; draw a smaller expression, or add --max-nodes 600\n")
+    status, out, err = run("graph", sum_of_600, "--var", "x=1", "--out", "g.dot", "--max-nodes", "600", cwd=tmp_path)
+    assert (status, err) == (0, "") and "d/dx = 600" in out
+    assert (tmp_path / "g.dot").read_text().startswith("digraph")
+    status, _, err = run("graph", "x", "--var", "x=1", "--max-nodes", "0", cwd=tmp_path)
+    assert status == 2 and "--max-nodes: '0' must be at least 1" in err
+
+
+@pytest.mark.parametrize("out", ["g.svg", "g.html"])
+def test_a_renderer_that_hangs_is_stopped_and_the_message_says_how_to_allow_more(tmp_path, out):
+    programs = tmp_path / "bin"
+    programs.mkdir()
+    dot = programs / "dot"
+    dot.write_text(f"#!/bin/sh\n{sys.executable} -c 'import time; time.sleep(600)' & exec {sys.executable} -c "
+                   "'import time; time.sleep(600)'\n")
+    dot.chmod(0o755)
+    env = {**os.environ, "PATH": f"{programs}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run([sys.executable, "-m", "microgd", "graph", "x * x", "--var", "x=3", "--out", out,
+                           "--timeout", "0.5"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (f"microgd: error: {dot} took more than 0.5 s to lay out EXPR's graph and was stopped: "
+                           "draw a smaller graph, or allow more time with --timeout 1\n")
+    assert not (tmp_path / out).exists()
+    status, _, err = run("graph", "x", "--var", "x=1", "--timeout", "0", cwd=tmp_path)
+    assert status == 2 and "--timeout: '0' must be above 0 seconds" in err

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .. import __version__
+from ..drawing import RENDER_TIMEOUT
 from ..engine import DomainError, Value, no_grad
 from ..files import DestinationError, check_distinct, check_folder, check_writable, write_atomic
 from ..nn import activation_names
@@ -145,6 +146,14 @@ def _rate(text: str) -> float:
     return value
 
 
+def _seconds(text: str) -> float:
+    """``--timeout 90`` -> 90.0; a time limit must be above 0."""
+    value = _number(text, "the time limit")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be above 0 seconds")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -185,14 +194,23 @@ def _graph(args: argparse.Namespace) -> int:
     leaves = {name: Value(value, label=name) for name, value in variables.items()}
     root = formula(**leaves)
     root.backward()
+    from ..drawing import GraphTooLarge, RenderError, RenderTimeout
     try:
         if out.suffix.lower() in (".html", ".htm"):
             from ..stepper import backprop_html
-            backprop_html(root, out, rankdir=args.rankdir, title=args.expr)
+            backprop_html(root, out, rankdir=args.rankdir, title=args.expr, max_nodes=args.max_nodes,
+                          timeout=args.timeout)
         else:
             from ..viz import draw_graph, save
-            save(draw_graph(root, rankdir=args.rankdir), out)
-    except (ValueError, RuntimeError) as error:  # no renderer, renderer failed, graph too large
+            save(draw_graph(root, rankdir=args.rankdir, max_nodes=args.max_nodes), out, timeout=args.timeout)
+    except GraphTooLarge as error:
+        raise UsageError(f"EXPR's graph has {error.nodes} nodes, more than --max-nodes {error.limit}: a picture "
+                         f"that large is hard to read; draw a smaller expression, or add --max-nodes {error.nodes}") \
+            from None
+    except RenderTimeout as error:
+        raise UsageError(f"{error.program} took more than {error.seconds:g} s to lay out EXPR's graph and was stopped: "
+                         f"draw a smaller graph, or allow more time with --timeout {2 * error.seconds:g}") from None
+    except RenderError as error:  # no renderer, or the renderer failed
         raise UsageError(str(error)) from None
     print(f"{args.expr} = {root.data:.6g}")
     for name, leaf in leaves.items():
@@ -418,6 +436,10 @@ def _parser() -> argparse.ArgumentParser:
                             "(default: %(default)s)")
     graph.add_argument("--rankdir", default="LR", choices=("LR", "TB", "RL", "BT"),
                        help="layout direction (default: %(default)s)")
+    graph.add_argument("--max-nodes", type=_positive_int, default=500, metavar="N",
+                       help="refuse a graph of more nodes than this (default: %(default)s)")
+    graph.add_argument("--timeout", type=_seconds, default=RENDER_TIMEOUT, metavar="SECONDS",
+                       help="stop the renderer after this long (default: %(default)g)")
     graph.set_defaults(run=_graph, inputs=(), outputs=(Destination("--out", "out", GRAPH_SUFFIXES),))
 
     check = commands.add_parser(

@@ -141,12 +141,17 @@ def graph_nodes(root: Value, max_nodes: int, caller: str) -> list[Value]:
 
 
 def number_formatter(number_format: str, caller: str) -> Callable[[float], str]:
-    """A function printing numbers with ``number_format`` (e.g. ".4f"), checked once up front."""
+    """A function printing numbers with ``number_format`` (e.g. ".4f"), checked once up front: a fill
+    character that means something in a label (``<`` in ``"<<8.3f"``) is refused, so numbers go into
+    every label as they are."""
     try:
-        format(1.5, number_format)
+        shown = format(-1.5, number_format) + format(1e300, number_format)
     except (ValueError, TypeError):
         raise ValueError(f"{caller}: number_format {number_format!r} is not a format for floats; "
                          "try '.4f' or '.3g'") from None
+    if any(c in shown for c in '<>&"{}|\\'):
+        raise ValueError(f"{caller}: number_format {number_format!r} fills with a character labels reserve "
+                         "(one of < > & \" { } | \\); try '.4f' or '.3g'")
     return lambda x: format(x, number_format)
 
 

@@ -240,6 +240,8 @@ def test_too_large_a_graph_is_refused_with_the_option_to_allow_it():
 @pytest.mark.parametrize("kwargs, message", [
     ({"rankdir": "up"}, "rankdir must be one of LR, TB, RL, BT"),
     ({"number_format": "d"}, "number_format 'd' is not a format for floats"),
+    ({"number_format": "<<8.3f"}, "number_format '<<8.3f' fills with a character labels reserve"),
+    ({"number_format": "&>9.2f"}, "number_format '&>9.2f' fills with a character labels reserve"),
 ])
 @pytest.mark.parametrize("draw", [draw_graph, draw_dot])
 def test_bad_options_are_named(draw, kwargs, message):
@@ -506,6 +508,20 @@ def test_labels_and_op_symbols_are_escaped_in_the_graph_picture():
     assert f"<b>{html.escape(label)}</b>" in statement(source, "v0") and "<i>" not in source
     assert 'label="&lt;f&gt;"' in statement(source, "v1op")
     assert 'label="&lt;f&gt;"' in statement_of(draw_dot(y).source, "v1op")
+
+
+def test_grad_texts_and_activation_names_are_escaped_too(forget_defined_ops):
+    from microgd.drawing import expression_graph, number_formatter
+    from microgd.nn import MLP
+
+    y = Value(1.0, label="a") * 2
+    texts = ['<b>grad</b> & "more"', "", ""]
+    source = expression_graph(y.topo(), number=number_formatter(".4f", "test"), grad_texts=texts).source
+    assert f"<tr><td>{html.escape(texts[0])}</td></tr>" in statement(source, "v0") and "<b>grad</b>" not in source
+    name = "<i>act</i>"
+    define_op(name, forward=lambda v: v, vjp=lambda g, out, v: (g,), formula="{0}")
+    source = draw_mlp(MLP(1, [1], activations=[name], seed=0)).source
+    assert html.escape(name) in source and name not in source
 
 
 # -- graphviz: the public API only --

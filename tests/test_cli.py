@@ -558,3 +558,14 @@ def test_a_renderer_that_hangs_is_stopped_and_the_message_says_how_to_allow_more
     assert not (tmp_path / out).exists()
     status, _, err = run("graph", "x", "--var", "x=1", "--timeout", "0", cwd=tmp_path)
     assert status == 2 and "--timeout: '0' must be above 0 seconds" in err
+
+
+def test_a_renderer_failing_in_the_demo_is_one_line(tmp_path, monkeypatch, capsys):
+    programs = tmp_path / "bin"
+    programs.mkdir()
+    (programs / "dot").write_text("#!/bin/sh\necho 'Error: out of memory' >&2\nexit 1\n")
+    (programs / "dot").chmod(0o755)
+    monkeypatch.setenv("PATH", str(programs))
+    assert cli.main(["demo", "--out", str(tmp_path / "out"), "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("microgd: error: ") and "could not render svg: Error: out of" in err

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .. import __version__
-from ..drawing import RENDER_TIMEOUT
+from ..drawing import RENDER_TIMEOUT, RenderError
 from ..engine import DomainError, Value, no_grad
 from ..files import DestinationError, check_distinct, check_folder, check_writable, write_atomic
 from ..nn import activation_names
@@ -194,7 +194,7 @@ def _graph(args: argparse.Namespace) -> int:
     leaves = {name: Value(value, label=name) for name, value in variables.items()}
     root = formula(**leaves)
     root.backward()
-    from ..drawing import GraphTooLarge, RenderError, RenderTimeout
+    from ..drawing import GraphTooLarge, RenderTimeout
     try:
         if out.suffix.lower() in (".html", ".htm"):
             from ..stepper import backprop_html
@@ -210,8 +210,6 @@ def _graph(args: argparse.Namespace) -> int:
     except RenderTimeout as error:
         raise UsageError(f"{error.program} took more than {error.seconds:g} s to lay out EXPR's graph and was stopped: "
                          f"draw a smaller graph, or allow more time with --timeout {2 * error.seconds:g}") from None
-    except RenderError as error:  # no renderer, or the renderer failed
-        raise UsageError(str(error)) from None
     print(f"{args.expr} = {root.data:.6g}")
     for name, leaf in leaves.items():
         print(f"  d/d{name} = {leaf.grad:.6g}")
@@ -554,6 +552,6 @@ def _run(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print("microgd: interrupted", file=sys.stderr)
         return 130
-    except (UsageError, DataError, DestinationError, FormulaError, DomainError, OSError) as error:
+    except (UsageError, DataError, DestinationError, FormulaError, DomainError, RenderError, OSError) as error:
         print(f"microgd: error: {_one_line(error)}", file=sys.stderr)
         return 2

@@ -46,8 +46,11 @@ def write_atomic(path: PathLike, data: str | bytes) -> Path:
     except FileNotFoundError:
         mode = None
     temporary = folder / f".microgd-{os.getpid()}-{os.urandom(4).hex()}.tmp"
-    # os.open with 0o666 lets the umask decide a new file's permissions (mkstemp would force 0o600)
-    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        # os.open with 0o666 lets the umask decide a new file's permissions (mkstemp would force 0o600)
+        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as error:
+        raise _named(error, shown) from None
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data.encode("utf-8") if isinstance(data, str) else data)
@@ -56,11 +59,18 @@ def write_atomic(path: PathLike, data: str | bytes) -> Path:
         if mode is not None:
             os.chmod(temporary, mode)
         os.replace(temporary, target)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+        if isinstance(error, OSError):
+            raise _named(error, shown) from None
         raise
     return shown
+
+
+def _named(error: OSError, path: Path) -> OSError:
+    """``error`` naming ``path``, the file asked for, rather than our temporary (a message shows the path)."""
+    return error if error.errno is None else type(error)(error.errno, error.strerror, os.fspath(path))
 
 
 def _remove_stale_temporaries(folder: Path) -> None:

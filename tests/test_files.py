@@ -1,5 +1,6 @@
 """The atomic writer and the destination checks: nothing microgd writes can cost the user a file."""
 
+import errno
 import os
 import signal
 import stat
@@ -124,3 +125,20 @@ def test_a_folder_destination_may_exist_or_be_made_but_never_be_a_file(tmp_path,
         with pytest.raises(DestinationError, match=pattern):
             check_folder(typed, "--out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data.csv"]  # nothing made, no probe left
+
+
+def test_a_failed_write_names_the_path_asked_for_never_the_temporary(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError) as caught:
+        write_atomic("/proc/microgd.json", "x")
+    assert caught.value.filename == "/proc/microgd.json" and ".microgd-" not in str(caught.value)
+    path = tmp_path / "model.json"
+    path.write_text("old")
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError, match=r"No space left on device: '.*model.json'") as caught:
+        write_atomic(path, "new")
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(path)
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["model.json"]

@@ -512,6 +512,16 @@ def test_a_closed_stdout_never_costs_the_saved_model(tmp_path):
     assert (tmp_path / "loss.png").read_bytes().startswith(b"\x89PNG")
 
 
+def test_started_with_stdout_closed_train_still_saves(tmp_path):
+    """`microgd train ... --save m.json >&-`: Python's sys.stdout is None, print() writes nothing."""
+    (tmp_path / "table.csv").write_text(TABLE_CSV)
+    done = subprocess.run([sys.executable, "-m", "microgd", "train", "table.csv", "--target", "Z0", "--epochs", "5",
+                           "--save", "m.json"], cwd=tmp_path, stderr=subprocess.PIPE, preexec_fn=lambda: os.close(1),
+                          timeout=60)
+    assert (done.returncode, done.stderr) == (0, b"")
+    assert load_model(tmp_path / "m.json").model.sizes == [2, 3, 1]
+
+
 class ClosedPipe(io.StringIO):
     def write(self, text):
         raise BrokenPipeError(32, "Broken pipe")

@@ -527,6 +527,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     files asked for are written, nothing is said on stderr, and the status is 141 (128 + SIGPIPE, as for a
     Unix tool stopped by a closed pipe) unless the command failed.
     """
+    if sys.stdout is None:  # started with stdout closed (>&-): print() writes nothing and the work goes on
+        return _run(argv)
     stdout = sys.stdout = _Stdout(sys.stdout)
     try:
         status = _run(argv)

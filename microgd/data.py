@@ -264,6 +264,7 @@ def read_text(path: PathLike, max_bytes: int = MAX_BYTES, encoding: str = "utf-8
 
 
 def _size(n: int) -> str:
+    """A byte count for a message: MiB from one up."""
     return f"{n / 2**20:g} MiB" if n >= 2**20 else f"{n} bytes"
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .. import __version__
-from ..drawing import RENDER_TIMEOUT, RenderError
+from ..drawing import RENDER_TIMEOUT, GraphTooLarge, RenderError, RenderTimeout
 from ..engine import DomainError, Value, no_grad
 from ..files import DestinationError, check_distinct, check_folder, check_writable, write_atomic
 from ..nn import activation_names
@@ -127,7 +127,7 @@ def _interval(text: str) -> tuple[str, tuple[float, float]]:
     return name, (low, high)
 
 
-def _tolerance(option: str, below_one: bool = False) -> Callable[[str], float]:
+def _tolerance(below_one: bool = False) -> Callable[[str], float]:
     """The type of ``--rtol``/``--atol``: a finite number >= 0 (below 1 for a relative tolerance)."""
     def parse(text: str) -> float:
         value = _number(text, "a tolerance")
@@ -194,7 +194,6 @@ def _graph(args: argparse.Namespace) -> int:
     leaves = {name: Value(value, label=name) for name, value in variables.items()}
     root = formula(**leaves)
     root.backward()
-    from ..drawing import GraphTooLarge, RenderTimeout
     try:
         if out.suffix.lower() in (".html", ".htm"):
             from ..stepper import backprop_html
@@ -451,9 +450,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="the interval a variable is drawn from; repeat for each variable")
     check.add_argument("--examples", type=_positive_int, default=200, metavar="N",
                        help="points to try at most (default: %(default)s)")
-    check.add_argument("--rtol", type=_tolerance("--rtol", below_one=True), default=1e-7,
+    check.add_argument("--rtol", type=_tolerance(below_one=True), default=1e-7,
                        help="relative tolerance, in [0, 1) (default: %(default)g)")
-    check.add_argument("--atol", type=_tolerance("--atol"), default=1e-9,
+    check.add_argument("--atol", type=_tolerance(), default=1e-9,
                        help="absolute tolerance, >= 0; one that would pass the derivative 0 at every point tried "
                             "is an error (default: %(default)g)")
     check.set_defaults(run=_check, inputs=(), outputs=())

@@ -18,7 +18,8 @@ from typing import Any
 from .engine import DomainError, Value, gradients
 from .table import table
 
-__all__ = ["gradcheck", "numeric_gradient", "check_formula", "GradcheckError", "FormulaMismatch", "FormulaReport"]
+__all__ = ["gradcheck", "numeric_gradient", "check_formula", "GradcheckError", "FormulaMismatch", "FormulaReport",
+           "ToleranceError"]
 
 DEFAULT_DOMAIN = {"w": (-3.0, 3.0), "x": (-3.0, 3.0), "t": (0.0, 1.0)}
 
@@ -47,6 +48,17 @@ def _close(a: float, b: float, rtol: float, atol: float) -> bool:
     if not (math.isfinite(a) and math.isfinite(b)):
         return a == b
     return abs(a - b) <= atol + rtol * max(abs(a), abs(b))
+
+
+def _tolerances(rtol: float, atol: float, who: str) -> tuple[float, float]:
+    """``rtol`` and ``atol`` checked: finite numbers >= 0, and ``rtol`` below 1 (a relative tolerance of 1
+    accepts 0 as every value, so it could reject nothing)."""
+    rtol, atol = _as_float(rtol, f"{who}: rtol"), _as_float(atol, f"{who}: atol")
+    if not 0 <= rtol < 1:
+        raise ValueError(f"{who}: rtol must be >= 0 and below 1 (1 would accept 0 for any value), got {rtol!r}")
+    if atol < 0:
+        raise ValueError(f"{who}: atol must be >= 0, got {atol!r}")
+    return rtol, atol
 
 
 def _name(f: Callable) -> str:
@@ -111,6 +123,18 @@ def _central_differences(func: Callable[..., list], xs: Sequence[float], eps: fl
     return columns
 
 
+def _check_step(eps: float, xs: Sequence[float], who: str) -> None:
+    """``eps`` a finite number > 0 whose step ``eps * max(1, |x|)`` moves every input (a step lost in
+    rounding would divide by zero)."""
+    eps = _as_float(eps, f"{who}: eps")
+    if eps <= 0:
+        raise ValueError(f"{who}: eps must be > 0, got {eps!r}")
+    for i, x in enumerate(xs):
+        h = eps * max(1.0, abs(x))
+        if x + h == x - h:
+            raise ValueError(f"{who}: eps={eps!r} is too small to move input {i} ({x!r}) in floating point")
+
+
 def numeric_gradient(f: Callable[..., float], *inputs: float, eps: float = 1e-6) -> list[float]:
     """The gradient of a plain-float function by central differences (step ``eps`` scaled by ``max(1, |x|)``).
 
@@ -118,6 +142,7 @@ def numeric_gradient(f: Callable[..., float], *inputs: float, eps: float = 1e-6)
         [12.0, 9.0]
     """
     xs = [_as_float(x, f"numeric_gradient: input {i}") for i, x in enumerate(inputs)]
+    _check_step(eps, xs, "numeric_gradient")
     return [column[0] for column in _central_differences(lambda *v: [float(f(*v))], xs, eps)]
 
 
@@ -129,7 +154,8 @@ def gradcheck(f: Callable[..., Value], *inputs: float, eps: float = 1e-6, rtol: 
     derivative is compared with central differences of ``f``; with ``order=2`` every second
     derivative (the Hessian, from the engine's differentiable first derivatives) is also
     compared with central differences of the engine's first derivatives. Agreement means
-    ``|engine - numeric| <= atol + rtol * max(|engine|, |numeric|)``.
+    ``|engine - numeric| <= atol + rtol * max(|engine|, |numeric|)``; ``rtol`` must be in [0, 1), ``atol``
+    finite and >= 0, and ``eps`` finite, > 0 and large enough to move every input (else a ValueError).
 
     Returns True, or raises :class:`GradcheckError` with a table of every derivative.
     A :class:`DomainError` at the point (or a step away from it) propagates unchanged.
@@ -142,6 +168,8 @@ def gradcheck(f: Callable[..., Value], *inputs: float, eps: float = 1e-6, rtol: 
     xs = [_as_float(x, f"gradcheck: input {i}") for i, x in enumerate(inputs)]
     if not xs:
         raise TypeError("gradcheck: give at least one input, e.g. gradcheck(f, 0.5)")
+    rtol, atol = _tolerances(rtol, atol, "gradcheck")
+    _check_step(eps, xs, "gradcheck")
     names = _input_names(f, len(xs))
     rows = []  # (derivative, engine, numeric)
     numeric = _central_differences(lambda *v: [_checked(f(*map(Value, v)), "gradcheck").data], xs, eps)
@@ -183,6 +211,15 @@ class FormulaReport:
         return (f"formula for {self.derivative} agrees with the engine at {self.examples} points "
                 f"({self.skipped} skipped outside f's domain); largest difference "
                 f"{self.max_abs_diff:.3g} (relative {self.max_rel_diff:.3g})")
+
+
+class ToleranceError(ValueError):
+    """check_formula's tolerances would have passed the formula 0 everywhere it looked: ``largest`` is the
+    largest |derivative| seen, ``limit`` the atol below which the check means something."""
+
+    def __init__(self, message: str, largest: float, limit: float):
+        super().__init__(message)
+        self.largest, self.limit = largest, limit
 
 
 class _Disagreement(Exception):
@@ -247,6 +284,17 @@ def _mismatch_message(found: _Disagreement, derivative: str, rtol: float, atol: 
                       table(None, [(f"{label}:", text) for label, text in rows])])
 
 
+def _check_meaningful(largest: float, rtol: float, atol: float, derivative: str) -> None:
+    """A pass proves something only if the tolerances would have refused the formula 0 at some point compared:
+    ``largest`` (the largest |derivative| seen) must exceed ``atol + rtol * largest``. A derivative that is 0
+    at every point compared gives no scale, and any tolerance passes."""
+    if largest > 0 and largest <= atol + rtol * largest:
+        limit = largest * (1 - rtol)
+        raise ToleranceError(f"check_formula: atol={atol:g} (with rtol={rtol:g}) would accept the formula 0 at every "
+                             f"point compared, where |{derivative}| is at most {largest:.3g}: the check proves "
+                             f"nothing. Use an atol below {limit:.3g}", largest, limit)
+
+
 def check_formula(f: Callable[..., Value], formula: Callable[..., float], wrt: str = "w",
                   domain: Mapping[str, tuple[float, float]] | None = None, max_examples: int = 200,
                   rtol: float = 1e-7, atol: float = 1e-9) -> FormulaReport:
@@ -261,6 +309,12 @@ def check_formula(f: Callable[..., Value], formula: Callable[..., float], wrt: s
     On disagreement raises :class:`FormulaMismatch` (an AssertionError, so pytest reports it)
     whose message holds the shrunk counterexample: the point, the engine's value, the
     formula's value and their difference. On success returns a :class:`FormulaReport`.
+
+    Agreement means ``|engine - formula| <= atol + rtol * max(|engine|, |formula|)``. The tolerances must
+    leave the check able to fail: ``rtol`` in [0, 1) and ``atol`` finite and >= 0, checked first; and after
+    the search, tolerances that would also have passed the formula 0 at every point compared (``atol`` at
+    least the largest |derivative| seen, less its ``rtol`` share) are a :class:`ToleranceError`, not a
+    pass. A derivative that is 0 at every point compared has no scale to judge ``atol`` by.
 
         >>> import math
         >>> def error(w, x, t):
@@ -297,8 +351,9 @@ def check_formula(f: Callable[..., Value], formula: Callable[..., float], wrt: s
     _check_names(formula, "formula", domain)
     if not isinstance(max_examples, int) or max_examples < 1:
         raise ValueError(f"check_formula: max_examples must be a positive int, got {max_examples!r}")
+    rtol, atol = _tolerances(rtol, atol, "check_formula")
     derivative = f"d {_name(f)}/d {wrt}"
-    seen: dict[str, Any] = {"examples": 0, "skipped": 0, "abs": 0.0, "rel": 0.0}
+    seen: dict[str, Any] = {"examples": 0, "skipped": 0, "abs": 0.0, "rel": 0.0, "largest": 0.0}
 
     @settings(max_examples=max_examples, derandomize=True, database=None, deadline=None,
               phases=(Phase.explicit, Phase.generate, Phase.shrink), report_multiple_bugs=False,
@@ -319,6 +374,7 @@ def check_formula(f: Callable[..., Value], formula: Callable[..., float], wrt: s
             raise _Disagreement(point, engine, expected)
         diff = 0.0 if engine == expected else abs(engine - expected)
         seen["examples"] += 1
+        seen["largest"] = max(seen["largest"], abs(engine))
         seen["abs"] = max(seen["abs"], diff)
         seen["rel"] = max(seen["rel"], diff / max(abs(engine), abs(expected)) if diff else 0.0)
 
@@ -330,5 +386,6 @@ def check_formula(f: Callable[..., Value], formula: Callable[..., float], wrt: s
     except Unsatisfiable:
         raise ValueError(f"check_formula: f raised DomainError at every point tried in the domain {domain}; "
                          "narrow the domain to where f is defined") from None
+    _check_meaningful(seen["largest"], rtol, atol, derivative)
     return FormulaReport(derivative, seen["examples"], seen["skipped"], seen["abs"], seen["rel"])
 

@@ -13,17 +13,20 @@ Everything is pure Python: rows are lists of numbers, a target column is a flat 
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import random
 from collections.abc import Sequence
 from typing import Union
 
-__all__ = ["MinMaxScaler", "ConstantColumnError", "tutorial2_table", "xor", "two_moons", "load_csv"]
+__all__ = ["MinMaxScaler", "ConstantColumnError", "ScaleOverflowError", "tutorial2_table", "xor", "two_moons",
+           "load_csv", "read_text", "MAX_BYTES"]
 
 Rows = list[list[float]]
 PathLike = Union[str, "os.PathLike[str]"]
 _STATE_KEYS = ("feature_range", "data_min_", "data_max_")
+MAX_BYTES = 64 * 2**20  # what load_csv and model files read at most: an endless input stops here
 
 
 def _finite(x, where: str) -> float:
@@ -44,6 +47,16 @@ class ConstantColumnError(ValueError):
     def __init__(self, message: str, column: int, value: float):
         super().__init__(message)
         self.column, self.value = column, value
+
+
+class ScaleOverflowError(ValueError):
+    """MinMaxScaler met numbers a float cannot hold once scaled: ``column`` is the column's index, ``row``
+    the row's (None when ``fit`` finds the column's own span, max - min, beyond the float range) and
+    ``reason`` says what overflowed, in words that need no index."""
+
+    def __init__(self, message: str, column: int, row: int | None, reason: str):
+        super().__init__(message)
+        self.column, self.row, self.reason = column, row, reason
 
 
 class MinMaxScaler:
@@ -72,13 +85,16 @@ class MinMaxScaler:
         lo, hi = (_finite(v, "MinMaxScaler: feature_range bound") for v in feature_range)
         if not lo < hi:
             raise ValueError(f"MinMaxScaler: feature_range needs lo < hi, got {feature_range!r}")
+        if not math.isfinite(hi - lo):
+            raise ValueError(f"MinMaxScaler: feature_range {feature_range!r} is wider than a float holds")
         self.feature_range = (lo, hi)
         self.data_min_: list[float] | None = None
         self.data_max_: list[float] | None = None
 
     def fit(self, data: Sequence) -> MinMaxScaler:
         """Learn each column's minimum and maximum; returns the scaler. A constant column is a
-        :class:`ConstantColumnError`."""
+        :class:`ConstantColumnError`, one spanning more than a float holds (-1e308 to 1e308) a
+        :class:`ScaleOverflowError`."""
         rows, _ = self._rows(data, "fit", width=None)
         columns = list(zip(*rows))
         lows, highs = [min(c) for c in columns], [max(c) for c in columns]
@@ -86,6 +102,10 @@ class MinMaxScaler:
             if low == high:
                 raise ConstantColumnError(f"MinMaxScaler.fit: column {j} is constant (every value is {low!r}); "
                                           "min-max scaling would divide by zero", j, low)
+            if not math.isfinite(high - low):
+                reason = (f"it spans {low!r} to {high!r}, wider than a float holds (max - min overflows): "
+                          "rescale it first")
+                raise ScaleOverflowError(f"MinMaxScaler.fit: column {j}: {reason}", j, None, reason)
         self.data_min_, self.data_max_ = lows, highs
         return self
 
@@ -131,9 +151,13 @@ class MinMaxScaler:
         for j, (low, high) in enumerate(zip(lows, highs)):
             if not low < high:
                 raise ValueError(f"data_max_[{j}] = {high!r} should be above data_min_[{j}] = {low!r}")
+            if not math.isfinite(high - low):
+                raise ValueError(f"data_min_[{j}] = {low!r} to data_max_[{j}] = {high!r} is wider than a float holds")
         lo, hi = _numbers(state["feature_range"], "feature_range", 2)
         if not lo < hi:
             raise ValueError(f"feature_range needs lo < hi, got {[lo, hi]!r}")
+        if not math.isfinite(hi - lo):
+            raise ValueError(f"feature_range {[lo, hi]!r} is wider than a float holds")
         scaler = cls((lo, hi))
         scaler.data_min_, scaler.data_max_ = lows, highs
         return scaler
@@ -144,6 +168,12 @@ class MinMaxScaler:
             raise RuntimeError(f"MinMaxScaler.{method}: call fit() first")
         rows, flat = self._rows(data, method, width=len(lows))
         out = [[f(x, a, b) for x, a, b in zip(row, lows, highs)] for row in rows]
+        for i, row in enumerate(out):
+            for j, y in enumerate(row):
+                if not math.isfinite(y):  # far outside the fitted range: beyond the float range once scaled
+                    reason = (f"{rows[i][j]!r} is {y!r} once scaled, beyond the float range (fitted on "
+                              f"[{lows[j]!r}, {highs[j]!r}])")
+                    raise ScaleOverflowError(f"MinMaxScaler.{method}: row {i} column {j}: {reason}", j, i, reason)
         return [row[0] for row in out] if flat else out
 
     def _rows(self, data: Sequence, method: str, width: int | None) -> tuple[Rows, bool]:
@@ -218,33 +248,51 @@ def two_moons(n: int = 100, noise: float = 0.1, seed: int | None = 0) -> tuple[R
     return X, y
 
 
-def load_csv(path: PathLike, target: str | int | None = None):
+def read_text(path: PathLike, max_bytes: int = MAX_BYTES, encoding: str = "utf-8") -> str:
+    """The text of the file at ``path``, reading at most ``max_bytes`` (64 MiB by default): a larger file,
+    or an endless one such as ``/dev/zero``, is a ValueError naming it, as is one that is not UTF-8 text."""
+    source = os.fspath(path)
+    with open(source, "rb") as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ValueError(f"{source}: larger than {_size(max_bytes)}, more than microgd reads "
+                         "(an endless input such as /dev/zero?)")
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{source}: not a UTF-8 text file (byte {error.start})") from None
+
+
+def _size(n: int) -> str:
+    """A byte count for a message: MiB from one up."""
+    return f"{n / 2**20:g} MiB" if n >= 2**20 else f"{n} bytes"
+
+
+def load_csv(path: PathLike, target: str | int | None = None, max_bytes: int = MAX_BYTES):
     """Read a CSV file of numbers with a header line.
 
     Without ``target``: ``(header, rows)``. With ``target`` (a column name or index):
     ``(X, y, names)`` where ``y`` is that column, ``X`` the other columns and ``names`` their
     headers. Blank lines are skipped and cells are stripped; anything else that is not a finite
-    number, or a row of the wrong length, is a ValueError naming the file and line.
+    number, or a row of the wrong length, is a ValueError naming the file and line. At most
+    ``max_bytes`` are read (:func:`read_text`).
     """
     source = os.fspath(path)
+    reader = csv.reader(io.StringIO(read_text(source, max_bytes, "utf-8-sig"), newline=""))
+    header = None
+    rows = []
     try:
-        with open(source, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            header = None
-            rows = []
-            for cells in reader:
-                if not any(c.strip() for c in cells):
-                    continue
-                cells = [c.strip() for c in cells]
-                if header is None:
-                    header = cells
-                    continue
-                if len(cells) != len(header):
-                    raise ValueError(f"{source} line {reader.line_num}: {len(cells)} values, "
-                                     f"expected {len(header)} ({', '.join(header)})")
-                rows.append([_cell(c, name, source, reader.line_num) for c, name in zip(cells, header)])
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{source}: not a UTF-8 text file (byte {error.start})") from None
+        for cells in reader:
+            if not any(c.strip() for c in cells):
+                continue
+            cells = [c.strip() for c in cells]
+            if header is None:
+                header = cells
+                continue
+            if len(cells) != len(header):
+                raise ValueError(f"{source} line {reader.line_num}: {len(cells)} values, "
+                                 f"expected {len(header)} ({', '.join(header)})")
+            rows.append([_cell(c, name, source, reader.line_num) for c, name in zip(cells, header)])
     except csv.Error as error:
         raise ValueError(f"{source}: malformed CSV: {error}") from None
     if header is None:

@@ -14,14 +14,22 @@ How constants are drawn, in every picture and on the page: an input an op declar
 reads ``** 2``; any other Python number in an expression (``0.3`` in ``p - 0.3``) is a small plain number
 joined to its op by a dashed edge without a derivative: numbers are never differentiated, so backward
 passes them nothing worth showing.
+
+A value used many times across the graph (``x`` in ``x + x + ... + x``, ``w`` in a sum of ``tanh(w * x_i)``)
+sends its edges along one trunk of small points, one per depth of use, instead of one long edge per use:
+Graphviz's ``dot`` lays a long edge out as a chain of one hidden node per layer it crosses, so 70 long
+edges from one node made 15 s to minutes of layout; a trunk crosses each layer once. Every use keeps its
+own labelled edge (``e{i}_{k}``) from the trunk to its op. Every renderer call has a time limit.
 """
 
 from __future__ import annotations
 
 import html
+import itertools
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -31,12 +39,15 @@ import graphviz
 from .engine import Value
 from .rules import OPS
 
-__all__ = ["RenderError", "RendererNotFound", "find_renderer", "run_renderer", "graph_nodes", "number_formatter",
-           "new_graph", "expression_graph", "op_label", "html_rows", "grad_fill", "shade", "is_folded", "drawn_inputs"]
+__all__ = ["RenderError", "RendererNotFound", "RenderTimeout", "GraphTooLarge", "find_renderer", "run_renderer",
+           "graph_nodes", "number_formatter", "new_graph", "expression_graph", "op_label", "html_rows", "grad_fill",
+           "shade", "is_folded", "drawn_inputs", "input_tails", "RENDER_TIMEOUT"]
 
 RANKDIRS = ("LR", "TB", "RL", "BT")
 POSITIVE, NEGATIVE = (33, 102, 172), (178, 24, 43)  # blue: grad > 0, red: grad < 0 (ColorBrewer RdBu)
 FONT = "Helvetica"
+RENDER_TIMEOUT = 60.0  # seconds a renderer may take before it is stopped
+TRUNK_SAVING = 100  # layers of hidden nodes a trunk must save over direct edges to be drawn
 
 
 class RenderError(RuntimeError):
@@ -45,6 +56,22 @@ class RenderError(RuntimeError):
 
 class RendererNotFound(RenderError):
     """Neither Graphviz's ``dot`` nor ``graphviz-pure`` was found, so a picture cannot be rendered."""
+
+
+class RenderTimeout(RenderError):
+    """The renderer (``program``) took longer than ``seconds`` and was stopped."""
+
+    def __init__(self, message: str, program: str, seconds: float):
+        super().__init__(message)
+        self.program, self.seconds = program, seconds
+
+
+class GraphTooLarge(ValueError):
+    """A graph has more nodes (``nodes``) than a picture's ``max_nodes`` (``limit``)."""
+
+    def __init__(self, message: str, nodes: int, limit: int):
+        super().__init__(message)
+        self.nodes, self.limit = nodes, limit
 
 
 def find_renderer() -> str | None:
@@ -59,8 +86,12 @@ def find_renderer() -> str | None:
     return found
 
 
-def run_renderer(source: str, format: str, engine: str = "dot") -> bytes:
-    """Render DOT ``source`` to ``format`` (svg, png, ...) bytes with the program :func:`find_renderer` picks."""
+def run_renderer(source: str, format: str, engine: str = "dot", timeout: float | None = None) -> bytes:
+    """Render DOT ``source`` to ``format`` (svg, png, ...) bytes with the program :func:`find_renderer` picks,
+    stopping it after ``timeout`` seconds (default :data:`RENDER_TIMEOUT`, 60) with a :class:`RenderTimeout`."""
+    seconds = RENDER_TIMEOUT if timeout is None else timeout
+    if not (isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds > 0):
+        raise ValueError(f"timeout must be a number of seconds above 0, got {timeout!r}")
     program = find_renderer()
     if program is None:
         raise RendererNotFound(
@@ -69,11 +100,32 @@ def run_renderer(source: str, format: str, engine: str = "dot") -> bytes:
             "(https://graphviz.org/download/) so that `dot` is on PATH. "
             "Saving the DOT source (.dot or .gv) works without either."
         )
-    done = subprocess.run([program, f"-K{engine}", f"-T{format}"], input=source.encode("utf-8"), capture_output=True)
-    if done.returncode != 0:
-        message = done.stderr.decode("utf-8", "replace").strip().replace("\n", " ")
-        raise RenderError(f"{program} could not render {format}: {message or f'exit status {done.returncode}'}")
-    return done.stdout
+    # its own session, so that stopping it stops whatever it started
+    process = subprocess.Popen([program, f"-K{engine}", f"-T{format}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        out, err = process.communicate(source.encode("utf-8"), timeout=seconds)
+    except subprocess.TimeoutExpired:
+        _stop(process)
+        raise RenderTimeout(f"{program} took more than {seconds:g} s to lay out this graph and was stopped: draw a "
+                            f"smaller graph, or allow more time with timeout={2 * seconds:g}", program,
+                            seconds) from None
+    except BaseException:  # Ctrl-C: the renderer is not in our process group, so it must be stopped here
+        _stop(process)
+        raise
+    if process.returncode != 0:
+        message = err.decode("utf-8", "replace").strip().replace("\n", " ")
+        raise RenderError(f"{program} could not render {format}: {message or f'exit status {process.returncode}'}")
+    return out
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Kill a renderer and everything it started, and wait for it."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (AttributeError, OSError):  # no process groups (Windows), or already gone
+        process.kill()
+    process.communicate()
 
 
 def graph_nodes(root: Value, max_nodes: int, caller: str) -> list[Value]:
@@ -82,19 +134,24 @@ def graph_nodes(root: Value, max_nodes: int, caller: str) -> list[Value]:
         raise TypeError(f"{caller}: expected a microgd Value, got {type(root).__name__}")
     nodes = root.topo()
     if len(nodes) > max_nodes:
-        raise ValueError(f"{caller}: the graph has {len(nodes)} nodes, more than max_nodes={max_nodes}: "
-                         f"a picture that large is unreadable. Draw a smaller expression, or pass "
-                         f"max_nodes={len(nodes)} to draw it anyway")
+        raise GraphTooLarge(f"{caller}: the graph has {len(nodes)} nodes, more than max_nodes={max_nodes}: "
+                            f"a picture that large is unreadable. Draw a smaller expression, or pass "
+                            f"max_nodes={len(nodes)} to draw it anyway", len(nodes), max_nodes)
     return nodes
 
 
 def number_formatter(number_format: str, caller: str) -> Callable[[float], str]:
-    """A function printing numbers with ``number_format`` (e.g. ".4f"), checked once up front."""
+    """A function printing numbers with ``number_format`` (e.g. ".4f"), checked once up front: a fill
+    character that means something in a label (``<`` in ``"<<8.3f"``) is refused, so numbers go into
+    every label as they are."""
     try:
-        format(1.5, number_format)
+        shown = format(-1.5, number_format) + format(1e300, number_format)
     except (ValueError, TypeError):
         raise ValueError(f"{caller}: number_format {number_format!r} is not a format for floats; "
                          "try '.4f' or '.3g'") from None
+    if any(c in shown for c in '<>&"{}|\\'):
+        raise ValueError(f"{caller}: number_format {number_format!r} fills with a character labels reserve "
+                         "(one of < > & \" { } | \\); try '.4f' or '.3g'")
     return lambda x: format(x, number_format)
 
 
@@ -119,6 +176,42 @@ def drawn_inputs(node: Value) -> list[int]:
     return [k for k in range(len(node.parents)) if not is_folded(node, k)]
 
 
+def input_tails(graph: graphviz.Digraph, nodes: Sequence[Value]) -> dict[tuple[int, int], str]:
+    """Draw a trunk for each value whose uses lie across many layers, and return where the edge of input ``k``
+    of node ``i`` starts when it starts on a trunk (key ``(i, k)``); every other edge starts at its input.
+
+    Layers are counted from the root back, each node as close to its first user as it can be, as ``dot``
+    ranks a tree (it keeps edges short): an op one layer before its value, a value one before its
+    earliest op. A value's direct edges cross ``sum(layer - first)`` layers beyond its nearest use, a trunk
+    ``last - first``; the trunk (``t{j}_{n}``: a small point per later layer of use) is drawn when it saves
+    more than :data:`TRUNK_SAVING`. Uses in the nearest layer keep their direct edge.
+    """
+    index = {v: i for i, v in enumerate(nodes)}
+    layer = [0] * len(nodes)  # each value's layer, the root's 0, earlier ones below
+    uses: dict[int, list[tuple[int, int, int]]] = {}  # input j -> (layer of the op, i, k) per drawn edge
+    for i in reversed(range(len(nodes))):  # users before what they use
+        v = nodes[i]
+        for k in drawn_inputs(v) if v.parents else ():
+            j = index[v.parents[k]]
+            layer[j] = min(layer[j], layer[i] - 2) if j in uses else layer[i] - 2
+            uses.setdefault(j, []).append((layer[i] - 1, i, k))
+    tails: dict[tuple[int, int], str] = {}
+    for j, used in uses.items():
+        used.sort()
+        first, last = used[0][0], used[-1][0]
+        if sum(layer - first for layer, _, _ in used) - (last - first) <= TRUNK_SAVING:
+            continue
+        previous = f"v{j}"
+        later = [list(group) for layer, group in itertools.groupby(used, key=lambda use: use[0]) if layer > first]
+        for n, group in enumerate(later):
+            point = f"t{j}_{n}"
+            graph.node(point, "", id=point, shape="point", width="0.05", color="#999999", **{"class": "trunk"})
+            graph.edge(previous, point, id=f"{point}e", arrowhead="none", color="#999999", **{"class": "trunk"})
+            tails.update(((i, k), point) for _, i, k in group)
+            previous = point
+    return tails
+
+
 def op_label(node: Value) -> str:
     """The op node's text: the registry's symbol, then any constant the op declares (``** 2``)."""
     folded = [format(node.parents[k].data, "g") for k in range(len(node.parents)) if is_folded(node, k)]
@@ -141,6 +234,7 @@ def expression_graph(nodes: Sequence[Value], *, number: Callable[[float], str], 
     scale = max((abs(g) for g in grads), default=0.0) if grads is not None else 0.0
     root = nodes[-1]
     folded = {v.parents[k] for v in nodes if v.parents for k in range(len(v.parents)) if is_folded(v, k)}
+    tails = input_tails(graph, nodes)
     for i, v in enumerate(nodes):
         if v.is_constant and v is not root:
             if v not in folded:
@@ -159,13 +253,13 @@ def expression_graph(nodes: Sequence[Value], *, number: Callable[[float], str], 
         graph.node(f"v{i}", html_rows(rows), id=f"v{i}", shape="box", style=style, fillcolor=fill,
                    margin="0.06,0.03", **{"class": f"value {kind}"})
         if v.parents:
-            _draw_op(graph, v, i, index, number, grads[i] if grads is not None else None, scale)
+            _draw_op(graph, v, i, index, tails, number, grads[i] if grads is not None else None, scale)
     return graph
 
 
-def _draw_op(graph: graphviz.Digraph, v: Value, i: int, index: dict, number: Callable[[float], str],
+def _draw_op(graph: graphviz.Digraph, v: Value, i: int, index: dict, tails: dict, number: Callable[[float], str],
              upstream: float | None, scale: float) -> None:
-    """The op node of node ``i``, its edge into the node and one edge per drawn input."""
+    """The op node of node ``i``, its edge into the node and one edge per drawn input (from its trunk if any)."""
     label = op_label(v)
     graph.node(f"v{i}op", html.escape(label), id=f"v{i}op", shape="circle" if len(label) <= 3 else "ellipse",
                width="0.42", margin="0.02", style="filled", fillcolor="#eeeeee", fontsize="12", **{"class": "op"})
@@ -185,7 +279,7 @@ def _draw_op(graph: graphviz.Digraph, v: Value, i: int, index: dict, number: Cal
                          penwidth=f"{1 + 2.5 * math.sqrt(min(width, 1.0)):.2f}")
         else:
             attrs["label"] = number(locals_[k])
-        graph.edge(f"v{index[x]}", f"v{i}op", **attrs)
+        graph.edge(tails.get((i, k), f"v{index[x]}"), f"v{i}op", **attrs)
 
 
 def html_rows(rows: Sequence[str]) -> str:

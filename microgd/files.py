@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Union
 
-__all__ = ["write_atomic", "check_writable", "check_distinct", "DestinationError"]
+__all__ = ["write_atomic", "check_writable", "check_folder", "check_distinct", "DestinationError"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 _TEMPORARY = re.compile(r"\.microgd-(\d+)-[0-9a-f]{8}\.tmp")
@@ -46,8 +46,11 @@ def write_atomic(path: PathLike, data: str | bytes) -> Path:
     except FileNotFoundError:
         mode = None
     temporary = folder / f".microgd-{os.getpid()}-{os.urandom(4).hex()}.tmp"
-    # os.open with 0o666 lets the umask decide a new file's permissions (mkstemp would force 0o600)
-    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        # os.open with 0o666 lets the umask decide a new file's permissions (mkstemp would force 0o600)
+        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as error:
+        raise _named(error, shown) from None
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data.encode("utf-8") if isinstance(data, str) else data)
@@ -56,11 +59,18 @@ def write_atomic(path: PathLike, data: str | bytes) -> Path:
         if mode is not None:
             os.chmod(temporary, mode)
         os.replace(temporary, target)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+        if isinstance(error, OSError):
+            raise _named(error, shown) from None
         raise
     return shown
+
+
+def _named(error: OSError, path: Path) -> OSError:
+    """``error`` naming ``path``, the file asked for, rather than our temporary (a message shows the path)."""
+    return error if error.errno is None else type(error)(error.errno, error.strerror, os.fspath(path))
 
 
 def _remove_stale_temporaries(folder: Path) -> None:
@@ -97,23 +107,53 @@ def check_writable(path: PathLike, option: str = "") -> Path:
         PosixPath('model.json')
     """
     shown = os.fspath(path)
-    where = f"{option} {shown!r}" if option else repr(shown)
+    where = _where(shown, option)
     target = Path(os.path.realpath(path))
     if target.is_dir():
         raise DestinationError(f"{where} is a folder; give a file name")
     folder = target.parent
     if not folder.is_dir():
-        raise DestinationError(f"{where}: folder {os.fspath(Path(shown).absolute().parent)!r} does not exist")
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise DestinationError(f"{where}: folder {os.fspath(Path(shown).absolute().parent)!r} {what}")
+    _probe(folder, where)
+    if target.exists() and not os.access(target, os.W_OK):
+        raise DestinationError(f"{where} cannot be written: it is read-only")
+    return Path(shown)
+
+
+def check_folder(path: PathLike, option: str = "") -> Path:
+    """Check, before any long work, that files can be written in the folder ``path``, or that it can be
+    created: it is not a file, and the folder itself or its nearest existing parent takes a new file.
+    Raises :class:`DestinationError` naming the path as typed (and the option, when given).
+
+        >>> check_folder("pictures")
+        PosixPath('pictures')
+    """
+    shown = os.fspath(path)
+    where = _where(shown, option)
+    folder = existing = Path(os.path.realpath(path))
+    while not existing.exists():  # the first folder that exists on the way up: mkdir creates the rest there
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is a file" if existing == folder else f"cannot be made: {os.fspath(existing)!r} is a file"
+        raise DestinationError(f"{where} {what}; give a folder")
+    _probe(existing, where)
+    return Path(shown)
+
+
+def _where(shown: str, option: str) -> str:
+    """How a message names a destination: the option, then the path as typed."""
+    return f"{option} {shown!r}" if option else repr(shown)
+
+
+def _probe(folder: Path, where: str) -> None:
+    """Create and remove a file of our temporary naming in ``folder``; DestinationError if that fails."""
     probe = folder / f".microgd-{os.getpid()}-{os.urandom(4).hex()}.tmp"
     try:
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         os.unlink(probe)
-        if target.exists() and not os.access(target, os.W_OK):
-            raise PermissionError(f"{target} is read-only")
     except OSError as error:
-        reason = error.strerror or str(error)
-        raise DestinationError(f"{where} cannot be written: {reason}") from None
-    return Path(shown)
+        raise DestinationError(f"{where} cannot be written: {error.strerror or error}") from None
 
 
 def check_distinct(inputs: Iterable[tuple[str, PathLike]], outputs: Iterable[tuple[str, PathLike]]) -> None:

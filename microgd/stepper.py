@@ -68,22 +68,23 @@ class BackpropPage:
 
 
 def backprop_html(root: Value, path: str | os.PathLike, number_format: str = ".4f", rankdir: str = "LR",
-                  max_nodes: int = 500, title: str = "") -> Path:
+                  max_nodes: int = 500, title: str = "", timeout: float | None = None) -> Path:
     """Write one HTML file stepping through ``root``'s backward pass (next / previous / play / slider).
 
     Each step highlights the node whose gradient is final, the edge being applied and the arithmetic
     ``input.grad += local × upstream = contribution`` with its numbers. Before step 1 every grad shows 0;
     after the last one every grad is exactly what ``root.backward()`` computes. The graph's own ``.grad``
     values are neither read nor changed. Each value node carries its current gradient in ``data-grad``.
+    The renderer laying out the graph is stopped after ``timeout`` seconds (default 60).
     """
     path = Path(path)
     _check_suffix(path, "backprop_html")
-    page = _build(root, number_format, rankdir, max_nodes, title, "backprop_html")
+    page = _build(root, number_format, rankdir, max_nodes, title, "backprop_html", timeout)
     return write_atomic(path, page.html.encode("utf-8"))
 
 
 def backprop_page(root: Value, number_format: str = ".4f", rankdir: str = "LR", max_nodes: int = 500,
-                  title: str = "") -> BackpropPage:
+                  title: str = "", timeout: float | None = None) -> BackpropPage:
     """The page :func:`backprop_html` writes, as an object: shown inline by Jupyter, or ``.save(path)``.
 
         >>> x = Value(3.0, label="x")
@@ -91,7 +92,7 @@ def backprop_page(root: Value, number_format: str = ".4f", rankdir: str = "LR", 
         >>> "x.grad += local × upstream = contribution" in page.html
         True
     """
-    return _build(root, number_format, rankdir, max_nodes, title, "backprop_page")
+    return _build(root, number_format, rankdir, max_nodes, title, "backprop_page", timeout)
 
 
 def _check_suffix(path: Path, caller: str) -> None:
@@ -99,7 +100,8 @@ def _check_suffix(path: Path, caller: str) -> None:
         raise ValueError(f"{caller}: {os.fspath(path)!r} should end in .html")
 
 
-def _build(root: Value, number_format: str, rankdir: str, max_nodes: int, title: str, caller: str) -> BackpropPage:
+def _build(root: Value, number_format: str, rankdir: str, max_nodes: int, title: str, caller: str,
+           timeout: float | None) -> BackpropPage:
     nodes = graph_nodes(root, max_nodes, caller)
     number = number_formatter(number_format, caller)
     steps, grads = _record(root, nodes)
@@ -111,7 +113,7 @@ def _build(root: Value, number_format: str, rankdir: str, max_nodes: int, title:
         texts[step["target"]].add(number(step["after"]))
     widest = [f"grad {max(sorted(texts[i]), key=len)}" if i in texts else "" for i in range(len(nodes))]
     graph = expression_graph(nodes, number=number, rankdir=rankdir, grad_texts=widest, names=True, caller=caller)
-    svg = run_renderer(graph.source, "svg").decode("utf-8")
+    svg = run_renderer(graph.source, "svg", timeout=timeout).decode("utf-8")
     svg = svg[svg.index("<svg"):]
     final_at = {step["target"]: k for k, step in enumerate(steps, 1)}  # a node's last contribution makes it final
     data = {

@@ -30,11 +30,13 @@ import graphviz
 from .drawing import (
     RendererNotFound,
     RenderError,
+    RenderTimeout,
     drawn_inputs,
     expression_graph,
     find_renderer,
     graph_nodes,
     html_rows,
+    input_tails,
     new_graph,
     number_formatter,
     op_label,
@@ -44,7 +46,8 @@ from .drawing import (
 from .engine import Value
 from .files import write_atomic
 
-__all__ = ["draw_graph", "draw_dot", "draw_mlp", "save", "find_renderer", "Diagram", "RendererNotFound"]
+__all__ = ["draw_graph", "draw_dot", "draw_mlp", "save", "find_renderer", "Diagram", "RendererNotFound",
+           "RenderTimeout"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -65,11 +68,12 @@ class Diagram:
         'digraph {\\n\\ta -> b\\n}\\n'
     """
 
-    def __init__(self, graph: Any) -> None:
+    def __init__(self, graph: Any, timeout: float | None = None) -> None:
         if not isinstance(getattr(graph, "source", None), str):
             raise TypeError(f"Diagram: expected a graphviz graph (graphviz.Digraph, Graph or Source), "
                             f"got {type(graph).__name__}")
         self.graph = graph
+        self.timeout = timeout  # seconds the renderer may take (None: microgd.drawing.RENDER_TIMEOUT, 60)
 
     @property
     def source(self) -> str:
@@ -81,9 +85,10 @@ class Diagram:
         """The Graphviz layout engine (``dot`` unless the graph says otherwise)."""
         return str(getattr(self.graph, "engine", None) or "dot")
 
-    def pipe(self, format: str = "svg") -> bytes:
-        """The picture rendered to ``format`` (svg, png, ...) as bytes."""
-        return run_renderer(self.source, format, self.engine)
+    def pipe(self, format: str = "svg", timeout: float | None = None) -> bytes:
+        """The picture rendered to ``format`` (svg, png, ...) as bytes, the renderer stopped after ``timeout``
+        seconds (default: ``self.timeout``, else 60) with a RenderTimeout."""
+        return run_renderer(self.source, format, self.engine, self.timeout if timeout is None else timeout)
 
     def _repr_mimebundle_(self, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None,
                           **kwargs: Any) -> dict[str, str | bytes]:
@@ -112,11 +117,11 @@ class Diagram:
         return f"<microgd Diagram: {lines} lines of DOT; save(picture, 'picture.svg') renders it>"
 
 
-def save(graph: Diagram | Any, path: PathLike) -> Path:
+def save(graph: Diagram | Any, path: PathLike, timeout: float | None = None) -> Path:
     """Write ``graph`` to ``path`` atomically, the format from the suffix: .svg .png (rendered) or .dot .gv (source).
 
     ``graph`` is a :class:`Diagram` or a graph you built with the ``graphviz`` package (the lecture's
-    ``draw_dot(...)`` result), rendered with our renderer.
+    ``draw_dot(...)`` result), rendered with our renderer, stopped after ``timeout`` seconds (default 60).
 
         >>> save(draw_graph(Value(2.0) * 3), "product.gv")
         PosixPath('product.gv')
@@ -131,7 +136,7 @@ def save(graph: Diagram | Any, path: PathLike) -> Path:
             raise TypeError(f"save: expected a graphviz graph (what draw_graph, draw_dot or draw_mlp return, or a "
                             f"graphviz.Digraph), got {type(graph).__name__}")
         graph = Diagram(graph)
-    write_atomic(path, graph.source.encode("utf-8") if format == "dot" else graph.pipe(format))
+    write_atomic(path, graph.source.encode("utf-8") if format == "dot" else graph.pipe(format, timeout))
     return path
 
 
@@ -181,8 +186,8 @@ def draw_dot(root: Value, rankdir: str = "LR", number_format: str = ".4f", max_n
     number = number_formatter(number_format, "draw_dot")
     graph = new_graph(rankdir, "draw_dot")
     index = {v: i for i, v in enumerate(nodes)}
-    inputs = [(index[v.parents[k]], i) for i, v in enumerate(nodes) if v.parents for k in drawn_inputs(v)]
-    wired = {j for j, _ in inputs} | {len(nodes) - 1}
+    inputs = [(index[v.parents[k]], i, k) for i, v in enumerate(nodes) if v.parents for k in drawn_inputs(v)]
+    wired = {j for j, _, _ in inputs} | {len(nodes) - 1}
     for i, v in enumerate(nodes):
         if i not in wired:
             continue  # a constant drawn inside its op
@@ -195,8 +200,10 @@ def draw_dot(root: Value, rankdir: str = "LR", number_format: str = ".4f", max_n
         if v.parents:
             graph.node(f"v{i}op", html.escape(op_label(v)))
             graph.edge(f"v{i}op", f"v{i}")
-    for j, i in inputs:
-        graph.edge(f"v{j}", f"v{i}op", **({"style": "dashed", "color": "#aaaaaa"} if nodes[j].is_constant else {}))
+    tails = input_tails(graph, nodes)
+    for j, i, k in inputs:
+        graph.edge(tails.get((i, k), f"v{j}"), f"v{i}op",
+                   **({"style": "dashed", "color": "#aaaaaa"} if nodes[j].is_constant else {}))
     return Diagram(graph)
 
 

@@ -10,8 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from microgd import DomainError, Value, gradients, rules
-from microgd.check import FormulaMismatch, GradcheckError, check_formula, gradcheck, numeric_gradient
+from microgd import DomainError, Value, check, gradients, rules
+from microgd.check import (
+    FormulaMismatch,
+    GradcheckError,
+    ToleranceError,
+    check_formula,
+    gradcheck,
+    numeric_gradient,
+)
 from microgd.testing import expressions
 
 
@@ -106,20 +113,22 @@ def test_order_two_catches_a_rule_whose_first_derivative_is_right(monkeypatch):
     assert float(rows["d2/dx2"].split()[2]) == pytest.approx(-2 * t * (1 - t * t), rel=1e-6)
 
 
-def test_gradcheck_order_two_lists_every_mixed_partial():
+def test_gradcheck_order_two_lists_every_mixed_partial(monkeypatch):
     f = lambda a, b, c: a * b * c  # noqa: E731
     assert gradcheck(f, 1.0, 2.0, 3.0, order=2)
+    monkeypatch.setattr(check, "_close", lambda *args: False)  # every row fails
     with pytest.raises(GradcheckError) as caught:
-        gradcheck(f, 1.0, 2.0, 3.0, order=2, rtol=0.0, atol=-1.0)  # an impossible tolerance fails every row
+        gradcheck(f, 1.0, 2.0, 3.0, order=2)
     labels = [line.split()[0] for line in str(caught.value).splitlines()[2:]]
     assert labels == ["d/da", "d/db", "d/dc", "d2/da2", "d2/da", "d2/da", "d2/db", "d2/db2", "d2/db",
                       "d2/dc", "d2/dc", "d2/dc2"]
     assert "d2/da db" in str(caught.value) and "d2/dc db" in str(caught.value)
 
 
-def test_unnamed_inputs_are_called_x0_x1():
+def test_unnamed_inputs_are_called_x0_x1(monkeypatch):
+    monkeypatch.setattr(check, "_close", lambda *args: False)
     with pytest.raises(GradcheckError, match=r"at x0=1.0, x1=2.0") as caught:
-        gradcheck(lambda *v: v[0] * v[1], 1.0, 2.0, atol=-1.0, rtol=0.0)
+        gradcheck(lambda *v: v[0] * v[1], 1.0, 2.0)
     assert "d/dx1" in str(caught.value)
 
 
@@ -140,6 +149,14 @@ def test_domain_errors_propagate_with_their_message():
     ((1.0, float("nan")), {}, ValueError, r"input 1 must be finite"),
     ((), {}, TypeError, r"at least one input"),
     ((1.0,), {"order": 3}, ValueError, r"order must be 1 or 2, got 3"),
+    ((1.0,), {"eps": 0.0}, ValueError, r"gradcheck: eps must be > 0, got 0.0"),
+    ((1.0,), {"eps": -1e-6}, ValueError, r"gradcheck: eps must be > 0"),
+    ((1.0,), {"eps": math.nan}, ValueError, r"gradcheck: eps must be finite"),
+    ((1.0,), {"eps": math.inf}, ValueError, r"gradcheck: eps must be finite"),
+    ((1e300,), {"eps": 1e-300}, ValueError, r"eps=1e-300 is too small to move input 0 \(1e\+300\)"),
+    ((1.0,), {"atol": -1.0}, ValueError, r"gradcheck: atol must be >= 0, got -1.0"),
+    ((1.0,), {"rtol": 1.0}, ValueError, r"gradcheck: rtol must be >= 0 and below 1"),
+    ((1.0,), {"rtol": math.nan}, ValueError, r"gradcheck: rtol must be finite"),
 ])
 def test_gradcheck_rejects_bad_arguments(inputs, kwargs, error, pattern):
     with pytest.raises(error, match=pattern):
@@ -292,10 +309,27 @@ def test_points_where_the_engines_gradient_overflows_are_skipped_as_outside_the_
     ({"domain": {"w": ("a", 3), "x": (-3, 3), "t": (0, 1)}}, r"domain\['w'\] must be a \(low, high\) pair"),
     ({"domain": {"w": (-3, 3), "x": (-3, math.inf), "t": (0, 1)}}, r"domain\['x'\] must be a \(low, high\) pair"),
     ({"max_examples": 0}, r"max_examples must be a positive int"),
+    ({"rtol": -1.0}, r"check_formula: rtol must be >= 0 and below 1 \(1 would accept 0 for any value\), got -1.0"),
+    ({"rtol": 1.0}, r"check_formula: rtol must be >= 0 and below 1"),
+    ({"atol": -1e-9}, r"check_formula: atol must be >= 0, got -1e-09"),
+    ({"atol": math.inf}, r"check_formula: atol must be finite"),
+    ({"rtol": math.nan}, r"check_formula: rtol must be finite"),
 ])
 def test_check_formula_rejects_bad_arguments_by_name(kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
         check_formula(error, corrected_tutorial1_formula, **kwargs)
+
+
+def test_a_tolerance_that_would_pass_the_formula_0_everywhere_is_an_error_not_a_pass():
+    """--atol 1e300 passed a wrong formula: a pass must mean the check could have failed."""
+    wrong = lambda w, x, t: 2 * corrected_tutorial1_formula(w, x, t)  # noqa: E731
+    with pytest.raises(ToleranceError, match=r"atol=1e\+300 \(with rtol=1e-07\) would accept the formula 0 at every "
+                                             r"point compared, where \|d error/d w\| is at most 0\.\d+") as caught:
+        check_formula(error, wrong, atol=1e300, max_examples=50)
+    assert 0 < caught.value.limit < caught.value.largest < 1  # |2 (p - t) p (1 - p) x| stays below 1.5 / 4
+    assert check_formula(error, corrected_tutorial1_formula, atol=0.5 * caught.value.limit, max_examples=50)
+    flat = check_formula(lambda w: w * 0.0, lambda w: 0.0, domain={"w": (0, 1)}, atol=1.0, max_examples=10)
+    assert flat.examples == 10  # a derivative 0 everywhere gives no scale: any atol is allowed
 
 
 def test_the_formula_must_take_every_domain_name():

@@ -1,11 +1,15 @@
 """The real `microgd` console script (and `python -m microgd`), run in a subprocess."""
 
+import io
+import json
 import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -13,6 +17,8 @@ import microgd
 from microgd import define_op
 from microgd.app import cli
 from microgd.app.formula import functions
+from microgd.app.modelfile import load_model
+from microgd.optim import SGD
 
 SCRIPT = shutil.which("microgd", path=os.path.dirname(sys.executable))
 
@@ -81,6 +87,12 @@ def test_check_passes_the_corrected_chain_rule(tmp_path):
     assert (status, err) == (0, "")
     assert "domain: w in [-3, 3], x in [-3, 3], t in [0, 1]" in out
     assert "agrees with the engine at 200 points" in out
+
+
+def test_check_takes_a_flat_sum_of_3000_terms(tmp_path):
+    status, out, err = run("check", "+".join(["x*w"] * 3000), "--wrt", "w", "--formula", "3000*x", "--examples", "5",
+                           cwd=tmp_path)
+    assert (status, err) == (0, "") and "agrees with the engine at 5 points" in out
 
 
 def test_check_finds_tutorial1s_error_and_exits_1(tmp_path):
@@ -170,11 +182,17 @@ BAD = {
     "syntax error": ["graph", "x +* 2", "--var", "x=1"],
     "attribute": ["graph", "x.__class__", "--var", "x=1"],
     "domain error": ["graph", "log(x - 2)", "--var", "x=1"],
+    "overflow in the value": ["graph", "x*1e308*10", "--var", "x=1"],
+    "5,000-digit integer": ["graph", "1" * 5000 + "*x", "--var", "x=1"],
+    "overflow in a gradient": ["graph", "x*1e308*10", "--var", "x=0.1"],
     "var without =": ["graph", "x", "--var", "x"],
     "var not a number": ["graph", "x", "--var", "x=one"],
     "var not finite": ["graph", "x", "--var", "x=inf"],
     "var is a function": ["graph", "x", "--var", "exp=1"],
     "var twice": ["graph", "x", "--var", "x=1", "--var", "x=2"],
+    "var read as another (NFKC)": ["graph", "x*ｘ", "--var", "x=3", "--var", "ｘ=100"],
+    "name read as another (NFKC)": ["graph", "x*ｘ", "--var", "x=3"],
+    "domain name read as another (NFKC)": ["check", "x*x", "--formula", "2*x", "--domain", "ｘ=0:1"],
     "bad suffix": ["graph", "x", "--var", "x=1", "--out", "picture.txt"],
     "missing folder": ["graph", "x", "--var", "x=1", "--out", "no/such/folder/g.svg"],
     "unknown option": ["graph", "x", "--var", "x=1", "--colour", "red"],
@@ -188,6 +206,12 @@ BAD = {
     "check: domain syntax": ["check", "w*x", "--formula", "x", "--wrt", "w", "--domain", "w=-3"],
     "check: undefined everywhere": ["check", "log(x)", "--formula", "1/x", "--domain", "x=-2:-1"],
     "check: examples": ["check", "x", "--formula", "1", "--examples", "0"],
+    "check: --atol passing anything": ["check", "w*x", "--formula", "2*x", "--wrt", "w", "--atol", "1e300"],
+    "check: negative --rtol": ["check", "w*x", "--formula", "x", "--wrt", "w", "--rtol", "-1"],
+    "check: --rtol of 1": ["check", "w*x", "--formula", "2*x", "--wrt", "w", "--rtol", "1"],
+    "check: negative --atol": ["check", "w*x", "--formula", "x", "--wrt", "w", "--atol=-1e-9"],
+    "check: --domain not in EXPR": ["check", "w*x*t", "--formula", "x*t", "--wrt", "w", "--domain", "T=0:1"],
+    "check: --formula beyond EXPR": ["check", "w*x", "--formula", "x + 0*t", "--wrt", "w"],
     "train: missing file": ["train", "missing.csv", "--target", "Z0"],
     "train: a folder": ["train", ".", "--target", "Z0"],
     "train: unknown column": ["train", "table.csv", "--target", "Z9"],
@@ -230,6 +254,14 @@ def test_messages_name_what_was_wrong(tmp_path):
     assert "unknown function 'foo' at column 1" in run(*BAD["unknown function"], cwd=tmp_path)[2]
     assert "--var b=VALUE" in run(*BAD["unknown name"], cwd=tmp_path)[2]
     assert "'.__class__'" in run(*BAD["attribute"], cwd=tmp_path)[2]
+    assert ("--atol 1e+300 would accept the derivative 0 at every point tried (the largest |d f/d w| there is 3)"
+            in run(*BAD["check: --atol passing anything"], cwd=tmp_path)[2])
+    assert "--domain T: EXPR has no variable 'T' (its variables: w, x, t)" in run(*BAD["check: --domain not in EXPR"],
+                                                                                cwd=tmp_path)[2]
+    assert "argument --rtol: '-1' must be >= 0 and below 1" in run(*BAD["check: negative --rtol"], cwd=tmp_path)[2]
+    assert "(5000 digits) is too large for a float at column 1" in run(*BAD["5,000-digit integer"], cwd=tmp_path)[2]
+    assert "'ｘ' is read by Python as 'x'" in run(*BAD["var read as another (NFKC)"], cwd=tmp_path)[2]
+    assert "'ｘ' is read by Python as 'x'" in run(*BAD["name read as another (NFKC)"], cwd=tmp_path)[2]
     assert "in 'log(x - 2)' at column 1" in run(*BAD["domain error"], cwd=tmp_path)[2]
     assert "no/such/folder" in run(*BAD["missing folder"], cwd=tmp_path)[2]
     assert "--colour" in run(*BAD["unknown option"], cwd=tmp_path)[2]
@@ -315,3 +347,235 @@ def test_bugs_are_not_swallowed(monkeypatch):
     monkeypatch.setattr(cli, "_graph", broken)
     with pytest.raises(ZeroDivisionError):
         cli.main(["graph", "x", "--var", "x=1"])
+
+
+# -- every destination checked before any work ------------------------------------------------------
+
+COMMANDS = {  # a command writing its destination DEST, quick to run
+    "train --save": ["train", "table.csv", "--target", "Z0", "--epochs", "2", "--save", "DEST"],
+    "train --plot": ["train", "table.csv", "--target", "Z0", "--epochs", "2", "--plot", "DEST"],
+    "predict --out": ["predict", "model.json", "table.csv", "--out", "DEST"],
+    "graph --out": ["graph", "x * x", "--var", "x=3", "--out", "DEST"],
+}
+UNWRITABLE = {  # where a file cannot be written: (what the user types, a suffix fitting the command)
+    "an existing folder": "folder{suffix}",
+    "a missing parent": "no/such/folder/out{suffix}",
+    "/proc": "/proc/microgd-out{suffix}",
+    "a parent that is a file": "table.csv/out{suffix}",
+}
+SUFFIXES = {"train --save": ".json", "train --plot": ".png", "predict --out": ".csv", "graph --out": ".svg"}
+
+
+@pytest.fixture
+def work(tmp_path, monkeypatch):
+    """A folder with table.csv and a model trained on it, as the current folder; its files' contents."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "table.csv").write_text(TABLE_CSV)
+    assert cli.main(["train", "table.csv", "--target", "Z0", "--epochs", "2", "--save", "model.json"]) == 0
+    return tmp_path
+
+
+def contents(folder):
+    return {p.relative_to(folder): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))}
+
+
+def refused(args, capsys, folder):
+    """Run main: exit 2, one line on stderr, nothing on stdout and no file changed; return the line."""
+    before = contents(folder)
+    capsys.readouterr()
+    assert cli.main(args) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith("microgd: error: ")
+    assert contents(folder) == before
+    return err
+
+
+@pytest.mark.parametrize("place", UNWRITABLE, ids=UNWRITABLE.keys())
+@pytest.mark.parametrize("command", COMMANDS, ids=COMMANDS.keys())
+def test_an_unwritable_destination_is_refused_before_any_work(work, capsys, command, place):
+    (work / "folder.json").mkdir(), (work / "folder.png").mkdir(), (work / "folder.csv").mkdir()
+    (work / "folder.svg").mkdir()
+    typed = UNWRITABLE[place].format(suffix=SUFFIXES[command])
+    option = COMMANDS[command][-2]
+    err = refused([typed if a == "DEST" else a for a in COMMANDS[command]], capsys, work)
+    assert f"{option} {typed!r}" in err  # the path as typed, never a temporary's name
+    assert ".microgd-" not in err
+
+
+@pytest.mark.parametrize("typed, message", [
+    ("table.csv", "--out 'table.csv' is a file; give a folder"),
+    ("table.csv/pictures", "--out 'table.csv/pictures' cannot be made: '.*table.csv' is a file; give a folder"),
+    ("/proc/microgd-out", "--out '/proc/microgd-out' cannot be written"),
+    ("/proc", "--out '/proc' cannot be written"),
+])
+def test_demos_folder_is_checked_before_any_work(work, capsys, typed, message):
+    assert re.search(message, refused(["demo", "--out", typed, "--epochs", "1"], capsys, work))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "table.csv", "--target", "Z0", "--save", "table.csv"], "--save 'table.csv' is the same file as DATA"),
+    (["train", "table.csv", "--target", "Z0", "--save", "sub/../table.csv"], "--save 'sub/../table.csv' is the same"),
+    (["train", "table.csv", "--target", "Z0", "--save", "link.csv"], "--save 'link.csv' is the same file as DATA.csv"),
+    (["train", "sub/../table.csv", "--target", "Z0", "--save", "ABSOLUTE"], "is the same file as DATA.csv"),
+    (["train", "table.csv", "--target", "Z0", "--save", "m.svg", "--plot", "./m.svg"],
+     "--plot './m.svg' is the same file as --save 'm.svg'"),
+    (["train", "table.csv", "--target", "Z0", "--save", "link.svg", "--plot", "m.svg"],
+     "--plot 'm.svg' is the same file as --save 'link.svg'"),
+    (["predict", "model.json", "table.csv", "--out", "link.csv"], "--out 'link.csv' is the same file as DATA.csv"),
+    (["predict", "model.csv", "table.csv", "--out", "sub/../model.csv"], "is the same file as MODEL.json 'model.csv'"),
+])
+def test_an_output_that_is_an_input_or_another_output_is_refused_before_any_work(work, capsys, args, message):
+    (work / "sub").mkdir()
+    (work / "link.csv").symlink_to(work / "table.csv")
+    (work / "link.svg").symlink_to("m.svg")  # a dangling link: the picture would land in the model
+    (work / "model.csv").write_bytes((work / "model.json").read_bytes())
+    args = [str(work / "table.csv") if a == "ABSOLUTE" else a for a in args]
+    assert message in refused(args, capsys, work)
+
+
+# -- Ctrl-C and a closed stdout never cost the model ---------------------------------------------------
+
+def weights(path):
+    return json.loads(path.read_text())["weights"]
+
+
+def test_ctrl_c_during_train_saves_the_last_completed_step_and_exits_130(work, capsys, monkeypatch):
+    """Ctrl-C in the 5th update (the table has 4 rows): the saved model is the one one epoch makes."""
+    assert cli.main(["train", "table.csv", "--target", "Z0", "--epochs", "1", "--save", "one-epoch.json"]) == 0
+    step, calls = SGD.step, []
+
+    def interrupted_in_step_5(self):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        step(self)
+
+    monkeypatch.setattr(SGD, "step", interrupted_in_step_5)
+    capsys.readouterr()
+    assert cli.main(["train", "table.csv", "--target", "Z0", "--epochs", "50", "--save", "model.json"]) == 130
+    err = capsys.readouterr().err
+    assert err.endswith("microgd: interrupted; saved the model at its last completed step (1 epoch(s), 4 step(s)) "
+                        "to model.json\n")
+    assert weights(work / "model.json") == weights(work / "one-epoch.json")
+    assert load_model(work / "model.json").columns.target == "Z0"  # a whole model file, scaling and names
+
+
+def test_ctrl_c_before_the_first_step_leaves_an_existing_model_alone(work, capsys, monkeypatch):
+    before = (work / "model.json").read_bytes()
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(SGD, "step", interrupted)
+    assert cli.main(["train", "table.csv", "--target", "Z0", "--save", "model.json"]) == 130
+    assert "interrupted before the first step; model.json not written" in capsys.readouterr().err
+    assert (work / "model.json").read_bytes() == before
+    assert cli.main(["train", "table.csv", "--target", "Z0"]) == 130
+    assert capsys.readouterr().err.endswith("microgd: interrupted; nothing saved (no --save)\n")
+
+
+def test_a_real_ctrl_c_saves_the_model(tmp_path):
+    rows = "\n".join(f"{i % 7},{i % 5},{i % 3}" for i in range(200))
+    (tmp_path / "data.csv").write_text(f"a,b,y\n{rows}\n")
+    child = subprocess.Popen([sys.executable, "-m", "microgd", "train", "data.csv", "--target", "y", "--epochs",
+                              "100000", "--save", "model.json"], cwd=tmp_path, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert child.stdout.readline().startswith("data.csv: 200 rows")
+        assert child.stdout.readline().startswith("model: MLP 2-3-1")  # printed just before training starts
+        time.sleep(0.3)  # well into the first epochs
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == 130 and out == ""
+    assert re.search(r"microgd: interrupted; saved the model at its last completed step \(\d+ epoch\(s\), "
+                     r"[1-9]\d* step\(s\)\) to model.json\n$", err)
+    assert load_model(tmp_path / "model.json").model.sizes == [2, 3, 1]
+
+
+def test_a_closed_stdout_never_costs_the_saved_model(tmp_path):
+    """`microgd train ... --save m.json | head -1`: the model is written, nothing is said, status 141."""
+    (tmp_path / "table.csv").write_text(TABLE_CSV)
+    child = subprocess.Popen([sys.executable, "-m", "microgd", "train", "table.csv", "--target", "Z0", "--epochs",
+                              "300", "--save", "m.json", "--plot", "loss.png"], cwd=tmp_path, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert child.stdout.readline().startswith(b"table.csv: 4 rows")
+        child.stdout.close()  # the reader goes away while the model trains
+        err = child.stderr.read()
+        child.wait(timeout=60)
+    finally:
+        child.kill()
+    assert (child.returncode, err) == (141, b"")
+    assert load_model(tmp_path / "m.json").model.sizes == [2, 3, 1]
+    assert (tmp_path / "loss.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_started_with_stdout_closed_train_still_saves(tmp_path):
+    """`microgd train ... --save m.json >&-`: Python's sys.stdout is None, print() writes nothing."""
+    (tmp_path / "table.csv").write_text(TABLE_CSV)
+    done = subprocess.run([sys.executable, "-m", "microgd", "train", "table.csv", "--target", "Z0", "--epochs", "5",
+                           "--save", "m.json"], cwd=tmp_path, stderr=subprocess.PIPE, preexec_fn=lambda: os.close(1),
+                          timeout=60)
+    assert (done.returncode, done.stderr) == (0, b"")
+    assert load_model(tmp_path / "m.json").model.sizes == [2, 3, 1]
+
+
+class ClosedPipe(io.StringIO):
+    def write(self, text):
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_with_nothing_to_write_and_no_reader_train_stops_before_training(tmp_path, monkeypatch, capsys):
+    (tmp_path / "table.csv").write_text(TABLE_CSV)
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    monkeypatch.setattr(SGD, "step", lambda self: pytest.fail("trained for no one"))
+    assert cli.main(["train", str(tmp_path / "table.csv"), "--target", "Z0"]) == 141
+    assert capsys.readouterr().err == ""
+    assert cli.main(["graph", "q", "--var", "x=3"]) == 2  # a mistake is still a mistake
+
+
+# -- graph: --max-nodes and --timeout --------------------------------------------------------------------
+
+def test_graph_has_a_max_nodes_option_and_its_message_names_it(tmp_path):
+    sum_of_600 = "+".join(["x"] * 600)
+    status, out, err = run("graph", sum_of_600, "--var", "x=1", "--out", "g.dot", cwd=tmp_path)
+    assert (status, out) == (2, "")
+    assert err == ("microgd: error: EXPR's graph has 600 nodes, more than --max-nodes 500: a picture that large is "
+                   "hard to read; draw a smaller expression, or add --max-nodes 600\n")
+    status, out, err = run("graph", sum_of_600, "--var", "x=1", "--out", "g.dot", "--max-nodes", "600", cwd=tmp_path)
+    assert (status, err) == (0, "") and "d/dx = 600" in out
+    assert (tmp_path / "g.dot").read_text().startswith("digraph")
+    status, _, err = run("graph", "x", "--var", "x=1", "--max-nodes", "0", cwd=tmp_path)
+    assert status == 2 and "--max-nodes: '0' must be at least 1" in err
+
+
+@pytest.mark.parametrize("out", ["g.svg", "g.html"])
+def test_a_renderer_that_hangs_is_stopped_and_the_message_says_how_to_allow_more(tmp_path, out):
+    programs = tmp_path / "bin"
+    programs.mkdir()
+    dot = programs / "dot"
+    dot.write_text(f"#!/bin/sh\n{sys.executable} -c 'import time; time.sleep(600)' & exec {sys.executable} -c "
+                   "'import time; time.sleep(600)'\n")
+    dot.chmod(0o755)
+    env = {**os.environ, "PATH": f"{programs}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run([sys.executable, "-m", "microgd", "graph", "x * x", "--var", "x=3", "--out", out,
+                           "--timeout", "0.5"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (f"microgd: error: {dot} took more than 0.5 s to lay out EXPR's graph and was stopped: "
+                           "draw a smaller graph, or allow more time with --timeout 1\n")
+    assert not (tmp_path / out).exists()
+    status, _, err = run("graph", "x", "--var", "x=1", "--timeout", "0", cwd=tmp_path)
+    assert status == 2 and "--timeout: '0' must be above 0 seconds" in err
+
+
+def test_a_renderer_failing_in_the_demo_is_one_line(tmp_path, monkeypatch, capsys):
+    programs = tmp_path / "bin"
+    programs.mkdir()
+    (programs / "dot").write_text("#!/bin/sh\necho 'Error: out of memory' >&2\nexit 1\n")
+    (programs / "dot").chmod(0o755)
+    monkeypatch.setenv("PATH", str(programs))
+    assert cli.main(["demo", "--out", str(tmp_path / "out"), "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("microgd: error: ") and "could not render svg: Error: out of" in err

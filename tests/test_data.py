@@ -10,7 +10,16 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import microgd.data
-from microgd.data import ConstantColumnError, MinMaxScaler, load_csv, tutorial2_table, two_moons, xor
+from microgd.data import (
+    ConstantColumnError,
+    MinMaxScaler,
+    ScaleOverflowError,
+    load_csv,
+    read_text,
+    tutorial2_table,
+    two_moons,
+    xor,
+)
 
 
 def rounded(rows):
@@ -89,6 +98,26 @@ def test_a_constant_column_says_which_and_its_value():
     assert (caught.value.column, caught.value.value) == (0, -2.5)
 
 
+def test_numbers_a_float_cannot_hold_once_scaled_are_errors_naming_row_and_column():
+    """A column spanning -1e308 to 1e308 made nan; a value far outside the fitted range made inf."""
+    with pytest.raises(ScaleOverflowError, match=r"fit: column 1: it spans -1e\+308 to 1e\+308, wider than a float "
+                                                 r"holds \(max - min overflows\)") as caught:
+        MinMaxScaler().fit([[0.0, -1e308], [1.0, 1e308]])
+    assert (caught.value.column, caught.value.row) == (1, None)
+    scaler = MinMaxScaler((-1, 1)).fit([[0.0, 0.0], [0.5, 1.0]])
+    with pytest.raises(ScaleOverflowError, match=r"transform: row 1 column 0: 1e\+308 is inf once scaled, beyond "
+                                                 r"the float range \(fitted on \[0.0, 0.5\]\)") as caught:
+        scaler.transform([[0.25, 0.5], [1e308, 0.5]])
+    assert (caught.value.column, caught.value.row) == (0, 1)
+    wide = MinMaxScaler().fit([0.0, 1e300])
+    with pytest.raises(ScaleOverflowError, match=r"inverse_transform: row 0 column 0: 10000000000.0 is inf"):
+        wide.inverse_transform([1e10])
+    with pytest.raises(ValueError, match=r"data_min_\[0\] = -1e\+308 to data_max_\[0\] = 1e\+308 is wider than"):
+        MinMaxScaler.from_state({"feature_range": [0, 1], "data_min_": [-1e308], "data_max_": [1e308]})
+    with pytest.raises(ValueError, match=r"feature_range \(-1e\+308, 1e\+308\) is wider than a float holds"):
+        MinMaxScaler((-1e308, 1e308))
+
+
 def test_scaler_must_be_fitted_and_fed_matching_rows():
     with pytest.raises(RuntimeError, match="MinMaxScaler.transform: call fit.. first"):
         MinMaxScaler().transform([[1.0]])
@@ -156,6 +185,20 @@ def test_load_csv_errors_name_the_file_and_line(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(ValueError, match=message):
         load_csv(path)
+
+
+def test_an_endless_or_huge_input_is_read_only_up_to_a_bound(tmp_path):
+    with pytest.raises(ValueError, match=r"^/dev/zero: larger than 1000 bytes, more than microgd reads \(an endless "
+                                         r"input such as /dev/zero\?\)$"):
+        load_csv("/dev/zero", max_bytes=1000)
+    path = tmp_path / "rows.csv"
+    path.write_text("a,b\n" + "1,2\n" * 100)  # 404 bytes
+    assert len(load_csv(path, max_bytes=404)[1]) == 100
+    with pytest.raises(ValueError, match=r"rows.csv: larger than 403 bytes"):
+        load_csv(path, max_bytes=403)
+    assert microgd.data.MAX_BYTES == 64 * 2**20  # the default bound
+    with pytest.raises(ValueError, match=r"larger than 64 MiB"):
+        read_text("/dev/zero")
 
 
 @pytest.mark.parametrize("target, message", [("Z9", "target 'Z9' is not a column .columns: I0, I1, Z0."),

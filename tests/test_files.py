@@ -1,5 +1,6 @@
 """The atomic writer and the destination checks: nothing microgd writes can cost the user a file."""
 
+import errno
 import os
 import signal
 import stat
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from microgd.files import DestinationError, check_distinct, check_writable, write_atomic
+from microgd.files import DestinationError, check_distinct, check_folder, check_writable, write_atomic
 
 
 def mode(path):
@@ -110,3 +111,34 @@ def test_an_output_that_is_an_input_or_another_output_is_refused(tmp_path, monke
     with pytest.raises(DestinationError, match=r"--plot 'm.json' is the same file as --save 'm.json'"):
         check_distinct([("DATA", "data.csv")], [("--save", "m.json"), ("--plot", "m.json")])
     check_distinct([("MODEL", "m.json"), ("DATA", "data.csv")], [("--out", "p.csv")])  # distinct: fine
+
+
+def test_a_folder_destination_may_exist_or_be_made_but_never_be_a_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data.csv").write_text("a\n")
+    assert check_folder(".", "--out") == Path(".")
+    assert check_folder("new/deeper", "--out") == Path("new/deeper")  # mkdir makes both
+    for typed, pattern in [("data.csv", r"^--out 'data.csv' is a file; give a folder$"),
+                           ("data.csv/sub", r"^--out 'data.csv/sub' cannot be made: '.*data.csv' is a file"),
+                           ("/proc/pictures", r"^--out '/proc/pictures' cannot be written: "),
+                           ("/proc", r"^--out '/proc' cannot be written: ")]:
+        with pytest.raises(DestinationError, match=pattern):
+            check_folder(typed, "--out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.csv"]  # nothing made, no probe left
+
+
+def test_a_failed_write_names_the_path_asked_for_never_the_temporary(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError) as caught:
+        write_atomic("/proc/microgd.json", "x")
+    assert caught.value.filename == "/proc/microgd.json" and ".microgd-" not in str(caught.value)
+    path = tmp_path / "model.json"
+    path.write_text("old")
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError, match=r"No space left on device: '.*model.json'") as caught:
+        write_atomic(path, "new")
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(path)
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["model.json"]

@@ -172,6 +172,10 @@ REFUSED = [  # (text, token, column)
     ("__import__('os').system('true')", ".system", 17),
     ("__import__('os')", "__import__", 1),
     ("().__class__", ".__class__", 3),
+    # names Python's parser would change (NFKC): x and fullwidth x would be one variable
+    ("x * ｘ", "ｘ", 5),
+    ("ｅｘｐ(x)", "ｅｘｐ", 1),
+    ("x + ﬁ", "ﬁ", 5),
     # syntax errors
     ("x +* 2", "*", 4),
     ("x ** ** 2", "**", 6),
@@ -196,6 +200,12 @@ def test_refusals_name_the_token_and_its_column(text, token, column):
     if token:
         assert repr(token) in str(error)
     assert "\n" not in str(error)
+
+
+def test_a_name_python_would_read_as_another_says_so():
+    with pytest.raises(FormulaError, match=r"name 'ｘ' is read by Python as 'x' \(Unicode NFKC normalisation\) "
+                                           r"at column 3 \(type 'x' if you mean it, else another name\)"):
+        parse("x*ｘ", {"x": 3.0})
 
 
 def test_unknown_name_lists_the_variables_and_functions():
@@ -224,11 +234,55 @@ def test_empty_formula(text):
         compile(text)
 
 
+def test_a_flat_sum_or_product_of_any_length_parses():
+    """3,000 terms were 'nested too deeply': Python's parser stops near 3,000 levels, a flat chain is not nesting."""
+    n = 20_000
+    out = parse("+".join(["x"] * n), {"x": 1.5})
+    assert out.data == 1.5 * n and grads(out) == {"x": float(n)}
+    texts = lambda k: [f"{k % 7}*x", "-y", "(x - y)", "exp(-x)", f"y/{k % 3 + 1}"][k % 5]  # noqa: E731
+    x, y = Value(0.3, label="x"), Value(-1.25, label="y")
+    values = lambda k: [(k % 7) * x, -y, x - y, (-x).exp(), y / (k % 3 + 1)][k % 5]  # noqa: E731
+    expected = x * y - values(0)
+    for k in range(1, 3000):
+        expected = expected + values(k)
+    expected.backward()
+    out = parse("x*y - " + " + ".join(texts(k) for k in range(3000)), {"x": 0.3, "y": -1.25})
+    assert out.data == expected.data and grads(out) == {"x": x.grad, "y": y.grad}
+    product = parse("*".join(["x", "y", "(x - 1)"] * 1000) + "/ y", {"x": 1.0625, "y": 0.5})
+    assert product.data == pytest.approx(1.0625 ** 2000 * 0.0625 ** 1000 * 0.5 ** 999, rel=1e-12)
+
+
+def test_a_long_chain_keeps_error_columns():
+    with pytest.raises(FormulaError, match=r"unknown name 'q' at column 6003") as caught:
+        compile("+".join(["x"] * 3000) + " + q", ["x"])
+    assert caught.value.token == "q"
+    with pytest.raises(FormulaError, match=r"'\.real' is not allowed at column 6002"):
+        compile("x-" * 3000 + "x.real", ["x"])
+    with pytest.raises(FormulaError, match=r"unknown name 'q' at line 2, column 3"):
+        compile("(x\n+ q) + " + "+".join(["x"] * 3000), ["x"])
+
+
 def test_too_deep_for_the_parser_is_a_formula_error():
+    with pytest.raises(FormulaError, match=r"nested too deeply to parse \(3001 characters\): brackets, signs, \*\* "):
+        compile("-" * 3000 + "x")
     with pytest.raises(FormulaError, match="nested too deeply"):
-        compile("+".join(["x"] * 20000))
+        compile("x**" * 3000 + "x")
     with pytest.raises(FormulaError, match="too many nested parentheses"):
         compile("(" * 300 + "x" + ")" * 300)
+
+
+@pytest.mark.parametrize("text, token, column", [
+    ("1" * 5000 + " * x", "1" * 5000, 1),  # was "the formula ends too early": Python's 4,300-digit limit
+    ("x + " + "2" * 4301, "2" * 4301, 5),
+    ("x + " + "3" * 400, "3" * 400, 5),  # within the limit, beyond any float
+])
+def test_an_integer_of_thousands_of_digits_is_reported_as_such(text, token, column):
+    with pytest.raises(FormulaError) as caught:
+        compile(text)
+    assert caught.value.token.startswith(token[:37]) and caught.value.column == column
+    assert f"number '{token[:37]}...'" in str(caught.value) and "is too large for a float" in str(caught.value)
+    if len(token) > 4300:
+        assert f"({len(token)} digits)" in str(caught.value)
 
 
 def test_null_byte_is_refused_with_its_column():
@@ -236,7 +290,8 @@ def test_null_byte_is_refused_with_its_column():
         compile("x +\x00 1")
 
 
-@pytest.mark.parametrize("names, bad", [({"exp": 1.0}, "exp"), ({"1x": 1.0}, "1x"), ({"a b": 1.0}, "a b")])
+@pytest.mark.parametrize("names, bad", [({"exp": 1.0}, "exp"), ({"1x": 1.0}, "1x"), ({"a b": 1.0}, "a b"),
+                                        ({"x": 3.0, "ｘ": 100.0}, "ｘ")])
 def test_bad_variable_names(names, bad):
     with pytest.raises(FormulaError, match=repr(bad)):
         parse("1", names)

@@ -4,6 +4,7 @@ names, old files load, bad files are one clear error naming file and key, writes
 import json
 import math
 import os
+import re
 
 import pytest
 
@@ -119,6 +120,24 @@ def test_a_bad_file_is_a_clear_error_naming_the_file(tmp_path, damage, message):
     with pytest.raises(StateError, match=message) as caught:
         load_model(path)
     assert str(caught.value).startswith(str(path) + ": ")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[" * 100_000, r"nested too deeply to be a model"),
+    ('{"format": "microgd-mlp", "version": ' + "1" * 5000 + "}", r"an integer of 5000 digits \(1111111111"),
+    ('{"format": "microgd-mlp", "version": -' + "9" * 400 + "}", r"an integer of 400 digits \(-999"),
+])
+def test_a_hostile_file_is_one_clear_error(tmp_path, text, message):
+    """These were a RecursionError and Python's 'Exceeds the limit (4300 digits)' message."""
+    path = tmp_path / "model.json"
+    path.write_text(text)
+    with pytest.raises(StateError, match=rf"^{re.escape(str(path))}: {message}"):
+        load_model(path)
+
+
+def test_an_endless_input_is_read_only_up_to_a_bound():
+    with pytest.raises(StateError, match=r"^/dev/zero: larger than 4096 bytes, more than microgd reads"):
+        load_model("/dev/zero", max_bytes=4096)
 
 
 def test_a_binary_file_is_a_clear_error(tmp_path):

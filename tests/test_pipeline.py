@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from microgd.app.modelfile import Columns, load_model, save_model
+from microgd.app.modelfile import Columns, Scaling, load_model, save_model
 from microgd.app.pipeline import DataError, describe, predict_csv, prepare_training, rmse
 from microgd.data import MinMaxScaler
 from microgd.nn import MLP
@@ -263,7 +263,42 @@ BAD_INPUT = {
                           "predicted.csv already has a column 'prediction'"),
     "train: --save with two names alike": (["train", "alike.csv", "--target", "y", "--save", "m.json"],
                                            "alike.csv: 'a' names two columns"),
+    # hostile inputs: each was a traceback, a wrong message or a memory without bound
+    "model nested 100,000 deep": (["predict", "nested.json", "table.csv"],
+                                  r"^microgd: error: nested.json: nested too deeply to be a model"),
+    "model with a 5,000-digit integer": (["predict", "long.json", "table.csv"],
+                                         r"long.json: an integer of 5000 digits \(11111111111111111111...\), larger"),
+    "model from /dev/zero": (["predict", "/dev/zero", "table.csv"],
+                             r"/dev/zero: larger than 64 MiB, more than microgd reads \(an endless input"),
+    "predict: data from /dev/zero": (["predict", "model.json", "/dev/zero"], r"/dev/zero: larger than 64 MiB"),
+    "train: data from /dev/zero": (["train", "/dev/zero", "--target", "y"], r"/dev/zero: larger than 64 MiB"),
+    "train: a column spanning ±1e308": (["train", "wide.csv", "--target", "y"],
+                                        r"wide.csv: column 'a': it spans -1e\+308 to 1e\+308, wider than a float"),
+    "predict: inputs far outside the training range": (
+        ["predict", "narrow.json", "far.csv"],
+        r"far.csv row 2: column 'a': 1e\+308 is inf once scaled, beyond the float range \(fitted on \[0.0, 0.5\]\)"),
+    "predict: a model that overflows": (["predict", "huge.json", "far.csv"],
+                                        r"far.csv row 2: the model overflows on these inputs \(weighted_sum: "),
+    "predict: a prediction beyond the float range": (
+        ["predict", "linear.json", "quarter.csv"],
+        r"quarter.csv row 1: the prediction in y's units is beyond the float range \(1e\+200 is inf once scaled"),
 }
+
+
+def hostile_files(folder):
+    """The model and data files of the hostile cases."""
+    (folder / "nested.json").write_text("[" * 100_000)
+    (folder / "long.json").write_text('{"format": "microgd-mlp", "version": ' + "1" * 5000 + "}")
+    (folder / "wide.csv").write_text("a,y\n-1e308,1\n1e308,2\n3,4\n")
+    (folder / "far.csv").write_text("a\n0.25\n1e308\n")
+    (folder / "quarter.csv").write_text("a\n0.25\n")
+    narrow = Scaling(MinMaxScaler().fit([[0.0], [0.5]]), MinMaxScaler().fit([0.0, 1.0]))
+    save_model(MLP(1, [1], seed=0), folder / "narrow.json", scaling=narrow, columns=Columns(["a"], "y"))
+    save_model(MLP(1, [1], activations=["linear"], weights=[[[1e308, 0.0]]]), folder / "huge.json",
+               columns=Columns(["a"], "y"))
+    wide = Scaling(MinMaxScaler().fit([[0.0], [1.0]]), MinMaxScaler().fit([0.0, 1e300]))
+    save_model(MLP(1, [1], activations=["linear"], weights=[[[4e200, 0.0]]]), folder / "linear.json", scaling=wide,
+               columns=Columns(["a"], "y"))
 
 
 @pytest.mark.parametrize("args, message", BAD_INPUT.values(), ids=BAD_INPUT.keys())
@@ -277,6 +312,7 @@ def test_bad_input_is_one_line_on_stderr(trained, args, message):
     (folder / "predicted.csv").write_text("I0,I1,prediction\n70,98,1\n")
     (folder / "alike.csv").write_text("a,a,y\n1,2,3\n2,1,4\n")
     (folder / "sub.csv").mkdir(exist_ok=True)
+    hostile_files(folder)
     model = (folder / "model.json").read_text()
     status, out, err = run(*args, cwd=folder)
     assert (status, out) == (2, "")

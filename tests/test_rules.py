@@ -107,3 +107,17 @@ def test_binary_partials(name, f, partials, x, y):
     ex, ey = partials(x, y)
     assert close(dx, ex) and close(dy, ey)
     assert gradcheck(f, x, y, order=2)  # the Hessian, mixed partials included
+
+
+def test_at_their_kink_relu_and_abs_have_the_derivative_micrograd_and_pytorch_give():
+    """relu'(0) = 0 (micrograd's (out.data > 0) * out.grad), abs'(0) = sign(0) = 0; just beside the kink, the slopes."""
+    from micrograd.engine import Value as MicrogradValue
+
+    theirs = MicrogradValue(0.0)
+    theirs.relu().backward()
+    for f, at_zero in [(lambda v: v.relu(), theirs.grad), (abs, 0.0), (step, 0.0), (sign, 0.0)]:
+        for x, slope in [(0.0, at_zero), (-0.0, at_zero)]:
+            assert grad(f)(x) == slope
+    assert theirs.grad == 0.0
+    assert [grad(lambda v: v.relu())(x) for x in (5e-324, -5e-324)] == [1.0, 0.0]
+    assert [grad(abs)(x) for x in (5e-324, -5e-324)] == [1.0, -1.0]

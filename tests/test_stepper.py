@@ -164,7 +164,7 @@ def test_any_expression_ends_at_the_engines_gradients_exactly(e):
 def _page_without_rendering(root, **options):
     """backprop_page with the layout step replaced by an empty picture (the layout is not under test here)."""
     run = microgd.stepper.run_renderer
-    microgd.stepper.run_renderer = lambda source, format: b"<svg></svg>"
+    microgd.stepper.run_renderer = lambda source, format, timeout: b"<svg></svg>"
     try:
         return backprop_page(root, **options)
     finally:

@@ -15,8 +15,19 @@ import graphviz
 import pytest
 
 import microgd
+import microgd.drawing
 from microgd import Value, define_op
-from microgd.viz import Diagram, RendererNotFound, draw_dot, draw_graph, draw_mlp, find_renderer, save
+from microgd.stepper import backprop_page
+from microgd.viz import (
+    Diagram,
+    RendererNotFound,
+    RenderTimeout,
+    draw_dot,
+    draw_graph,
+    draw_mlp,
+    find_renderer,
+    save,
+)
 
 # Rendering may skip only on a machine without a renderer, never in CI (.ci/run installs the `render` extra).
 needs_renderer = pytest.mark.skipif(find_renderer() is None and not os.environ.get("CI"),
@@ -229,6 +240,8 @@ def test_too_large_a_graph_is_refused_with_the_option_to_allow_it():
 @pytest.mark.parametrize("kwargs, message", [
     ({"rankdir": "up"}, "rankdir must be one of LR, TB, RL, BT"),
     ({"number_format": "d"}, "number_format 'd' is not a format for floats"),
+    ({"number_format": "<<8.3f"}, "number_format '<<8.3f' fills with a character labels reserve"),
+    ({"number_format": "&>9.2f"}, "number_format '&>9.2f' fills with a character labels reserve"),
 ])
 @pytest.mark.parametrize("draw", [draw_graph, draw_dot])
 def test_bad_options_are_named(draw, kwargs, message):
@@ -497,6 +510,20 @@ def test_labels_and_op_symbols_are_escaped_in_the_graph_picture():
     assert 'label="&lt;f&gt;"' in statement_of(draw_dot(y).source, "v1op")
 
 
+def test_grad_texts_and_activation_names_are_escaped_too(forget_defined_ops):
+    from microgd.drawing import expression_graph, number_formatter
+    from microgd.nn import MLP
+
+    y = Value(1.0, label="a") * 2
+    texts = ['<b>grad</b> & "more"', "", ""]
+    source = expression_graph(y.topo(), number=number_formatter(".4f", "test"), grad_texts=texts).source
+    assert f"<tr><td>{html.escape(texts[0])}</td></tr>" in statement(source, "v0") and "<b>grad</b>" not in source
+    name = "<i>act</i>"
+    define_op(name, forward=lambda v: v, vjp=lambda g, out, v: (g,), formula="{0}")
+    source = draw_mlp(MLP(1, [1], activations=[name], seed=0)).source
+    assert html.escape(name) in source and name not in source
+
+
 # -- graphviz: the public API only --
 
 def microgd_classes():
@@ -605,3 +632,103 @@ def statement_of(source, name):
     lines = [line for line in source.splitlines() if line.lstrip().startswith(f"{name} [")]
     assert len(lines) == 1, (name, lines)
     return lines[0]
+
+
+# -- heavily reused values: one trunk, a fast layout; every renderer call has a time limit --
+
+def reused_70_times():
+    """x + x + ... + x: one leaf reused 70 times, each use one layer further."""
+    x = Value(0.5, label="x")
+    total = x
+    for _ in range(69):
+        total = total + x
+    total.backward()
+    return total
+
+
+def sum_of_120_tanh():
+    """tanh(w * x_0) + ... + tanh(w * x_119): w reused 120 times along the sum."""
+    w = Value(0.3, label="w")
+    total = (w * Value(0.0, label="x0")).tanh()
+    for i in range(1, 120):
+        total = total + (w * Value(0.01 * i, label=f"x{i}")).tanh()
+    total.backward()
+    return total
+
+
+def edges_from(source, tail):
+    return [line for line in source.splitlines() if line.startswith(f"\t{tail} -> ")]
+
+
+@pytest.mark.parametrize("draw", [draw_graph, draw_dot])
+def test_a_value_used_across_many_layers_sends_its_edges_along_one_trunk(draw):
+    root = reused_70_times()
+    source = draw(root).source
+    direct = edges_from(source, "v0")
+    assert len(direct) == 3  # the first + (x + x) directly, and the trunk's first point
+    points = [line for line in source.splitlines() if "shape=point" in line]
+    assert len(points) == 68 and all("class=trunk" in line for line in points)  # one per later layer of use
+    assert [len(edges_from(source, f"t0_{n}")) for n in range(68)] == [2] * 67 + [1]  # a use, the next point
+    uses = [line for line in source.splitlines() if re.match(r"\t(v0|t0_\d+) -> v\d+op", line)]
+    assert len(uses) == 70  # every use keeps its own edge into its op
+    if draw is draw_graph:
+        assert all("1.0000<br/>× 1.0000 = 1.0000" in line for line in uses)
+        assert sorted(re.search(r"id=(e\d+_\d)", line).group(1) for line in uses) == sorted(
+            [f"e1_{k}" for k in (0, 1)] + [f"e{i}_1" for i in range(2, 70)])
+
+
+def test_small_graphs_keep_their_direct_edges():
+    from microgd.app.demo import tutorial2_network
+
+    error = seed_neuron()[-1]
+    loss = (tutorial2_network()([1.0, 1.0]) - 1.0) ** 2  # each input feeds three neurons
+    x = Value(0.5, label="x")
+    twelve = x
+    for _ in range(11):
+        twelve = twelve + x  # x across 11 layers: its direct edges cross 90 layers, below the trunk's 100
+    for root in (error, loss, twelve):
+        root.backward()
+        assert "shape=point" not in draw_graph(root).source and "shape=point" not in draw_dot(root).source
+
+
+@pytest.mark.parametrize("draw", [draw_graph, draw_dot])
+@pytest.mark.parametrize("make", [reused_70_times, sum_of_120_tanh])
+def test_graphs_with_a_heavily_reused_value_render_well_within_the_time_limit(draw, make, tmp_path, monkeypatch):
+    """With graphviz-pure these took 13 s (x reused 70 times) and more than 120 s (w reused 120 times);
+    now well under a second each, here allowed 20."""
+    program = graphviz_pure()
+    monkeypatch.setenv("PATH", os.path.dirname(program))  # graphviz-pure, never a system dot
+    monkeypatch.setattr(sys, "executable", os.path.join(os.path.dirname(program), "python"))
+    assert find_renderer() == program
+    assert save(draw(make()), tmp_path / "big.svg", timeout=20).read_text().count("<g id=") > 70
+
+
+PYTHON = sys.executable  # the real one, before a test moves it
+
+
+def sleeper(folder):
+    """A renderer that never finishes, with a child holding its output open: only stopping both ends it."""
+    fake_program(folder, "dot", f"{PYTHON} -c 'import time; time.sleep(600)' & exec {PYTHON} -c 'import time; "
+                                "time.sleep(600)'")
+
+
+def test_a_renderer_that_hangs_is_stopped_at_the_time_limit(no_renderer, tmp_path):
+    sleeper(no_renderer)
+    picture = draw_graph(Value(2.0, label="a") * 3)
+    with pytest.raises(RenderTimeout, match=r"dot took more than 0.3 s to lay out this graph and was stopped: draw "
+                                            r"a smaller graph, or allow more time with timeout=0.6") as caught:
+        save(picture, tmp_path / "g.svg", timeout=0.3)
+    assert (caught.value.seconds, os.path.basename(caught.value.program)) == (0.3, "dot")
+    assert not (tmp_path / "g.svg").exists()
+    with pytest.raises(RenderTimeout, match=r"more than 0.2 s"):
+        Diagram(picture.graph, timeout=0.2).pipe()
+    with pytest.raises(RenderTimeout, match=r"more than 0.2 s"):
+        backprop_page(Value(2.0) * 3, timeout=0.2)
+    assert Diagram(picture.graph, timeout=0.2)._repr_svg_() is None  # Jupyter: no picture, no hang
+    with pytest.raises(ValueError, match=r"timeout must be a number of seconds above 0, got 0"):
+        picture.pipe(timeout=0)
+
+
+def test_the_default_time_limit_is_a_minute():
+    assert microgd.drawing.RENDER_TIMEOUT == 60.0
+    assert inspect.signature(microgd.drawing.run_renderer).parameters["timeout"].default is None

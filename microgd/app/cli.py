@@ -12,25 +12,33 @@ It parses arguments and prints; the work lives in functions tests call directly:
 (:mod:`microgd.app.formula`), the pictures and :func:`microgd.check.check_formula`.
 
 Exit status: 0 done, 1 check found a counterexample, 2 a mistake in the input (one line
-``microgd: error: ...`` on stderr), 130 interrupted.
+``microgd: error: ...`` on stderr, before any work when it is about a path to write), 130 interrupted
+(Ctrl-C during ``train --save`` saves the model at its last completed step first), 141 stdout closed
+by its reader (``| head``) with the files asked for written.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import math
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TextIO
 
 from .. import __version__
+from ..drawing import RENDER_TIMEOUT, GraphTooLarge, RenderError, RenderTimeout
 from ..engine import DomainError, Value, no_grad
-from ..files import DestinationError, check_distinct, check_writable, write_atomic
+from ..files import DestinationError, check_distinct, check_folder, check_writable, write_atomic
 from ..nn import activation_names
 from ..table import table
-from .formula import FormulaError, compile, functions
-from .pipeline import NORMALIZE, DataError, describe, predict_csv, prepare_training, rmse
+from ..train import History
+from .formula import FormulaError, compile, functions, normal_name
+from .pipeline import NORMALIZE, DataError, Training, describe, predict_csv, prepare_training, rmse
 
 __all__ = ["main", "UsageError"]
 
@@ -61,6 +69,16 @@ class UsageError(Exception):
     """A mistake in what the user typed or pointed at: reported as one line, exit status 2."""
 
 
+@dataclass(frozen=True)
+class Destination:
+    """A path a command writes (``--save``): checked, with all the command's paths, before any of its work."""
+
+    option: str
+    attribute: str
+    suffixes: tuple[str, ...] = ()
+    folder: bool = False
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with usage mistakes reported on one line (the full usage is one --help away)."""
 
@@ -73,6 +91,9 @@ def _assignment(text: str) -> tuple[str, str]:
     name = name.strip()
     if not equals or not name.isidentifier() or not value.strip():
         raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE (e.g. w=0.5)")
+    if normal_name(name) != name:  # two names would be one in the formula: ｘ is x
+        raise argparse.ArgumentTypeError(f"{name!r} is read by Python as {normal_name(name)!r} in a formula "
+                                         "(Unicode NFKC normalisation): use that name")
     return name, value.strip()
 
 
@@ -106,11 +127,30 @@ def _interval(text: str) -> tuple[str, tuple[float, float]]:
     return name, (low, high)
 
 
+def _tolerance(below_one: bool = False) -> Callable[[str], float]:
+    """The type of ``--rtol``/``--atol``: a finite number >= 0 (below 1 for a relative tolerance)."""
+    def parse(text: str) -> float:
+        value = _number(text, "a tolerance")
+        if value < 0 or (below_one and value >= 1):
+            raise argparse.ArgumentTypeError(f"{text!r} must be >= 0" + (" and below 1 (1 would accept 0 as every "
+                                             "derivative)" if below_one else ""))
+        return value
+    return parse
+
+
 def _rate(text: str) -> float:
     """``--lr 0.5`` -> 0.5; a learning rate must be above 0."""
     value = _number(text, "the learning rate")
     if value <= 0:
         raise argparse.ArgumentTypeError(f"the learning rate {text!r} must be above 0")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """``--timeout 90`` -> 90.0; a time limit must be above 0."""
+    value = _number(text, "the time limit")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be above 0 seconds")
     return value
 
 
@@ -145,8 +185,6 @@ def _compiled(text: str, where: str):
 def _graph(args: argparse.Namespace) -> int:
     """Draw the graph of a formula, after backward, to .svg/.png/.dot (viz) or .html (stepper)."""
     out = Path(args.out)
-    if out.suffix.lower() not in GRAPH_SUFFIXES:
-        raise UsageError(f"--out {args.out!r}: the suffix must be one of {' '.join(GRAPH_SUFFIXES)}")
     variables = _unique(args.var, "--var")
     formula = _compiled(args.expr, "EXPR")
     missing = [name for name in formula.names if name not in variables]
@@ -159,12 +197,18 @@ def _graph(args: argparse.Namespace) -> int:
     try:
         if out.suffix.lower() in (".html", ".htm"):
             from ..stepper import backprop_html
-            backprop_html(root, out, rankdir=args.rankdir, title=args.expr)
+            backprop_html(root, out, rankdir=args.rankdir, title=args.expr, max_nodes=args.max_nodes,
+                          timeout=args.timeout)
         else:
             from ..viz import draw_graph, save
-            save(draw_graph(root, rankdir=args.rankdir), out)
-    except (ValueError, RuntimeError) as error:  # no renderer, renderer failed, graph too large
-        raise UsageError(str(error)) from None
+            save(draw_graph(root, rankdir=args.rankdir, max_nodes=args.max_nodes), out, timeout=args.timeout)
+    except GraphTooLarge as error:
+        raise UsageError(f"EXPR's graph has {error.nodes} nodes, more than --max-nodes {error.limit}: a picture "
+                         f"that large is hard to read; draw a smaller expression, or add --max-nodes {error.nodes}") \
+            from None
+    except RenderTimeout as error:
+        raise UsageError(f"{error.program} took more than {error.seconds:g} s to lay out EXPR's graph and was stopped: "
+                         f"draw a smaller graph, or allow more time with --timeout {2 * error.seconds:g}") from None
     print(f"{args.expr} = {root.data:.6g}")
     for name, leaf in leaves.items():
         print(f"  d/d{name} = {leaf.grad:.6g}")
@@ -176,12 +220,20 @@ def _graph(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     """Search a domain for a point where FORMULA is not d EXPR / d wrt (microgd.check.check_formula)."""
-    from ..check import FormulaMismatch, check_formula
+    from ..check import FormulaMismatch, ToleranceError, check_formula
 
     f = _compiled(args.expr, "EXPR")
     derivative = _compiled(args.formula, "--formula")
     given = _unique(args.domain, "--domain")
-    domain = {name: given.get(name, DEFAULT_INTERVAL) for name in (*f.names, *derivative.names, *given)}
+    variables = f"its variables: {', '.join(f.names) or 'none'}"
+    for name in given:
+        if name not in f.names:
+            raise UsageError(f"--domain {name}: EXPR has no variable {name!r} ({variables})")
+    for name in derivative.names:
+        if name not in f.names:
+            raise UsageError(f"--formula uses {name!r}, which is not a variable of EXPR ({variables}): a derivative "
+                             "of EXPR depends on EXPR's variables only")
+    domain = {name: given.get(name, DEFAULT_INTERVAL) for name in f.names}
     wrt = args.wrt
     if wrt is None:
         if len(f.names) != 1:
@@ -202,6 +254,10 @@ def _check(args: argparse.Namespace) -> int:
     except FormulaMismatch as mismatch:
         print(mismatch)
         return 1
+    except ToleranceError as error:
+        raise UsageError(f"--atol {args.atol:g} would accept the derivative 0 at every point tried (the largest "
+                         f"|d f/d {wrt}| there is {error.largest:.3g}): the check proves nothing; use --atol below "
+                         f"{error.limit:.3g}") from None
     except ImportError as error:  # hypothesis is an extra
         raise UsageError(str(error)) from None
     except ValueError as error:  # e.g. EXPR undefined on the whole domain
@@ -233,19 +289,11 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
-def _writable(text: str, option: str, suffixes: tuple[str, ...] = ()) -> Path:
-    """Check an output path before the work that fills it: its suffix, then microgd.files.check_writable."""
-    if suffixes and Path(text).suffix.lower() not in suffixes:
-        raise UsageError(f"{option} {text!r}: the suffix must be one of {' '.join(suffixes)}")
-    return check_writable(text, option)
-
-
 def _train(args: argparse.Namespace) -> int:
-    """Train an MLP on a numeric CSV file (microgd.app.pipeline.prepare_training)."""
-    save = _writable(args.save, "--save") if args.save else None
-    plot = _writable(args.plot, "--plot", (".png", ".svg")) if args.plot else None
-    check_distinct([("DATA.csv", args.data)], [(option, text) for option, text in (("--save", args.save),
-                                                                                  ("--plot", args.plot)) if text])
+    """Train an MLP on a numeric CSV file (microgd.app.pipeline.prepare_training). The files asked for are
+    written as soon as training ends, before anything is printed; Ctrl-C saves the last completed step."""
+    save = Path(args.save) if args.save else None
+    plot = Path(args.plot) if args.plot else None
     if plot is not None and importlib.util.find_spec("matplotlib") is None:
         raise UsageError('--plot needs matplotlib: pip install "microgd[plot]"')
     training = prepare_training(args.data, args.target, hidden=args.hidden, activation=args.activation,
@@ -255,12 +303,20 @@ def _train(args: argparse.Namespace) -> int:
           f"{args.target}, all scaled to [{lo:g}, {hi:g}]")
     print(f"model: {describe(training.model)}, {len(training.model.parameters())} parameters; {args.epochs} epochs "
           f"of SGD, learning rate {args.lr}, one sample at a time")
+    if save is None and plot is None and _reader_gone():
+        return 0  # nothing to write and no one to tell: stop, as a Unix tool does
     try:
         history = training.fit(epochs=args.epochs, lr=args.lr, seed=args.seed)
     except FloatingPointError as error:  # the loss overflowed: the learning rate is too large
         raise UsageError(str(error)) from None
     if history.interrupted:
-        return 130
+        return _interrupted(training, history, save)
+    if save is not None:
+        training.save(save)
+    if plot is not None:
+        from ..plot import plot_history
+
+        plot_history(history, plot, title=f"{Path(args.data).name}: mean loss per epoch")
     predictions, y = training.predictions(), training.y
     print(f"mean loss per epoch: {history[0]:.6g} (epoch 1) -> {history[-1]:.6g} (epoch {len(history)})")
     print(f"root mean squared error on the training rows: {rmse(predictions, y):.6g} (in {args.target}'s units)")
@@ -269,23 +325,30 @@ def _train(args: argparse.Namespace) -> int:
     if shown < len(y):
         print(f"  ... {len(y) - shown} more rows")
     if save is not None:
-        training.save(save)
         print(f"wrote {save} (with its scaling and column names: microgd predict {save} DATA.csv)")
     if plot is not None:
-        from ..plot import plot_history
-
-        plot_history(history, plot, title=f"{Path(args.data).name}: mean loss per epoch")
         print(f"wrote {plot}")
     return 0
+
+
+def _interrupted(training: Training, history: History, save: Path | None) -> int:
+    """Ctrl-C stopped training: save the model at its last completed step (if a step completed), say so; 130."""
+    if save is None:
+        print("microgd: interrupted; nothing saved (no --save)", file=sys.stderr)
+    elif history.steps == 0:
+        print(f"microgd: interrupted before the first step; {save} not written", file=sys.stderr)
+    else:
+        training.save(save)
+        print(f"microgd: interrupted; saved the model at its last completed step ({len(history)} epoch(s), "
+              f"{history.steps} step(s)) to {save}", file=sys.stderr)
+    return 130
 
 
 # -- predict ------------------------------------------------------------------------------------
 
 def _predict(args: argparse.Namespace) -> int:
     """Predict with a saved model on a CSV file (microgd.app.pipeline.predict_csv)."""
-    out = _writable(args.out, "--out", (".csv",)) if args.out else None
-    if out is not None:
-        check_distinct([("MODEL.json", args.model), ("DATA.csv", args.data)], [("--out", args.out)])
+    out = Path(args.out) if args.out else None
     result = predict_csv(args.model, args.data)
     if out is not None and "prediction" in result.header:
         raise UsageError(f"{args.data} already has a column 'prediction', the one --out adds")
@@ -329,7 +392,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="learning rate of the training (default: %(default)s; the worked update uses the "
                            "tutorial's 0.1)")
     demo.add_argument("--seed", type=int, default=0, help="shuffling of the rows (default: %(default)s)")
-    demo.set_defaults(run=_demo)
+    demo.set_defaults(run=_demo, inputs=(), outputs=(Destination("--out", "out", folder=True),))
 
     train = commands.add_parser("train", help="train an MLP on a numeric CSV file", formatter_class=raw,
                                 description=TRAIN_HELP)
@@ -347,14 +410,16 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0, help="initial weights and shuffling (default: %(default)s)")
     train.add_argument("--save", metavar="MODEL.json", help="write the trained model here")
     train.add_argument("--plot", metavar="LOSS.png", help="plot the loss per epoch here (needs matplotlib)")
-    train.set_defaults(run=_train)
+    train.set_defaults(run=_train, inputs=(("DATA.csv", "data"),),
+                       outputs=(Destination("--save", "save"), Destination("--plot", "plot", (".png", ".svg"))))
 
     predict = commands.add_parser("predict", help="predict with a saved model on a numeric CSV file",
                                   formatter_class=raw, description=PREDICT_HELP)
     predict.add_argument("model", metavar="MODEL.json", help="a model written by 'microgd train --save'")
     predict.add_argument("data", metavar="DATA.csv", help="a CSV file with a header row and numbers")
     predict.add_argument("--out", metavar="PREDICTIONS.csv", help="also write the rows and their predictions here")
-    predict.set_defaults(run=_predict)
+    predict.set_defaults(run=_predict, inputs=(("MODEL.json", "model"), ("DATA.csv", "data")),
+                         outputs=(Destination("--out", "out", (".csv",)),))
 
     graph = commands.add_parser(
         "graph", help="draw the graph of a formula, with its gradients", formatter_class=raw,
@@ -368,7 +433,11 @@ def _parser() -> argparse.ArgumentParser:
                             "(default: %(default)s)")
     graph.add_argument("--rankdir", default="LR", choices=("LR", "TB", "RL", "BT"),
                        help="layout direction (default: %(default)s)")
-    graph.set_defaults(run=_graph)
+    graph.add_argument("--max-nodes", type=_positive_int, default=500, metavar="N",
+                       help="refuse a graph of more nodes than this (default: %(default)s)")
+    graph.add_argument("--timeout", type=_seconds, default=RENDER_TIMEOUT, metavar="SECONDS",
+                       help="stop the renderer after this long (default: %(default)g)")
+    graph.set_defaults(run=_graph, inputs=(), outputs=(Destination("--out", "out", GRAPH_SUFFIXES),))
 
     check = commands.add_parser(
         "check", help="test a hand-derived derivative against the engine", formatter_class=raw,
@@ -381,10 +450,26 @@ def _parser() -> argparse.ArgumentParser:
                        help="the interval a variable is drawn from; repeat for each variable")
     check.add_argument("--examples", type=_positive_int, default=200, metavar="N",
                        help="points to try at most (default: %(default)s)")
-    check.add_argument("--rtol", type=lambda t: _number(t, "--rtol"), default=1e-7, help="default: %(default)g")
-    check.add_argument("--atol", type=lambda t: _number(t, "--atol"), default=1e-9, help="default: %(default)g")
-    check.set_defaults(run=_check)
+    check.add_argument("--rtol", type=_tolerance(below_one=True), default=1e-7,
+                       help="relative tolerance, in [0, 1) (default: %(default)g)")
+    check.add_argument("--atol", type=_tolerance(), default=1e-9,
+                       help="absolute tolerance, >= 0; one that would pass the derivative 0 at every point tried "
+                            "is an error (default: %(default)g)")
+    check.set_defaults(run=_check, inputs=(), outputs=())
     return parser
+
+
+def _check_destinations(args: argparse.Namespace) -> None:
+    """Every path the command will write, checked before any of its work: the suffix, a place that takes
+    the file (microgd.files), and no output the same file as an input or as another output."""
+    given = [(d, getattr(args, d.attribute)) for d in args.outputs if getattr(args, d.attribute)]
+    for destination, text in given:
+        suffixes = destination.suffixes
+        if suffixes and Path(text).suffix.lower() not in suffixes:
+            raise UsageError(f"{destination.option} {text!r}: the suffix must be one of {' '.join(suffixes)}")
+        (check_folder if destination.folder else check_writable)(text, destination.option)
+    check_distinct([(name, getattr(args, attribute)) for name, attribute in args.inputs],
+                   [(destination.option, text) for destination, text in given])
 
 
 def _one_line(error: BaseException) -> str:
@@ -404,17 +489,70 @@ def _join_normalize(argv: Sequence[str]) -> list[str]:
     return joined
 
 
+class _Stdout:
+    """``sys.stdout`` while a command runs: when its reader goes away (``| head``), printing stops, the work
+    does not, so every file asked for is still written."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream, self.gone = stream, False
+
+    def write(self, text: str) -> int:
+        self._quietly(self.stream.write, text)
+        return len(text)
+
+    def flush(self) -> None:
+        self._quietly(self.stream.flush)
+
+    def _quietly(self, call: Callable, *args: str) -> None:
+        if not self.gone:
+            try:
+                call(*args)
+            except BrokenPipeError:
+                self.gone = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def _reader_gone() -> bool:
+    """True once nobody reads what the command prints (stdout was a pipe, now closed)."""
+    return isinstance(sys.stdout, _Stdout) and sys.stdout.gone
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``microgd`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    """Run the ``microgd`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit status.
+
+    A closed stdout (``microgd train ... --save m.json | head -2``) stops the printing, not the work: the
+    files asked for are written, nothing is said on stderr, and the status is 141 (128 + SIGPIPE, as for a
+    Unix tool stopped by a closed pipe) unless the command failed.
+    """
+    if sys.stdout is None:  # started with stdout closed (>&-): print() writes nothing and the work goes on
+        return _run(argv)
+    stdout = sys.stdout = _Stdout(sys.stdout)
+    try:
+        status = _run(argv)
+        stdout.flush()
+    finally:
+        sys.stdout = stdout.stream
+    if not stdout.gone:
+        return status
+    with contextlib.suppress(OSError, ValueError):  # what is still buffered goes nowhere, without a complaint
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.stream.fileno())
+    return status or 141  # 128 + SIGPIPE
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    """Parse ``argv``, check the command's destinations, run it: its status, or 2 and one line, or 130."""
     try:
         args = _parser().parse_args(_join_normalize(sys.argv[1:] if argv is None else argv))
     except SystemExit as done:  # --help, --version, or a usage mistake argparse has reported
         return done.code if isinstance(done.code, int) else 0 if done.code is None else 2
     try:
+        _check_destinations(args)
         return args.run(args)
     except KeyboardInterrupt:
         print("microgd: interrupted", file=sys.stderr)
         return 130
-    except (UsageError, DataError, DestinationError, FormulaError, DomainError, OSError) as error:
+    except (UsageError, DataError, DestinationError, FormulaError, DomainError, RenderError, OSError) as error:
         print(f"microgd: error: {_one_line(error)}", file=sys.stderr)
         return 2

@@ -18,15 +18,20 @@ from __future__ import annotations
 
 import ast
 import bisect
+import io
+import itertools
+import keyword
 import math
 import operator
+import tokenize
+import unicodedata
 from collections.abc import Iterable, Mapping
-from typing import Union
+from typing import Any, Union
 
 from ..engine import DomainError, Value
 from ..rules import OPS, Op
 
-__all__ = ["parse", "compile", "Formula", "FormulaError", "functions"]
+__all__ = ["parse", "compile", "Formula", "FormulaError", "functions", "normal_name"]
 
 Number = Union[int, float]
 
@@ -83,6 +88,8 @@ class _Source:
         self.code_lines = self.code.split("\n")
         self.code_starts = self._line_starts(self.code)
         self.multiline = "\n" in self.text.strip()
+        self.ascii = self.code.isascii()
+        self.normal = unicodedata.is_normalized("NFKC", self.code)  # then every name reads as typed
 
     @staticmethod
     def _line_starts(text: str) -> list[int]:
@@ -92,6 +99,8 @@ class _Source:
 
     def offset(self, lineno: int, byte_col: int) -> int:
         """Offset in ``text`` of an ast position in ``code``."""
+        if self.ascii:  # a byte is a character
+            return self.skip + self.code_starts[lineno - 1] + byte_col
         line = self.code_lines[lineno - 1]
         return self.skip + self.code_starts[lineno - 1] + len(line.encode()[:byte_col].decode(errors="ignore"))
 
@@ -125,6 +134,117 @@ class _Source:
         stop = self.start(before) if before is not None else len(self.text)
         found = self.text.find(symbol, start, stop)
         return found if found >= 0 else start
+
+
+# -- what Python's parser cannot take whole: long chains, integers of thousands of digits ------------
+
+_CHAINS: tuple[dict[str, type[ast.operator]], ...] = ({"+": ast.Add, "-": ast.Sub}, {"*": ast.Mult, "/": ast.Div})
+_FLOAT_DIGITS = 309  # an integer with more digits is beyond any float
+
+
+def _tokens(text: str) -> list[tokenize.TokenInfo]:
+    """Python's tokens of ``text``, without the layout ones."""
+    layout = (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER)
+    return [t for t in tokenize.generate_tokens(io.StringIO(text).readline) if t.type not in layout]
+
+
+def _long_integer(source: _Source) -> FormulaError | None:
+    """An integer literal too long for Python to read (its digit limit makes it a SyntaxError), named."""
+    try:
+        tokens = _tokens(source.code)
+    except (tokenize.TokenError, SyntaxError):
+        return None
+    for token in tokens:
+        digits = token.string.replace("_", "")
+        if token.type == tokenize.NUMBER and digits.isdigit() and len(digits) > _FLOAT_DIGITS:
+            row, column = token.start
+            at = source.skip + source.code_starts[row - 1] + column
+            shown = token.string if len(token.string) <= 40 else token.string[:37] + "..."
+            return source.error(f"number {shown!r} ({len(digits)} digits) is too large for a float", token.string, at)
+    return None
+
+
+def _parse_chain(source: _Source) -> ast.expr:
+    """A formula Python's parser finds too deep: a long flat chain such as ``x1 + x2 + ... + x3000`` (or of
+    ``*`` and ``/``) is split where its operators sit outside brackets, each operand parsed alone, and the
+    operands joined left to right as Python would. Anything else that deep is a FormulaError."""
+    try:
+        return _Chain(source.code).parse(0, len(source.code), 0)
+    except (RecursionError, MemoryError):
+        raise FormulaError(f"formula is nested too deeply to parse ({len(source.text)} characters): brackets, "
+                           "signs, ** or calls inside one another beyond what Python's parser takes") from None
+
+
+class _Chain:
+    """Parses ``code`` piece by piece, each piece's tree placed where it sits in ``code`` (ast positions:
+    1-based lines, columns in UTF-8 bytes)."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+        self.lines = _Source._line_starts(code)
+        self.bytes_before = None if code.isascii() else [0, *itertools.accumulate(len(c.encode()) for c in code)]
+
+    def parse(self, start: int, end: int, level: int) -> ast.expr:
+        """``code[start:end]`` parsed and placed; if too deep, split at the chain of ``level`` and joined."""
+        text = self.code[start:end]
+        start, end = start + len(text) - len(text.lstrip()), start + len(text.rstrip())
+        try:
+            return self._placed(ast.parse(self.code[start:end], mode="eval").body, start)
+        except RecursionError:
+            if level == len(_CHAINS):
+                raise
+        operators = _CHAINS[level]
+        cuts = [(start + at, start + after, op) for at, after, op in _cuts(self.code[start:end], operators)]
+        if not cuts:
+            return self.parse(start, end, level + 1)
+        starts, ends = [start, *(after for _, after, _ in cuts)], [*(at for at, _, _ in cuts), end]
+        operands = [self.parse(a, b, level + 1) for a, b in zip(starts, ends)]
+        node = operands[0]
+        for (_, _, symbol), right in zip(cuts, operands[1:]):
+            node = ast.BinOp(node, operators[symbol](), right, lineno=node.lineno, col_offset=node.col_offset,
+                             end_lineno=right.end_lineno, end_col_offset=right.end_col_offset)
+        return node
+
+    def _placed(self, tree: ast.expr, start: int) -> ast.expr:
+        """``tree``, parsed from the text at ``start``, with its positions moved to that place."""
+        line = bisect.bisect_right(self.lines, start) - 1
+        first = self.lines[line]
+        shift = start - first if self.bytes_before is None else self.bytes_before[start] - self.bytes_before[first]
+        for node in ast.walk(tree):
+            if hasattr(node, "lineno"):  # expressions, keywords, lambda arguments
+                placed: Any = node
+                if placed.lineno == 1:
+                    placed.col_offset += shift
+                if placed.end_lineno == 1:
+                    placed.end_col_offset += shift
+                placed.lineno += line
+                placed.end_lineno += line
+        return tree
+
+
+def _cuts(text: str, operators: Mapping[str, type]) -> list[tuple[int, int, str]]:
+    """Where ``text`` has one of ``operators`` as a binary operator outside brackets: (start, end, symbol)."""
+    lines = _Source._line_starts(text)
+    cuts, depth, previous = [], 0, None
+    for token in _tokens(text):
+        if token.string in ("(", "[", "{"):
+            depth += 1
+        elif token.string in (")", "]", "}"):
+            depth -= 1
+        elif depth == 0 and token.type == tokenize.OP and token.string in operators and _ends_operand(previous):
+            (row, column), (_, after) = token.start, token.end
+            cuts.append((lines[row - 1] + column, lines[row - 1] + after, token.string))
+        previous = token
+    return cuts
+
+
+def _ends_operand(token: tokenize.TokenInfo | None) -> bool:
+    """Whether an operator after ``token`` is binary (``x - y``), not a sign (``x * -y``)."""
+    if token is None:
+        return False
+    if token.type == tokenize.NAME:
+        return not keyword.iskeyword(token.string)
+    return token.type in (tokenize.NUMBER, tokenize.STRING) or token.string in (")", "]", "}")
 
 
 def _syntax_error(source: _Source, error: SyntaxError) -> FormulaError:
@@ -220,9 +340,9 @@ def compile(text: str, names: Iterable[str] | None = None) -> Formula:
     try:
         tree = ast.parse(source.code, mode="eval").body
     except SyntaxError as error:
-        raise _syntax_error(source, error) from None
-    except (RecursionError, MemoryError):  # the parser's own limits on nesting
-        raise FormulaError(f"formula is nested too deeply to parse ({len(text)} characters)") from None
+        raise _long_integer(source) or _syntax_error(source, error) from None
+    except (RecursionError, MemoryError):  # deeper than Python's parser goes: a long chain, parsed link by link
+        tree = _parse_chain(source)
     program: list = []
     used: dict[str, None] = {}
     stack: list = [(tree, False)]
@@ -237,6 +357,11 @@ def compile(text: str, names: Iterable[str] | None = None) -> Formula:
         stack.append((node, True))
         stack.extend((child, False) for child in reversed(children))
     return Formula(text, tuple(used), program, source)
+
+
+def normal_name(name: str) -> str:
+    """``name`` as Python's parser reads it in a formula (NFKC): ``normal_name("ｘ") == "x"``."""
+    return unicodedata.normalize("NFKC", name)
 
 
 def parse(text: str, variables: Mapping[str, Number | Value]) -> Value:
@@ -258,6 +383,9 @@ def _check_names(names: Iterable[str]) -> frozenset[str]:
         if not isinstance(name, str) or not name.isidentifier():
             raise FormulaError(f"variable name {name!r} is not a name (letters, digits and _, not first a digit)",
                                str(name))
+        if normal_name(name) != name:
+            raise FormulaError(f"variable name {name!r} is read by Python as {normal_name(name)!r} in a formula "
+                               "(Unicode NFKC normalisation): use that name", name)
         if name in functions():
             raise FormulaError(f"variable name {name!r} is taken by the function {name}()", name)
     return frozenset(names)
@@ -279,6 +407,7 @@ def _check_node(node: ast.AST, source: _Source, allowed: frozenset[str] | None) 
     if isinstance(node, ast.Constant):
         return _check_number(node, source)
     if isinstance(node, ast.Name):
+        _check_spelling(node, source)
         if node.id in functions():
             raise source.error(f"function {node.id!r} without arguments", node.id, source.start(node),
                                f"call it: {node.id}(x)")
@@ -305,6 +434,17 @@ def _check_node(node: ast.AST, source: _Source, allowed: frozenset[str] | None) 
     raise source.error(f"{what} {token!r} is not allowed", token, source.start(node), _allowed())
 
 
+def _check_spelling(node: ast.Name, source: _Source) -> None:
+    """A name exactly as typed: Python's parser reads ``ｘ`` (fullwidth) or ``ﬁ`` as ``x`` or ``fi`` (NFKC), which
+    would silently make two names one."""
+    if source.normal:
+        return
+    typed = source.text[source.start(node):source.end(node)]
+    if typed != node.id:
+        raise source.error(f"name {typed!r} is read by Python as {node.id!r} (Unicode NFKC normalisation)", typed,
+                           source.start(node), f"type {node.id!r} if you mean it, else another name")
+
+
 def _check_number(node: ast.Constant, source: _Source) -> list:
     value = node.value
     token = source.segment(node)
@@ -326,16 +466,17 @@ def _check_call(node: ast.Call, source: _Source, allowed: frozenset[str] | None)
             _check_node(node.func, source, allowed)  # raises: attribute access
         token = source.segment(node.func)
         raise source.error(f"call of {token!r} is not allowed", token, source.start(node.func), _function_list())
+    _check_spelling(node.func, source)
     name = node.func.id
     op = functions().get(name)
     if op is None:
         is_variable = allowed is not None and name in allowed
         what = f"{name!r} is a variable, not a function" if is_variable else f"unknown function {name!r}"
         raise source.error(what, name, source.start(node.func), _function_list())
-    for keyword in node.keywords:
-        token = "**" if keyword.arg is None else f"{keyword.arg}="
+    for argument in node.keywords:
+        token = "**" if argument.arg is None else f"{argument.arg}="
         raise source.error(f"keyword argument {token!r} is not allowed", token,
-                           source.offset(keyword.lineno, keyword.col_offset), f"{name}() takes {_count(op)}")
+                           source.offset(argument.lineno, argument.col_offset), f"{name}() takes {_count(op)}")
     for arg in node.args:
         if isinstance(arg, ast.Starred):
             raise source.error(f"argument unpacking '*' is not allowed in {name}()", "*", source.start(arg))

@@ -22,7 +22,7 @@ import json
 import os
 from typing import Any, NamedTuple, Union
 
-from ..data import MinMaxScaler
+from ..data import MAX_BYTES, MinMaxScaler, read_text
 from ..files import write_atomic
 from ..nn import MLP, Module, StateError
 
@@ -83,13 +83,15 @@ def save_model(model: Module, path: PathLike, *, scaling: Scaling | None = None,
     write_atomic(path, json.dumps(state, allow_nan=False) + "\n")
 
 
-def load_model(path: PathLike) -> SavedModel:
+def load_model(path: PathLike, max_bytes: int = MAX_BYTES) -> SavedModel:
     """Read a file written by :func:`save_model` (or by microgd 0.2's ``model.save``) as a new MLP.
 
-    A malformed file raises :class:`StateError` naming the file and the key that is wrong.
+    A malformed file raises :class:`StateError` naming the file and the key that is wrong; so does one
+    larger than ``max_bytes`` (64 MiB by default: an endless input such as ``/dev/zero`` stops there),
+    nested too deeply for the JSON reader, or holding an integer with more digits than any float has.
     """
     source = os.fspath(path)
-    state = _read(source)
+    state = _read(source, max_bytes)
     try:
         if not isinstance(state, dict):
             raise StateError(f"expected a JSON object, got {type(state).__name__}")
@@ -148,13 +150,31 @@ def _check_extras(state: dict, sizes: list[int]) -> tuple[Scaling | None, Column
     return scaling, columns
 
 
-def _read(source: str) -> Any:
+def _read(source: str, max_bytes: int) -> Any:
     """The JSON in ``source``, or StateError naming the file and the place it stops making sense."""
     try:
-        with open(source, encoding="utf-8") as f:
-            return json.load(f)
+        text = read_text(source, max_bytes)
+    except ValueError as error:  # too large, or not UTF-8: the message names the file
+        raise StateError(str(error)) from None
+    try:
+        return json.loads(text, parse_int=_integer)
     except json.JSONDecodeError as error:
         raise StateError(f"{source}: not valid JSON at line {error.lineno} column {error.colno}: {error.msg} "
                          "(truncated or hand-edited?)") from None
-    except UnicodeDecodeError as error:
-        raise StateError(f"{source}: not a UTF-8 text file (byte {error.start})") from None
+    except RecursionError:
+        raise StateError(f"{source}: nested too deeply to be a model (lists within lists beyond what the JSON "
+                         "reader follows)") from None
+    except _LongInteger as error:
+        raise StateError(f"{source}: {error}") from None
+
+
+class _LongInteger(ValueError):
+    """An integer in a model file with more digits than any float."""
+
+
+def _integer(text: str) -> int:
+    """A JSON integer; one longer than any float (309 digits) is refused before Python's digit limit is met."""
+    digits = len(text.lstrip("-"))
+    if digits > 309:
+        raise _LongInteger(f"an integer of {digits} digits ({text[:20]}...), larger than any float")
+    return int(text)

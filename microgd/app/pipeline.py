@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Union, cast
 
-from ..data import ConstantColumnError, MinMaxScaler, load_csv
-from ..engine import Value, no_grad
+from ..data import ConstantColumnError, MinMaxScaler, ScaleOverflowError, load_csv
+from ..engine import DomainError, Value, no_grad
 from ..losses import half_squared_error
 from ..nn import MLP, Module
 from ..optim import SGD
@@ -112,6 +112,8 @@ def prepare_training(path: PathLike, target: str, *, hidden: Sequence[int] = (3,
         except ConstantColumnError as error:
             raise DataError(f"{source}: column {columns[error.column]!r} is constant ({error.value:g}): "
                             "nothing to learn from or scale; drop it") from None
+        except ScaleOverflowError as error:
+            raise DataError(f"{source}: column {columns[error.column]!r}: {error.reason}") from None
     model = MLP(len(names), [*hidden, 1], activations=[activation] * len(hidden) + [output], seed=seed)
     return Training(source, X, y, Columns(names, target), scaling, model)
 
@@ -178,17 +180,36 @@ def predict_csv(model_path: PathLike, data_path: PathLike) -> Prediction:
     X = [[row[j] for j in where] for row in rows]
     if scaling is None:
         notes.append(f"{model_source} stores no scaling: the raw inputs go in, the raw outputs come out")
-    else:
-        X = scaling.inputs.transform(X)
-    with no_grad():
-        predictions = [_output(model, x) for x in X]
     if scaling is not None:
-        predictions = scaling.target.inverse_transform(predictions)
+        try:
+            X = scaling.inputs.transform(X)
+        except ScaleOverflowError as error:  # an input far outside the training range
+            raise DataError(f"{data_source} row {cast(int, error.row) + 1}: column {inputs[error.column]!r}: "
+                            f"{error.reason}") from None
+    predictions = _outputs(model, X, data_source)
+    if scaling is not None:
+        try:
+            predictions = scaling.target.inverse_transform(predictions)
+        except ScaleOverflowError as error:  # a linear output far outside the training range
+            raise DataError(f"{data_source} row {cast(int, error.row) + 1}: the prediction in {target or 'the target'}"
+                            f"'s units is beyond the float range ({error.reason})") from None
     if target is None or header.count(target) != 1:
         target, truth = None, None
     else:
         truth = [row[header.index(target)] for row in rows]
     return Prediction(model, header, rows, list(inputs), predictions, target, truth, notes)
+
+
+def _outputs(model: MLP, X: list[list[float]], source: str) -> list[float]:
+    """The model's output for every row; a row that overflows the network is a DataError naming it."""
+    outputs = []
+    with no_grad():
+        for i, x in enumerate(X, 1):
+            try:
+                outputs.append(_output(model, x))
+            except DomainError as error:
+                raise DataError(f"{source} row {i}: the model overflows on these inputs ({error})") from None
+    return outputs
 
 
 def _output(model: MLP, x: list[float]) -> float:

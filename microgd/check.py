@@ -284,6 +284,22 @@ def _mismatch_message(found: _Disagreement, derivative: str, rtol: float, atol: 
                       table(None, [(f"{label}:", text) for label, text in rows])])
 
 
+def _engines_derivation(f: Callable[..., Value], point: dict, wrt: str) -> str:
+    """The engine's own derivation at the counterexample (microgd.explain), to hold beside the formula
+    factor by factor, and its closed form; empty if f cannot be explained there."""
+    from .explain import explain
+
+    leaves = {name: Value(value, label=name) for name, value in point.items()}
+    try:
+        derivation = explain(f(**leaves), wrt=leaves[wrt])
+        closed = derivation.formula(leaves[wrt])
+    except Exception:  # explaining is extra help: the counterexample above stands without it
+        return ""
+    body = "\n".join(f"  {line}" for line in derivation.text().splitlines())
+    return f"\nthe engine's derivation there (microgd.explain), to compare factor by factor:\n{body}\n" \
+           f"  closed form: {closed}"
+
+
 def _check_meaningful(largest: float, rtol: float, atol: float, derivative: str) -> None:
     """A pass proves something only if the tolerances would have refused the formula 0 at some point compared:
     ``largest`` (the largest |derivative| seen) must exceed ``atol + rtol * largest``. A derivative that is 0
@@ -308,7 +324,9 @@ def check_formula(f: Callable[..., Value], formula: Callable[..., float], wrt: s
 
     On disagreement raises :class:`FormulaMismatch` (an AssertionError, so pytest reports it)
     whose message holds the shrunk counterexample: the point, the engine's value, the
-    formula's value and their difference. On success returns a :class:`FormulaReport`.
+    formula's value and their difference, then the engine's own derivation there
+    (:func:`microgd.explain`: its factors, to hold beside yours, and its closed form). On success
+    returns a :class:`FormulaReport`.
 
     Agreement means ``|engine - formula| <= atol + rtol * max(|engine|, |formula|)``. The tolerances must
     leave the check able to fail: ``rtol`` in [0, 1) and ``atol`` finite and >= 0, checked first; and after
@@ -334,6 +352,10 @@ def check_formula(f: Callable[..., Value], formula: Callable[..., float], wrt: s
           engine:      0.25
           formula:     0.2350037122015945
           difference:  0.014996287798405505 (allowed 2.6e-08: rtol=1e-07, atol=1e-09)
+        the engine's derivation there (microgd.explain), to compare factor by factor:
+          ∂f/∂w = 2(σ(w·x) − t)·σ(w·x)(1 − σ(w·x))·x = 0.2500
+          where f = (σ(w·x) − t)²
+          closed form: 2.0 * (sigmoid(w * x) - t) * sigmoid(w * x) * (1.0 - sigmoid(w * x)) * x
         >>> def corrected(w, x, t):  # sigmoid' at the sop: p * (1 - p)
         ...     p = 1 / (1 + math.exp(-w * x))
         ...     return 2 * (p - t) * p * (1 - p) * x
@@ -381,8 +403,8 @@ def check_formula(f: Callable[..., Value], formula: Callable[..., float], wrt: s
     try:
         probe()
     except _Disagreement as found:
-        raise FormulaMismatch(_mismatch_message(found, derivative, rtol, atol), found.point, found.engine,
-                              found.formula) from found.error
+        message = _mismatch_message(found, derivative, rtol, atol) + _engines_derivation(f, found.point, wrt)
+        raise FormulaMismatch(message, found.point, found.engine, found.formula) from found.error
     except Unsatisfiable:
         raise ValueError(f"check_formula: f raised DomainError at every point tried in the domain {domain}; "
                          "narrow the domain to where f is defined") from None

@@ -11,10 +11,11 @@ The steps are :func:`microgd.engine.backward_steps`: the order and the rule call
 itself, so the page's numbers are backward's numbers. Step 1 seeds ``root.grad = 1``; then every node,
 once its gradient is final, gets one step per input edge: ``input.grad += local × upstream =
 contribution``, where ``contribution`` is what the op's rule returns (what backward adds) and
-``local`` is d output / d input. Python numbers in the graph (constants) are never differentiated, so
-their edges get no step. The page needs no server and no network: the SVG (laid out by Graphviz, see
-:func:`microgd.viz.find_renderer`) and the script are inline. In Jupyter, :func:`backprop_page` shows
-it inline.
+``local`` is d output / d input, shown as a formula too: the same rule run on symbols
+(``local = ∂predicted/∂sop = predicted(1 − predicted) = 0.2498``). Python numbers in the graph
+(constants) are never differentiated, so their edges get no step. The page needs no server and no
+network: the SVG (laid out by Graphviz, see :func:`microgd.viz.find_renderer`) and the script are
+inline. In Jupyter, :func:`backprop_page` shows it inline.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 from .drawing import expression_graph, grad_fill, graph_nodes, number_formatter, run_renderer
 from .engine import Value, backward_steps
 from .files import write_atomic
+from .symbolic import Symbol
 
 __all__ = ["backprop_html", "backprop_page", "BackpropPage"]
 
@@ -104,9 +106,10 @@ def _build(root: Value, number_format: str, rankdir: str, max_nodes: int, title:
            timeout: float | None) -> BackpropPage:
     nodes = graph_nodes(root, max_nodes, caller)
     number = number_formatter(number_format, caller)
-    steps, grads = _record(root, nodes)
+    plain_names = [v.label or f"v{i}" for i, v in enumerate(nodes)]
+    steps, grads = _record(root, nodes, plain_names)
     shown = [i for i, v in enumerate(nodes) if not v.is_constant or v is root]
-    names = [html.escape(v.label) if v.label else f"v{i}" for i, v in enumerate(nodes)]
+    names = [html.escape(name) for name in plain_names]
     scale = max(abs(grads.get(i, 0.0)) for i in shown)
     texts = {i: {number(0.0)} for i in shown}
     for step in steps:
@@ -132,9 +135,10 @@ def _build(root: Value, number_format: str, rankdir: str, max_nodes: int, title:
     return BackpropPage(page, height=300 + min(round(graph_height), 600))
 
 
-def _record(root: Value, nodes: list[Value]) -> tuple[list[dict[str, Any]], dict[int, float]]:
+def _record(root: Value, nodes: list[Value], names: list[str]) -> tuple[list[dict[str, Any]], dict[int, float]]:
     """One record per step, from ``backward_steps``: the seed, then one per differentiated input edge, each
-    with the rule's own contribution and the running sum backward keeps; and the final grads by position."""
+    with the rule's own contribution, its local derivative as a number and as a formula, and the running
+    sum backward keeps; and the final grads by position."""
     index = {v: i for i, v in enumerate(nodes)}
     last = len(nodes) - 1
     grads = {last: 1.0}
@@ -142,15 +146,28 @@ def _record(root: Value, nodes: list[Value]) -> tuple[list[dict[str, Any]], dict
     for node, upstream, contributions in backward_steps(root):
         i = index[node]
         locals_ = node.local_grads()
+        formulas = _local_formulas(node, [names[index[x]] for x in node.parents], names[i])
         for k, (x, c) in enumerate(zip(node.parents, contributions)):
             if x.is_constant:
                 continue
             j = index[x]
             before = grads.get(j, 0.0)
             grads[j] = before + c
-            steps.append({"node": i, "target": j, "edge": f"e{i}_{k}", "local": locals_[k], "upstream": upstream,
-                          "contribution": c, "before": before, "after": grads[j]})
+            steps.append({"node": i, "target": j, "edge": f"e{i}_{k}", "local": locals_[k], "formula": formulas[k],
+                          "upstream": upstream, "contribution": c, "before": before, "after": grads[j]})
     return steps, grads
+
+
+def _local_formulas(node: Value, input_names: list[str], name: str) -> list[str | None]:
+    """d node / d input for each input edge as a formula: the op's rule run on symbols named as the page
+    names the nodes (constants as numbers). None for an edge whose derivative is a plain number, or whose
+    rule does not run on symbols (an op whose vjp calls Python's math)."""
+    inputs = [x.data if x.is_constant else Symbol.variable(n) for x, n in zip(node.parents, input_names)]
+    try:
+        found = node._rule.vjp(1.0, Symbol.variable(name), *inputs)
+    except Exception:  # a user rule outside the registry's contract for symbols: numbers only
+        return [None] * len(inputs)
+    return [f.text() if isinstance(f, Symbol) else None for f in found]
 
 
 def _page_step(step: dict, final: bool, names: list[str], number: Callable[[float], str], scale: float) -> dict:
@@ -163,7 +180,7 @@ def _page_step(step: dict, final: bool, names: list[str], number: Callable[[floa
         words = (f'<span class="who current">{names[i]}</span> has its final grad {number(step["upstream"])} '
                  f'and passes it to its input <span class="who target">{names[j]}</span>.'
                  f'<code>{names[j]}.grad += local × upstream = contribution '
-                 f'&nbsp;&nbsp;(local = ∂{names[i]}/∂{names[j]})</code>'
+                 f'&nbsp;&nbsp;(local = ∂{names[i]}/∂{names[j]}{_formula(step, number)})</code>'
                  f'<code>{names[j]}.grad += {number(step["local"])} × {number(step["upstream"])} = '
                  f'{number(step["contribution"])} &nbsp;&nbsp;→ &nbsp;{number(step["before"])} + '
                  f'{number(step["contribution"])} = {number(step["after"])}</code>')
@@ -177,6 +194,14 @@ def _page_step(step: dict, final: bool, names: list[str], number: Callable[[floa
         "before_fill": grad_fill(step["before"], scale), "after_fill": grad_fill(step["after"], scale),
         "words": words,
     }
+
+
+def _formula(step: dict, number: Callable[[float], str]) -> str:
+    """`` = predicted(1 − predicted) = 0.2498``: the local derivative's formula (HTML-escaped) and number;
+    the number alone when the formula is a number (``-`` gives −1) or cannot be written."""
+    formula = step["formula"]
+    shown = f" = {html.escape(formula)}" if formula is not None else ""
+    return f"{shown} = {number(step['local'])}"
 
 
 def _script_json(data: dict) -> str:

@@ -2,6 +2,7 @@
 
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from microgd import DomainError, Value, check, gradients, rules
+from microgd.app.formula import compile as compile_formula
 from microgd.check import (
     FormulaMismatch,
     GradcheckError,
@@ -245,6 +247,9 @@ def test_check_formula_catches_the_wrong_formula_with_a_shrunk_counterexample(f,
     assert (engine, formula) == (found.engine_value, found.formula_value)
     assert abs(engine - formula) > 1e-3
     assert f"engine:      {engine!r}\n" in message and f"formula:     {formula!r}\n" in message
+    assert "the engine's derivation there (microgd.explain)" in message  # beside the user's, factor by factor
+    closed = re.search(r"closed form: (.*)$", message, re.M).group(1)  # the engine's formula, evaluated alone
+    assert compile_formula(closed)(**found.point).data == pytest.approx(engine, rel=1e-12, abs=1e-15)
 
     report = check_formula(f, right, wrt=wrt, domain=domain)
     assert report.examples == 200 and report.skipped == 0

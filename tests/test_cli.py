@@ -89,6 +89,32 @@ def test_check_passes_the_corrected_chain_rule(tmp_path):
     assert "agrees with the engine at 200 points" in out
 
 
+def test_explain_writes_out_the_chain_rule_and_its_closed_form_passes_check(tmp_path):
+    point = ["--var", "w=0.5", "--var", "x=0.1", "--var", "t=0.3"]
+    status, out, err = run("explain", TUTORIAL1_EXPR, "--wrt", "w", *point, "--formula", cwd=tmp_path, script=True)
+    assert (status, err) == (0, "")
+    assert out.splitlines()[0] == "∂f/∂w = 2(σ(w·x) − t)·σ(w·x)(1 − σ(w·x))·x = 0.0106"
+    closed = re.search(r"^d f/d w = (.*)$", out, re.M).group(1)
+    status, out, _ = run("check", TUTORIAL1_EXPR, "--wrt", "w", "--formula", closed, "--domain", "t=0:1",
+                         cwd=tmp_path)
+    assert status == 0 and "agrees with the engine" in out
+    status, out, err = run("explain", TUTORIAL1_EXPR, *point, "--latex", cwd=tmp_path)
+    assert (status, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0] == r"\begin{aligned}" and lines[-1] == r"\end{aligned}" and len(lines) == 6  # w, x, t, where
+
+
+@pytest.mark.parametrize("args, message", [
+    (["w*x", "--var", "w=1", "--var", "x=2", "--wrt", "q"], "--wrt q: EXPR has no variable 'q' (its variables: w, x)"),
+    (["w*x", "--var", "w=1"], "EXPR uses x but no --var gives a value: add --var x=VALUE"),
+    (["2*3"], "EXPR has no variables: there is no derivative to explain"),
+    (["log(w)", "--var", "w=-1"], "log: operand must be > 0, got -1.0"),
+])
+def test_explains_mistakes_are_one_line(tmp_path, args, message):
+    status, out, err = run("explain", *args, cwd=tmp_path)
+    assert (status, out) == (2, "") and err.count("\n") == 1 and message in err, err
+
+
 def test_check_takes_a_flat_sum_of_3000_terms(tmp_path):
     status, out, err = run("check", "+".join(["x*w"] * 3000), "--wrt", "w", "--formula", "3000*x", "--examples", "5",
                            cwd=tmp_path)

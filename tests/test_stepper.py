@@ -3,6 +3,7 @@ driven in headless Chromium, as a file and inline in a notebook's iframe."""
 
 import html
 import json
+import math
 import os
 import re
 import shutil
@@ -13,7 +14,7 @@ import pytest
 from hypothesis import given
 
 import microgd.stepper
-from microgd import DomainError, Value
+from microgd import DomainError, Value, define_op, rules
 from microgd.stepper import BackpropPage, backprop_html, backprop_page
 from microgd.testing import expressions
 from microgd.viz import find_renderer
@@ -121,6 +122,30 @@ def test_each_step_shows_local_times_upstream_and_the_rules_contribution():
     assert "m.grad += local × upstream = contribution" in words
     assert f"m.grad += {local:.17g} × {upstream:.17g} = {contribution:.17g}" in words
     assert "s</span> has its final grad" in words and "passes it to its input" in words
+    assert f"(local = ∂s/∂m = s(1 − s) = {local:.17g})" in words  # the sigmoid rule, run on symbols
+
+
+def test_each_local_derivative_is_written_as_the_rules_formula_too():
+    """The page's formula per edge is the op's vjp rule run on symbols named as the page names the nodes;
+    a derivative that is a plain number, or a rule that cannot run on symbols, shows its number alone."""
+    w, x = Value(0.5, label="w"), Value(0.1, label="x")
+    sop = w * x
+    sop.label = "sop"
+    predicted = sop.sigmoid()
+    predicted.label = "predicted"
+    error = (predicted - 0.3) ** 2 + abs(w) + define_op("floaty_test", forward=math.exp,
+                                                        vjp=lambda g, out, x: (g * math.exp(x),))(x)
+    error.label = "error"
+    try:
+        words = [html.unescape(step["words"]) for step in page_data(_page_without_rendering(error))["steps"][1:]]
+    finally:
+        del rules._REGISTRY["floaty_test"]
+    local = {re.search(r"local = ∂\S+/∂\S+.*? = -?\d+\.\d{4}\)", w_).group(0) for w_ in words}
+    assert "local = ∂predicted/∂sop = predicted(1 − predicted) = 0.2498)" in local
+    assert "local = ∂sop/∂w = x = 0.1000)" in local and "local = ∂sop/∂x = w = 0.5000)" in local
+    assert any(re.fullmatch(r"local = ∂v\d+/∂w = sign\(w\) = 1.0000\)", entry) for entry in local)  # not the branch
+    assert any(re.fullmatch(r"local = ∂v\d+/∂v\d+ = 1.0000\)", entry) for entry in local)  # + : a plain number
+    assert any(re.fullmatch(r"local = ∂v\d+/∂x = 1.1052\)", entry) for entry in local)  # math.exp: numbers only
 
 
 @needs_renderer

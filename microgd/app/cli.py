@@ -1,4 +1,4 @@
-"""The ``microgd`` command (also ``python -m microgd``): demo, train, predict, graph, check.
+"""The ``microgd`` command (also ``python -m microgd``): demo, train, predict, graph, check, explain.
 
     microgd demo --out microgd-out
     microgd train data.csv --target price --hidden 4,3 --epochs 500 --save model.json --plot loss.png
@@ -6,6 +6,7 @@
     microgd graph "sigmoid(w*x + b)" --var w=0.5 --var x=1.0 --var b=0 --out neuron.svg
     microgd check "(sigmoid(w*x) - t)**2" --wrt w --domain t=0:1 \\
         --formula "2*(sigmoid(w*x) - t) * sigmoid(w*x)*(1 - sigmoid(w*x)) * x"
+    microgd explain "(sigmoid(w*x) - t)**2" --wrt w --var w=0.5 --var x=0.1 --var t=0.3 [--latex]
 
 It parses arguments and prints; the work lives in functions tests call directly: the CSV pipeline
 (:mod:`microgd.app.pipeline`), tutorial 2's demo (:mod:`microgd.app.demo`), the formula parser
@@ -53,6 +54,10 @@ PREDICT_HELP = ("Predict with a model saved by 'microgd train --save' on a numer
                 "file also has the target column, the error is printed too.")
 GRAPH_HELP = ("Draw the graph of a formula after backward: .svg .png .dot .gv (a picture) or .html (a page\n"
               "stepping through the backward pass).")
+EXPLAIN_HELP = ("Write out the chain rule for the derivative of EXPR by each --wrt variable (every variable\n"
+                "by default): the local derivatives as formulas, from the same rules backward runs, with the\n"
+                "engine's numbers beside them. --formula adds each closed form in the formula language, ready\n"
+                "for 'microgd check --formula'.")
 CHECK_HELP = (f"Search a domain for a point where FORMULA is not the derivative of EXPR (with hypothesis).\n"
               f"Variables without --domain range over [{DEFAULT_INTERVAL[0]:g}, {DEFAULT_INTERVAL[1]:g}]. "
               f"Exit status 1 when a counterexample is found.")
@@ -180,19 +185,24 @@ def _compiled(text: str, where: str):
         raise UsageError(f"{where}: {error}") from None
 
 
-# -- graph --------------------------------------------------------------------------------------
-
-def _graph(args: argparse.Namespace) -> int:
-    """Draw the graph of a formula, after backward, to .svg/.png/.dot (viz) or .html (stepper)."""
-    out = Path(args.out)
+def _evaluated(args: argparse.Namespace) -> tuple[Value, dict[str, Value]]:
+    """EXPR built on its ``--var`` values: the root and the leaves, by name."""
     variables = _unique(args.var, "--var")
     formula = _compiled(args.expr, "EXPR")
     missing = [name for name in formula.names if name not in variables]
     if missing:
         raise UsageError(f"EXPR uses {', '.join(missing)} but no --var gives a value: add "
                          + " ".join(f"--var {name}=VALUE" for name in missing))
-    leaves = {name: Value(value, label=name) for name, value in variables.items()}
-    root = formula(**leaves)
+    leaves = {name: Value(value, label=name) for name, value in variables.items() if name in formula.names}
+    return formula(**leaves), leaves
+
+
+# -- graph --------------------------------------------------------------------------------------
+
+def _graph(args: argparse.Namespace) -> int:
+    """Draw the graph of a formula, after backward, to .svg/.png/.dot (viz) or .html (stepper)."""
+    out = Path(args.out)
+    root, leaves = _evaluated(args)
     root.backward()
     try:
         if out.suffix.lower() in (".html", ".htm"):
@@ -213,6 +223,29 @@ def _graph(args: argparse.Namespace) -> int:
     for name, leaf in leaves.items():
         print(f"  d/d{name} = {leaf.grad:.6g}")
     print(f"wrote {out}")
+    return 0
+
+
+# -- explain ------------------------------------------------------------------------------------
+
+def _explain(args: argparse.Namespace) -> int:
+    """Print the derivation of EXPR by each --wrt variable (microgd.explain)."""
+    from ..explain import explain
+
+    root, leaves = _evaluated(args)
+    wanted = list(dict.fromkeys(args.wrt)) or list(leaves)
+    for name in wanted:
+        if name not in leaves:
+            raise UsageError(f"--wrt {name}: EXPR has no variable {name!r} "
+                             f"(its variables: {', '.join(leaves) or 'none'})")
+    if not wanted:
+        raise UsageError("EXPR has no variables: there is no derivative to explain")
+    derivation = explain(root, wrt=[leaves[name] for name in wanted], max_equations=None if args.all else 40)
+    print(derivation.latex() if args.latex else derivation.text())
+    if args.formula:
+        print()
+        for name in wanted:
+            print(f"d f/d {name} = {derivation.formula(leaves[name])}")
     return 0
 
 
@@ -456,6 +489,21 @@ def _parser() -> argparse.ArgumentParser:
                        help="absolute tolerance, >= 0; one that would pass the derivative 0 at every point tried "
                             "is an error (default: %(default)g)")
     check.set_defaults(run=_check, inputs=(), outputs=())
+
+    explain = commands.add_parser(
+        "explain", help="write out the chain rule for a formula's derivatives", formatter_class=raw,
+        description=f"{EXPLAIN_HELP}\n\n{_formula_help()}",
+    )
+    explain.add_argument("expr", metavar="EXPR", help="e.g. '(sigmoid(w*x) - t)**2'")
+    explain.add_argument("--var", action="append", type=_variable, default=[], metavar="NAME=VALUE",
+                         help="a variable's value; repeat for each variable")
+    explain.add_argument("--wrt", action="append", default=[], metavar="NAME",
+                         help="a variable to differentiate by; repeat for several (default: every variable)")
+    explain.add_argument("--latex", action="store_true", help="print LaTeX (an aligned block) instead of text")
+    explain.add_argument("--formula", action="store_true",
+                         help="also print each closed form in the formula language")
+    explain.add_argument("--all", action="store_true", help="print every equation, not the first 40")
+    explain.set_defaults(run=_explain, inputs=(), outputs=())
     return parser
 
 

@@ -24,10 +24,12 @@ from typing import cast
 
 from ..data import MinMaxScaler, tutorial2_table
 from ..engine import Value, gradients, no_grad
+from ..explain import explain
 from ..losses import half_squared_error
 from ..nn import MLP
 from ..optim import SGD
 from ..plot import plot_history
+from ..rules import PRODUCT
 from ..stepper import backprop_html
 from ..table import table
 from ..train import fit
@@ -160,6 +162,7 @@ def _worked_example(x: list, z: float, z_raw: float) -> str:
         by_hand = a[j - 1].data * (1 - a[j - 1].data) * w_y[j - 1] * s_y.grad + 0.0  # h (1 - h) y.w delta_y
         rows.append((f"delta_h{j} = dL/ds_h{j}", "-", f"{s.grad:.6f}", f"tutorial's formula: {by_hand:.6f}"))
     lines.append(table(("quantity", "tutorial", "engine", "match"), rows))
+    lines.append(_deltas(x, z))
 
     params = model.parameters()
     before = [(p.data, p.grad) for p in params]
@@ -172,6 +175,30 @@ def _worked_example(x: list, z: float, z_raw: float) -> str:
     lines.append(f"loss on row 1: {loss.data:.6f} before the update, "
                  f"{half_squared_error(_output(model, x), z).data:.6f} after")
     return "\n".join(lines)
+
+
+def _deltas(x: list, z: float) -> str:
+    """The deltas as the engine derives them (microgd.explain: the registry's rules run on symbols), each
+    beside the tutorial's formula for it."""
+    model = tutorial2_network()
+    hidden, output = model.layers
+    a = cast(list[Value], hidden(x))
+    for j, h in enumerate(a, 1):
+        h.label, h.parents[0].label = f"h{j}", f"s_h{j}"
+    y = cast(Value, output(a))
+    y.label, y.parents[0].label = "y", "s_y"
+    loss = half_squared_error(y, Value(z, label="z"))
+    loss.label = "L"
+    tutorial = {"δ_s_y": "δ_o = (y − z)·y(1 − y)"} | {f"δ_s_h{j}": f"δ_h = a(1 − a)·w·δ_o, a = h{j}"
+                                                      for j in range(1, 4)}
+    rows = []
+    for equation in explain(loss).equations:
+        if equation.lhs in tutorial:
+            (factors,) = equation.terms
+            formula = " · ".join(f"({f.text})" if f.precedence < PRODUCT else f.text for f in factors if not f.is_one)
+            rows.append((f"{equation.lhs} = {formula}", f"{equation.value:.6f}", tutorial[equation.lhs]))
+    return ("\nThe deltas as the engine derives them (microgd.explain, from the same rules backward runs), "
+            "beside the tutorial's formulas:\n" + table(("engine's derivation", "value", "tutorial"), rows))
 
 
 def _pictures(folder: Path, x: list, z: float, model: MLP, say: Callable[..., None]) -> list[Path]:

@@ -24,6 +24,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any, Union
 
+from . import rules
 from .engine import Value
 from .rules import OPS, Op
 
@@ -237,7 +238,7 @@ class MLP(Module):
         sizes = [nin, *nouts]
         if activations is None:  # micrograd's default: ReLU hidden layers, a linear output
             activations = [activation] * len(nouts) if activation is not None else \
-                ["relu"] * (len(nouts) - 1) + ["linear"]
+                [rules.relu.name] * (len(nouts) - 1) + ["linear"]
         elif activation is not None:
             raise TypeError("MLP takes activation= (every layer) or activations= (one per layer), not both")
         elif isinstance(activations, str) or len(activations) != len(nouts):
@@ -333,7 +334,7 @@ def _unit_names(layer: int, layers: int, width: int) -> list[str]:
 
 # -- PyTorch --------------------------------------------------------------------------------------------------
 
-_TORCH_MODULES = {"relu": "ReLU", "tanh": "Tanh", "sigmoid": "Sigmoid"}
+_TORCH_MODULES = {rules.relu.name: "ReLU", rules.tanh.name: "Tanh", rules.sigmoid.name: "Sigmoid"}
 
 
 def _torch(who: str) -> Any:
@@ -398,7 +399,7 @@ def _activation_name(nonlin: Nonlin, activation: str | None, who: str) -> str:
         raise TypeError(f"{who} takes nonlin (True, False or a name) or activation=, not both")
     choice = activation if activation is not None else nonlin
     if choice is None or isinstance(choice, bool):
-        return "linear" if choice is False else "relu"
+        return "linear" if choice is False else rules.relu.name
     if not isinstance(choice, str):
         raise TypeError(f"{who}: nonlin must be True (ReLU), False (linear) or an activation's name, got {choice!r}")
     _activation_op(choice)

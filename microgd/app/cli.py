@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from .. import __version__
+from .. import __version__, rules
 from ..drawing import RENDER_TIMEOUT, GraphTooLarge, RenderError, RenderTimeout
 from ..engine import DomainError, Value, no_grad
 from ..files import DestinationError, check_distinct, check_folder, check_writable, write_atomic
@@ -433,7 +433,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--target", required=True, metavar="COLUMN", help="the column to predict")
     train.add_argument("--hidden", type=_sizes, default=[3], metavar="SIZES",
                        help="hidden layer sizes, e.g. 3,3 (default: 3)")
-    train.add_argument("--activation", default="sigmoid", choices=activation_names(), metavar="NAME",
+    train.add_argument("--activation", default=rules.sigmoid.name, choices=activation_names(), metavar="NAME",
                        help=f"hidden activation: {', '.join(activation_names())} (default: %(default)s)")
     train.add_argument("--epochs", type=_positive_int, default=1000, metavar="N", help="default: %(default)s")
     train.add_argument("--lr", type=_rate, default=0.5, metavar="ETA",

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Union, cast
 
+from .. import rules
 from ..data import ConstantColumnError, MinMaxScaler, ScaleOverflowError, load_csv
 from ..engine import DomainError, Value, no_grad
 from ..losses import half_squared_error
@@ -35,7 +36,7 @@ __all__ = ["prepare_training", "Training", "predict_csv", "Prediction", "DataErr
 
 PathLike = Union[str, "os.PathLike[str]"]
 # the scaling ranges, and the output activation whose range covers the scaled target's
-NORMALIZE = {"0-1": ((0.0, 1.0), "sigmoid"), "-1-1": ((-1.0, 1.0), "tanh")}
+NORMALIZE = {"0-1": ((0.0, 1.0), rules.sigmoid.name), "-1-1": ((-1.0, 1.0), rules.tanh.name)}
 
 
 class DataError(ValueError):
@@ -85,7 +86,7 @@ class Training:
         save_model(self.model, path, scaling=self.scaling, columns=self.columns)
 
 
-def prepare_training(path: PathLike, target: str, *, hidden: Sequence[int] = (3,), activation: str = "sigmoid",
+def prepare_training(path: PathLike, target: str, *, hidden: Sequence[int] = (3,), activation: str = rules.sigmoid.name,
                      normalize: str = "0-1", seed: int | None = 0, distinct_names: bool = False) -> Training:
     """Load a numeric CSV file, scale every column min-max to ``normalize`` ("0-1" or "-1-1") and build
     an MLP with ``hidden`` layers of ``activation`` and one output (sigmoid for "0-1", tanh for "-1-1").

@@ -458,9 +458,7 @@ def _parser() -> argparse.ArgumentParser:
         "graph", help="draw the graph of a formula, with its gradients", formatter_class=raw,
         description=f"{GRAPH_HELP}\n\n{_formula_help()}",
     )
-    graph.add_argument("expr", metavar="EXPR", help="e.g. 'sigmoid(w*x + b)'")
-    graph.add_argument("--var", action="append", type=_variable, default=[], metavar="NAME=VALUE",
-                       help="a variable's value; repeat for each variable")
+    _formula_at_a_point(graph, "e.g. 'sigmoid(w*x + b)'")
     graph.add_argument("--out", default="graph.svg", metavar="FILE",
                        help="where to draw: .svg .png .dot .gv, or .html to step through backward "
                             "(default: %(default)s)")
@@ -494,9 +492,7 @@ def _parser() -> argparse.ArgumentParser:
         "explain", help="write out the chain rule for a formula's derivatives", formatter_class=raw,
         description=f"{EXPLAIN_HELP}\n\n{_formula_help()}",
     )
-    explain.add_argument("expr", metavar="EXPR", help="e.g. '(sigmoid(w*x) - t)**2'")
-    explain.add_argument("--var", action="append", type=_variable, default=[], metavar="NAME=VALUE",
-                         help="a variable's value; repeat for each variable")
+    _formula_at_a_point(explain, "e.g. '(sigmoid(w*x) - t)**2'")
     explain.add_argument("--wrt", action="append", default=[], metavar="NAME",
                          help="a variable to differentiate by; repeat for several (default: every variable)")
     explain.add_argument("--latex", action="store_true", help="print LaTeX (an aligned block) instead of text")
@@ -505,6 +501,13 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--all", action="store_true", help="print every equation, not the first 40")
     explain.set_defaults(run=_explain, inputs=(), outputs=())
     return parser
+
+
+def _formula_at_a_point(command: argparse.ArgumentParser, example: str) -> None:
+    """EXPR and its --var values: what graph and explain build a graph from (:func:`_evaluated`)."""
+    command.add_argument("expr", metavar="EXPR", help=example)
+    command.add_argument("--var", action="append", type=_variable, default=[], metavar="NAME=VALUE",
+                         help="a variable's value; repeat for each variable")
 
 
 def _check_destinations(args: argparse.Namespace) -> None:

@@ -17,14 +17,13 @@ argument of Neuron and Layer is micrograd's ``nonlin``, a string an activation's
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 import random
 from collections.abc import Callable, Sequence
 from typing import Any, Union
 
-from . import rules
+from . import rules, torch_bridge
 from .engine import Value
 from .rules import OPS, Op
 
@@ -98,17 +97,7 @@ class Module:
             >>> module[0].weight.dtype
             torch.float64
         """
-        torch = _torch("to_torch")
-        items: list[Any] = []
-        for layer, name in zip(self._grid(), self.activations):
-            linear = torch.nn.Linear(len(layer[0].w), len(layer), dtype=torch.float64)
-            with torch.no_grad():
-                linear.weight.copy_(torch.tensor([[w.data for w in n.w] for n in layer], dtype=torch.float64))
-                linear.bias.copy_(torch.tensor([n.b.data for n in layer], dtype=torch.float64))
-            items.append(linear)
-            if name != "linear":
-                items.append(_torch_activation(torch, name))
-        return torch.nn.Sequential(*items)
+        return torch_bridge.sequential(self.state_dict())
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Copy the weights of ``state`` into the parameters, after checking all of it (keys, sizes and
@@ -273,37 +262,7 @@ class MLP(Module):
             >>> MLP.from_torch(model.to_torch()).state_dict() == model.state_dict()
             True
         """
-        torch = _torch("from_torch")
-        if not isinstance(module, torch.nn.Sequential):
-            raise TypeError(f"from_torch: expected a torch.nn.Sequential of Linear layers and activations, "
-                            f"got {type(module).__name__}")
-        sizes: list[int] = []
-        activations: list[str] = []
-        weights = []
-        for k, item in enumerate(module):
-            if isinstance(item, torch.nn.Linear):
-                if item.bias is None:
-                    raise ValueError(f"from_torch: item {k} ({item}) has no bias; a microgd neuron always has one")
-                if sizes and item.in_features != sizes[-1]:
-                    raise ValueError(f"from_torch: item {k} ({item}) takes {item.in_features} inputs, but the layer "
-                                     f"before it gives {sizes[-1]}")
-                sizes += [item.in_features, item.out_features] if not sizes else [item.out_features]
-                rows = item.weight.detach().to("cpu", torch.float64).tolist()
-                bias = item.bias.detach().to("cpu", torch.float64).tolist()
-                weights.append([[*row, b] for row, b in zip(rows, bias)])
-                activations.append("linear")
-                continue
-            name = _activation_of_torch(torch, item)
-            if name is None:
-                raise ValueError(f"from_torch: item {k} ({item}) is not a Linear layer or an activation microgd has "
-                                 "(ReLU, Tanh, Sigmoid, Identity, or one made by to_torch)")
-            if k == 0 or not isinstance(module[k - 1], torch.nn.Linear):
-                raise ValueError(f"from_torch: item {k} ({item}) is an activation without a Linear layer right "
-                                 "before it")
-            activations[-1] = name
-        if not sizes:
-            raise ValueError("from_torch: the Sequential holds no Linear layer")
-        return cls(sizes[0], sizes[1:], activations=activations, weights=weights)
+        return cls.from_state_dict(torch_bridge.state_dict_of(module))
 
     def __call__(self, x: Inputs) -> Value | list[Value]:
         nin = len(self.layers[0].neurons[0].w)
@@ -330,65 +289,6 @@ def _unit_names(layer: int, layers: int, width: int) -> list[str]:
     if layer == layers:
         return ["y"] if width == 1 else [f"y{j}" for j in range(1, width + 1)]
     return [f"h{j}" if layers == 2 else f"h{layer}.{j}" for j in range(1, width + 1)]
-
-
-# -- PyTorch --------------------------------------------------------------------------------------------------
-
-_TORCH_MODULES = {rules.relu.name: "ReLU", rules.tanh.name: "Tanh", rules.sigmoid.name: "Sigmoid"}
-
-
-def _torch(who: str) -> Any:
-    try:
-        import torch
-    except ImportError:
-        raise ImportError(f'{who} needs PyTorch: pip install "microgd[torch]"') from None
-    return torch
-
-
-def _torch_activation(torch: Any, name: str) -> Any:
-    """The torch module for activation ``name``: torch's own for relu, tanh and sigmoid, else the registry
-    op's ``array`` form run on tensors (torch's autograd differentiates it)."""
-    if name in _TORCH_MODULES:
-        return getattr(torch.nn, _TORCH_MODULES[name])()
-    if OPS[name].array is None and name not in _OPERATORS:
-        raise ValueError(f"to_torch: activation {name!r} has no array form, so PyTorch cannot run it; define it "
-                         "with define_op(..., array=lambda xp, x: ...), xp being numpy or torch")
-    return _registry_activation(torch)(name)
-
-
-_OPERATORS: dict[str, Callable[[Any, Any], Any]] = {"neg": lambda xp, x: -x}
-"""The array form of a registry op written with a Python operator, which the registry does not need."""
-
-
-def _activation_of_torch(torch: Any, item: Any) -> str | None:
-    """The activation's name of a torch module, "linear" for Identity, None if microgd has no such activation."""
-    for name, module in _TORCH_MODULES.items():
-        if type(item) is getattr(torch.nn, module):
-            return name
-    if type(item) is torch.nn.Identity:
-        return "linear"
-    if type(item) is _registry_activation(torch) and item.op in OPS and OPS[item.op].arity == 1:
-        return str(item.op)
-    return None
-
-
-@functools.cache
-def _registry_activation(torch: Any) -> Any:
-    class RegistryActivation(torch.nn.Module):
-        """A microgd registry op of one input as a torch module, computed by its ``array`` form."""
-
-        def __init__(self, op: str):
-            super().__init__()
-            self.op = op
-
-        def forward(self, x: Any) -> Any:
-            array = OPS[self.op].array or _OPERATORS[self.op]
-            return array(torch, x).to(x.dtype)  # step's (x > 0) * 1.0 is torch's default dtype, float32
-
-        def extra_repr(self) -> str:
-            return repr(self.op)
-
-    return RegistryActivation
 
 
 # -- activations and initialisation ------------------------------------------------------------------

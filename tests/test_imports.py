@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "microgd"
 # Each room may import rooms of a lower rank only (the package's face, __init__, imports the engine).
 RANKS = {
     "rules": 0, "files": 0, "table": 0, "data": 0,
-    "engine": 1,
+    "engine": 1, "torch_bridge": 1,
     "nn": 2, "losses": 2, "optim": 2, "symbolic": 2, "drawing": 2,
     "testing": 3, "tape": 3, "viz": 3, "stepper": 3, "plot": 3, "explain": 3,
     "train": 4, "check": 4, "app.formula": 4, "app.modelfile": 4,
@@ -48,5 +48,8 @@ def test_imports_point_down(module):
     assert not upward, f"{module} imports {upward}, not below it"
 
 
-def test_nn_imports_only_the_engine_and_the_registry():
-    assert imported("nn") == {"engine", "rules"}
+def test_nn_imports_only_the_core():
+    """The engine, the registry, and the bridge to PyTorch (plain data in, torch modules out; torch itself
+    imported only when called): never data, files or the application."""
+    assert imported("nn") == {"engine", "rules", "torch_bridge"}
+    assert imported("torch_bridge") == {"rules"}

@@ -226,7 +226,7 @@ class Tape:
         Captured Values' ``.grad`` get the batch's sum of their gradients (numpy's or torch's summation);
         with ``in_order=True``, the samples' gradients added one at a time in sample order, exactly as
         calling the tape on each sample adds them (slower for large batches: ``fit`` uses it, so that its
-        engines agree to the last bit). Needs numpy (``pip install "microgd[fast]"``) or torch. The batch runs
+        engines add in the same order). Needs numpy (``pip install "microgd[fast]"``) or torch. The batch runs
         the tape's lines on whole arrays, letting each array go after its last use and summing each gradient
         as soon as it is complete, so a large batch holds few arrays at once.
 

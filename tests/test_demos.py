@@ -244,7 +244,7 @@ def test_digits_learns_far_above_chance_in_two_epochs():
     assert wrong and wrong.group(1) != wrong.group(2)
 
 
-def test_digits_batched_step_is_the_eager_engines_to_the_last_bit():
+def test_digits_batched_step_is_the_eager_engines():
     digits = import_demo("digits")
     X_train, _, y_train, _ = digits.load()
     assert (len(X_train), len(X_train[0]), sorted(set(y_train))) == (1437, 64, list(range(10)))
@@ -254,5 +254,6 @@ def test_digits_batched_step_is_the_eager_engines_to_the_last_bit():
         fit(model, X_train[:64], y_train[:64], loss=cross_entropy, optimizer=Adam(model.parameters(), lr=digits.LR),
             epochs=1, batch_size=64, shuffle=False, verbose=False, engine=engine)
         weights.append([p.data for p in model.parameters()])
-    assert weights[0] == weights[1]
+    # cross-entropy's exp and log: numpy's may differ from Python's in the last bit (see test_train)
+    assert weights[0] == pytest.approx(weights[1], rel=1e-12, abs=0.0)
     assert weights[0] != [p.data for p in digits.build().parameters()]

@@ -1,5 +1,6 @@
 """Value: a scalar that records the operations applied to it, and reverse-mode differentiation over the
-recorded graph (iterative: no recursion limit, any depth). Every derivative comes from :mod:`microgd.rules`.
+recorded graph (iterative: no recursion limit, any depth). Every derivative comes from :mod:`microgd.rules`;
+backward applies the rules through a loop compiled from them (:mod:`microgd.compiled`).
 
     >>> from microgd import Value
     >>> x = Value(2.0); y = x * x + x.tanh()
@@ -16,7 +17,7 @@ from math import isfinite
 from operator import attrgetter
 from typing import Any, Union
 
-from . import rules
+from . import compiled, rules
 from .rules import OPS, DomainError, Op, non_finite
 
 Number = Union[int, float]
@@ -247,26 +248,7 @@ class Value:
         """
         order, reached = _interior_order(self)
         self.grad += 1.0
-        node = self
-        try:
-            for node in order:
-                parents = node._parents
-                if len(parents) == 2:  # the common case, unrolled
-                    a, b = parents
-                    da, db = node._rule.vjp(node.grad, node.data, a.data, b.data)
-                    a.grad += da
-                    b.grad += db
-                elif len(parents) == 1:
-                    (da,) = node._rule.vjp(node.grad, node.data, parents[0].data)
-                    parents[0].grad += da
-                else:
-                    contribution = node._rule.vjp(node.grad, node.data, *map(_data_of, parents))
-                    if len(contribution) != len(parents):
-                        raise _wrong_length(node, contribution)
-                    for parent, c in zip(parents, contribution):
-                        parent.grad += c
-        except Exception as error:
-            _raise_rule_failure(node, error, node.grad)
+        _apply_rules(order, _raise_rule_failure_of)
         if not isfinite(sum(map(_grad_of, reached))):  # one check of every grad, at the end
             _raise_non_finite_gradient(order, reached)
 
@@ -393,6 +375,13 @@ def _interior_order_untouched(root: Value) -> tuple[list[Value], set[Value]]:
 
 def _describe(node: Value) -> str:
     return f"{node.op}({', '.join(repr(p.data) for p in node._parents)})"
+
+
+def _raise_rule_failure_of(node: Value, error: Exception) -> None:
+    _raise_rule_failure(node, error, node.grad)
+
+
+_apply_rules = compiled.backward_loop()  # backward's loop: every node's rule, compiled from the registry
 
 
 def _raise_rule_failure(node: Value, error: Exception, upstream: float) -> None:

@@ -246,11 +246,11 @@ class Value:
         call ``zero_grad`` between steps); interior nodes hold the latest call's gradient.
         A gradient that is not a finite number raises :class:`DomainError` naming the op.
         """
-        order, reached = _interior_order(self)
+        order, leaves = _interior_order(self)
         self.grad += 1.0
         _apply_rules(order, _raise_rule_failure_of)
-        if not isfinite(sum(map(_grad_of, reached))):  # one check of every grad, at the end
-            _raise_non_finite_gradient(order, reached)
+        if not isfinite(sum(map(_grad_of, order)) + sum(map(_grad_of, leaves))):  # one check of every grad, at the end
+            _raise_non_finite_gradient(order, leaves)
 
 
 def _const(number: Number) -> Value:
@@ -321,24 +321,28 @@ def _reachable(root: Value) -> set[Value]:
 
 def _interior_order(root: Value) -> tuple[list[Value], set[Value]]:
     """The nodes with parents reachable from ``root``, newest first (a valid backward order, since every
-    node is newer than its parents), their grads set to 0; and every node reached, leaves included."""
-    seen = {root}
+    node is newer than its parents), their grads set to 0; and the leaves reached.
+
+    An interior node is marked as reached by its grad itself: it is set to a new 0.0 object, which no
+    other node can hold, so ``grad is zero`` is the test and zeroing the grad is the mark."""
     if not root._parents:
-        return [], seen
-    root.grad = 0.0
-    order = [root]
-    stack = [root]
-    see, keep, push, pop = seen.add, order.append, stack.append, stack.pop
+        return [], {root}
+    zero = float(0)  # a new float object on every call
+    root.grad = zero
+    order, stack = [root], [root]
+    leaves: set[Value] = set()
+    keep, push, pop, see = order.append, stack.append, stack.pop, leaves.add
     while stack:
         for parent in pop()._parents:
-            if parent not in seen:
-                see(parent)
-                if parent._parents:
-                    parent.grad = 0.0
+            if parent._parents:
+                if parent.grad is not zero:
+                    parent.grad = zero
                     keep(parent)
                     push(parent)
+            elif parent not in leaves:
+                see(parent)
     order.sort(key=_stamp_of, reverse=True)
-    return order, seen
+    return order, leaves
 
 
 def backward_steps(root: Value, upstream: float = 1.0) -> Iterator[tuple[Value, float, tuple[float, ...]]]:
@@ -408,7 +412,7 @@ def _wrong_length(node: Value, returned: Any) -> RuleError:
                      f"inputs (one contribution per input, in order)")
 
 
-def _raise_non_finite_gradient(order: list[Value], reached: set[Value]) -> None:
+def _raise_non_finite_gradient(order: list[Value], leaves: set[Value]) -> None:
     """Name the first rule (in backward's order) whose contribution was inf or nan, or the node whose
     gradient overflowed when contributions were summed. Nothing to report if every grad is finite."""
     for node in order:
@@ -419,8 +423,8 @@ def _raise_non_finite_gradient(order: list[Value], reached: set[Value]) -> None:
             if not isfinite(c):
                 raise DomainError(f"backward of {_describe(node)}: its contribution to input {k + 1} is {c!r}, "
                                   f"not a finite number (its gradient is {node.grad!r})")
-    for leaf in reached:
-        if not leaf._parents and not isfinite(leaf.grad):
+    for leaf in leaves:
+        if not isfinite(leaf.grad):
             raise DomainError(f"backward: the gradient of the leaf {leaf!r} is not a finite number "
                               "(contributions summed past the largest float)")
 

@@ -11,6 +11,7 @@ backward applies the rules through a loop compiled from them (:mod:`microgd.comp
 from __future__ import annotations
 
 import contextvars
+import functools
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from math import isfinite
@@ -50,6 +51,35 @@ def _leaf_data(data: Any) -> float:
     if not isfinite(data):
         raise ValueError(f"Value() takes a finite number, got {data!r} (nan and inf are rejected at the door)")
     return data
+
+
+def _operator(op: Op, name: str, reflected: bool = False) -> Callable[[Value, Operand], Value]:
+    """Value's method ``name``: ``self <op> other`` (``other <op> self`` if ``reflected``), ``other`` a Value
+    or a number. The node is made right here, without a further call: this is the hot path of every graph."""
+    def method(self: Value, other: Operand) -> Value:
+        if reflected:  # Python calls ``__radd__`` & co. with the number that stood on the left
+            a, b = _const(other), self  # type: ignore[arg-type]
+        else:
+            a, b = self, other if isinstance(other, Value) else _const(other)
+        data = op.forward(a.data, b.data)
+        if not isfinite(data):
+            raise non_finite(op.name, data, (a, b))
+        node = _new(Value)
+        node.data = data
+        node.grad = 0.0
+        node.label = ""
+        node._stamp = next(_stamps)
+        if _recording.get():
+            node._parents = (a, b)
+            node._rule = op
+        else:
+            node._parents = ()
+            node._rule = None
+        return node
+
+    method.__name__, method.__qualname__ = name, f"Value.{name}"
+    method.__doc__ = f"{'other' if reflected else 'self'} {op.name} {'self' if reflected else 'other'}"
+    return method
 
 
 class Value:
@@ -139,38 +169,23 @@ class Value:
 
     # -- ops: each applies its registry entry --
 
-    def __add__(self, other: Operand) -> Value:
-        return _binary(rules.add, self, other if isinstance(other, Value) else _const(other))
-
-    def __radd__(self, other: Number) -> Value:  # other + self
-        return _binary(rules.add, _const(other), self)
-
-    def __sub__(self, other: Operand) -> Value:
-        return _binary(rules.subtract, self, other if isinstance(other, Value) else _const(other))
-
-    def __rsub__(self, other: Number) -> Value:  # other - self
-        return _binary(rules.subtract, _const(other), self)
-
-    def __mul__(self, other: Operand) -> Value:
-        return _binary(rules.multiply, self, other if isinstance(other, Value) else _const(other))
-
-    def __rmul__(self, other: Number) -> Value:  # other * self
-        return _binary(rules.multiply, _const(other), self)
-
-    def __truediv__(self, other: Operand) -> Value:
-        return _binary(rules.divide, self, other if isinstance(other, Value) else _const(other))
-
-    def __rtruediv__(self, other: Number) -> Value:  # other / self
-        return _binary(rules.divide, _const(other), self)
+    __add__ = _operator(rules.add, "__add__")
+    __radd__ = _operator(rules.add, "__radd__", reflected=True)
+    __sub__ = _operator(rules.subtract, "__sub__")
+    __rsub__ = _operator(rules.subtract, "__rsub__", reflected=True)
+    __mul__ = _operator(rules.multiply, "__mul__")
+    __rmul__ = _operator(rules.multiply, "__rmul__", reflected=True)
+    __truediv__ = _operator(rules.divide, "__truediv__")
+    __rtruediv__ = _operator(rules.divide, "__rtruediv__", reflected=True)
 
     def __pow__(self, other: Operand) -> Value:
         """``x ** 2`` (a number exponent: op ``powc``) or ``x ** y`` (a Value exponent: op ``pow``)."""
         if isinstance(other, Value):
-            return _binary(rules.powc if other.is_constant else rules.power, self, other)
-        return _binary(rules.powc, self, _const(other))
+            return _apply(rules.powc if other.is_constant else rules.power, self, other)
+        return _apply(rules.powc, self, _const(other))
 
     def __rpow__(self, other: Number) -> Value:  # other ** self
-        return _binary(rules.power, _const(other), self)
+        return _apply(rules.power, _const(other), self)
 
     def __neg__(self) -> Value:
         return _unary(rules.negate, self)
@@ -210,7 +225,7 @@ class Value:
             raise ValueError(f"weighted_sum: {len(weights)} weights but {len(inputs)} inputs")
         parents: tuple[Any, ...] = (*weights, *inputs, bias)
         try:  # all Values, the common case: no wrapping pass
-            data = rules.weighted_sum.forward(*map(_data_of, parents))
+            data = rules.weighted_sum.forward(*[v.data for v in parents])
         except AttributeError:  # some are numbers
             parents = tuple(v if isinstance(v, Value) else _const(v) for v in parents)
             data = rules.weighted_sum.forward(*map(_data_of, parents))
@@ -255,7 +270,15 @@ class Value:
 
 def _const(number: Number) -> Value:
     """A Python number taking part in an op, as a leaf marked constant (never differentiated)."""
-    leaf = Value(number)
+    if type(number) is float and isfinite(number):  # the common case, without Value()'s checks
+        leaf = _new(Value)
+        leaf.data = number
+        leaf.grad = 0.0
+        leaf.label = ""
+        leaf._stamp = next(_stamps)
+        leaf._parents = ()
+    else:
+        leaf = Value(number)
     leaf._rule = _CONSTANT
     return leaf
 
@@ -265,7 +288,10 @@ def _node(op: Op, data: float, parents: tuple[Value, ...]) -> Value:
     if not isfinite(data):
         raise non_finite(op.name, data, parents)
     node = _new(Value)
-    node.data, node.grad, node.label, node._stamp = data, 0.0, "", next(_stamps)
+    node.data = data
+    node.grad = 0.0
+    node.label = ""
+    node._stamp = next(_stamps)
     if _recording.get():
         node._parents, node._rule = parents, op
     else:
@@ -273,32 +299,31 @@ def _node(op: Op, data: float, parents: tuple[Value, ...]) -> Value:
     return node
 
 
-def _binary(op: Op, a: Value, b: Value) -> Value:
-    """``_node(op, op.forward(a.data, b.data), (a, b))``, written out: this is the hot path of every graph."""
-    data = op.forward(a.data, b.data)
-    if not isfinite(data):
-        raise non_finite(op.name, data, (a, b))
-    node = _new(Value)
-    node.data, node.grad, node.label, node._stamp = data, 0.0, "", next(_stamps)
-    if _recording.get():
-        node._parents, node._rule = (a, b), op
-    else:
-        node._parents, node._rule = (), None
-    return node
-
-
 def _unary(op: Op, a: Value) -> Value:
-    """``_node(op, op.forward(a.data), (a,))``, written out like ``_binary``: every activation comes here."""
+    """``_node(op, op.forward(a.data), (a,))``, written out: every activation comes here."""
     data = op.forward(a.data)
     if not isfinite(data):
         raise non_finite(op.name, data, (a,))
     node = _new(Value)
-    node.data, node.grad, node.label, node._stamp = data, 0.0, "", next(_stamps)
+    node.data = data
+    node.grad = 0.0
+    node.label = ""
+    node._stamp = next(_stamps)
     if _recording.get():
         node._parents, node._rule = (a,), op
     else:
         node._parents, node._rule = (), None
     return node
+
+
+def value_function(op: Op) -> Callable[..., Value]:
+    """``op`` as a function of Values that records its node directly: what ``op(v)`` does, without the
+    registry's dispatch on the inputs' type (for code that applies one op many times: a neuron's activation).
+
+        >>> value_function(rules.tanh)(Value(0.0))
+        Value(data=0.0, grad=0.0)
+    """
+    return functools.partial(_unary if op.arity == 1 else _apply, op)
 
 
 def _apply(op: Op, *parents: Value) -> Value:

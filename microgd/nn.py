@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Union
 
 from . import rules, torch_bridge
-from .engine import Value
+from .engine import Value, value_function
 from .rules import OPS, Op
 
 __all__ = ["Module", "Neuron", "Layer", "MLP", "StateError", "activation_names", "INITS"]
@@ -126,7 +126,8 @@ class Neuron(Module):
                  weights: Sequence[float] | None = None, label: str = ""):
         _check_size("Neuron nin", nin)
         self._activation = _activation_name(nonlin, activation, "Neuron")
-        self._apply = _activation_op(self._activation)
+        op = _activation_op(self._activation)
+        self._apply = None if op is None else value_function(op)
         row = _draw(_uniform(seed, rng), init, nin, 1) if weights is None else _check_row(weights, nin, "weights")
         prefix = f"{label}." if label else ""
         self.w = [Value(x, label=f"{prefix}w{i}") for i, x in enumerate(row[:-1], 1)]

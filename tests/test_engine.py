@@ -90,6 +90,17 @@ def test_leaves_accumulate_interior_nodes_hold_the_latest_call():
     assert out.grad == 1.0
 
 
+def test_backward_touches_only_the_nodes_it_reaches():
+    w = Value(2.0)
+    inner, other = w * 3.0, w * 5.0
+    other.grad = 7.0  # another graph's gradient, on a node this backward does not reach
+    out = inner * inner
+    inner.backward()  # first from the inner node, then from the output: each walk marks its own nodes
+    out.backward()
+    assert (other.grad, inner.grad, out.grad) == (7.0, 2 * 6.0, 1.0)
+    assert w.grad == 3.0 + 2 * 6.0 * 3.0
+
+
 def test_backward_from_a_leaf_accumulates_one():
     a = Value(4.0)
     a.backward()

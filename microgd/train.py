@@ -71,8 +71,8 @@ def fit(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: Callable
 
     * "eager": the graph of every sample is built and ``backward()`` run on it;
     * "tape": one sample's loss is traced once and the compiled tape replayed on each sample;
-    * "batch": the tape replayed on a whole mini-batch at once with numpy (its exp, log and tanh may
-      differ from Python's in the last bit; arithmetic, relu and abs give the same floats);
+    * "batch": the tape replayed on a whole mini-batch at once with numpy (its exp, log, tanh and ``**``
+      may differ from Python's in the last bit; + - * /, relu and abs give the same floats);
     * "auto" (default): "batch" for mini-batches of at least 32 when numpy is installed, else "tape",
       for a ``microgd.nn`` MLP, Layer or Neuron with a built-in loss on rows of numbers; "eager"
       otherwise. These models have no branch on the data and the built-in losses are branch-free, so

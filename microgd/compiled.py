@@ -31,13 +31,21 @@ HOT = ("+", "*", "tanh", "-", "relu", "sigmoid")
 Every other op's step is a compiled function, called from the loop."""
 
 Step = Callable[[Any], None]
-_RESERVED = {"node", "g", "out", "vjp", "order", "fail", "steps", "compiled", "error"}  # the loop's own names
+Code = tuple[str, dict[str, Callable[..., Any]]]  # statements, and the helper ops they call by name
+# every name the generated code uses besides the helper ops: a helper op called like one of them is not compiled
+_TAKEN = {"node", "g", "out", "vjp", "order", "fail", "steps", "compiled", "error", "run", "apply_rule",
+          "len", "KeyError", "TypeError", "Exception"}
 _sources = count()
 
 
 def step_source(op: Op, arity: int) -> str | None:
     """The statements that apply ``op``'s rule to ``node`` (a node of ``arity`` parents): each parent's
     grad gets its contribution. None when the rule cannot be compiled (it runs as written then)."""
+    code = _rule_code(op, arity)
+    return None if code is None else code[0]
+
+
+def _rule_code(op: Op, arity: int) -> Code | None:
     if op.constants:
         return None
     g, out = Symbol.variable("g"), Symbol.variable("out")
@@ -49,11 +57,11 @@ def step_source(op: Op, arity: int) -> str | None:
     if not isinstance(contributions, tuple) or len(contributions) != arity or \
             not all(isinstance(c, (Symbol, float, int)) and not isinstance(c, bool) for c in contributions):
         return None  # the engine reports the broken contract when the rule runs
-    names = {x: f"p{i}.data" for i, x in enumerate(inputs)}
     used = {s for c in contributions if isinstance(c, Symbol) for s in c.walk()}
-    if any(s.op is not None and s.op.function and (s.op.name in _RESERVED or re.fullmatch(r"p\d+", s.op.name))
-           for s in used):
-        return None  # a helper op whose name a local of the loop would hide
+    helpers = {s.op.name: s.op.forward for s in used if s.op is not None and s.op.function}
+    if any(name in _TAKEN or re.fullmatch(r"(p|rule)\d+", name) for name in helpers):
+        return None  # a helper op whose name the generated code uses for something else
+    names = {x: f"p{i}.data" for i, x in enumerate(inputs)}
     parents = ", ".join(f"p{i}" for i in range(arity)) + ("," if arity == 1 else "")
     lines = [f"{parents} = node._parents"]
     if g in used:
@@ -61,16 +69,11 @@ def step_source(op: Op, arity: int) -> str | None:
     if out in used:
         lines.append("out = node.data")
     lines += [f"p{i}.grad += {_python(c, names)}" for i, c in enumerate(contributions)]
-    return "\n".join(lines)
+    return "\n".join(lines), helpers
 
 
 def _python(expr: Expr, names: dict[Symbol, str]) -> str:
     return expr.formula(names) if isinstance(expr, Symbol) else repr(float(expr))
-
-
-def _functions(source: str) -> dict[str, Callable[..., Any]]:
-    """The registry's helper ops a compiled rule calls (``step``, ``log``, ...), as their float forwards."""
-    return {name: op.forward for name, op in OPS.items() if op.function and f"{name}(" in source}
 
 
 def _compile(source: str, namespace: dict[str, Any], name: str) -> Any:
@@ -94,14 +97,14 @@ def _rule_as_written(node: Any) -> None:
         parent.grad += c
 
 
-def compiled_step(vjp: Callable[..., tuple], op: Op, arity: int) -> Step:
+def compiled_step(op: Op, arity: int) -> Step:
     """``op``'s rule for a node of ``arity`` parents as a function of the node (its rule as written when
     it cannot be compiled)."""
-    body = step_source(op, arity)
-    if body is None:
+    code = _rule_code(op, arity)
+    if code is None:
         return _rule_as_written
-    source = f"def step(node):\n{_indented(body, 1)}\n"
-    return _compile(source, _functions(source), "step")
+    body, helpers = code
+    return _compile(f"def apply_rule(node):\n{_indented(body, 1)}\n", helpers, "apply_rule")
 
 
 class _Steps(dict):
@@ -114,7 +117,7 @@ class _Steps(dict):
         except TypeError:  # a rule object that cannot be a key: run it as written
             return _rule_as_written
         if found is None:
-            found = self[vjp, arity] = compiled_step(vjp, node._rule, arity)
+            found = self[vjp, arity] = compiled_step(node._rule, arity)
         return found
 
 
@@ -124,18 +127,20 @@ def backward_loop() -> Callable[[list, Callable[[Any, Exception], None]], None]:
     The rules of :data:`HOT` are inlined, each behind a test that the op's rule is still the one compiled;
     the other rules' steps are compiled on first use."""
     branches: list[str] = []
-    namespace: dict[str, Any] = {"steps": _Steps()}
+    namespace: dict[str, Any] = {}
     for k, name in enumerate(HOT):
         op = OPS[name]
-        body = step_source(op, op.arity) if op.arity is not None else None
-        if body is not None:
+        code = _rule_code(op, op.arity) if op.arity is not None else None
+        if code is not None:
+            body, helpers = code
+            namespace.update(helpers)
             namespace[f"rule{k}"] = op.vjp
             branches.append(f"{'elif' if branches else 'if'} vjp is rule{k}:  # {name}\n{_indented(body, 1)}")
+    namespace["steps"] = _Steps()
     fallback = ("try:\n    compiled = steps[vjp, len(node._parents)]\n"
                 "except (KeyError, TypeError):\n    compiled = steps.step_for(node)\ncompiled(node)")
     dispatch = "\n".join([*branches, "else:\n" + _indented(fallback, 1)]) if branches else fallback
     source = ("def run(order, fail):\n    node = None\n    try:\n        for node in order:\n"
               f"            vjp = node._rule.vjp\n{_indented(dispatch, 3)}\n"
               "    except Exception as error:\n        fail(node, error)\n")
-    namespace.update(_functions(source))
     return _compile(source, namespace, "run")

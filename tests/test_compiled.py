@@ -87,13 +87,22 @@ def test_a_rule_that_symbols_cannot_run_runs_as_written():
     assert x.grad == 2.0 * math.cos(0.5)
 
 
-@pytest.mark.parametrize("name", ["node", "g", "p0", "compiled"])
+@pytest.mark.parametrize("name", ["node", "g", "p0", "compiled", "len", "apply_rule", "rule0"])
 def test_a_helper_op_named_like_a_local_of_the_loop_is_not_hidden(name):
     define_op(name, forward=lambda x: 3.0 * x, vjp=lambda g, out, x: (3.0 * g,))
     user = define_op("user", forward=lambda x: 3.0 * x * x, vjp=lambda g, out, x: (g * OPS[name](2.0 * x),))
     x = Value(0.5)
     user(x).backward()
     assert x.grad == 3.0
+
+
+def test_a_rule_calling_the_registry_helpers_compiles_with_them():
+    leaky = define_op("leaky", forward=lambda x: x if x > 0 else 0.1 * x,
+                      vjp=lambda g, out, x: (g * (0.1 + 0.9 * rules.step(x)),))
+    assert "step(p0.data)" in step_source(leaky, 1)
+    xs = [Value(-2.0), Value(3.0)]
+    (leaky(xs[0]) + leaky(xs[1])).backward()
+    assert [x.grad for x in xs] == [0.1, 0.1 + 0.9]
 
 
 def test_a_failing_compiled_step_is_a_domain_error_naming_the_op():

@@ -24,11 +24,15 @@ from typing import Any
 from .rules import OPS, Op
 from .symbolic import Expr, Symbol
 
-__all__ = ["step_source", "backward_loop", "HOT"]
+__all__ = ["step_source", "backward_loop", "HOT", "MAX_ARITY"]
 
 HOT = ("+", "*", "tanh", "-", "relu", "sigmoid")
 """The ops inlined in the loop, tested in this order: micrograd's graphs and nn's neurons are made of them.
 Every other op's step is a compiled function, called from the loop."""
+
+MAX_ARITY = 1024
+"""Nodes with more parents run their rule as written: compiling a step costs time in proportion to its size
+(about 20 ms at 1,024 parents, seconds at 100,000), while the written rule's loop is cheap at such a width."""
 
 Step = Callable[[Any], None]
 Code = tuple[str, dict[str, Callable[..., Any]]]  # statements, and the helper ops they call by name
@@ -46,7 +50,7 @@ def step_source(op: Op, arity: int) -> str | None:
 
 
 def _rule_code(op: Op, arity: int) -> Code | None:
-    if op.constants:
+    if op.constants or arity > MAX_ARITY:
         return None
     g, out = Symbol.variable("g"), Symbol.variable("out")
     inputs = [Symbol.variable(f"x{i}") for i in range(arity)]

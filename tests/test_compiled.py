@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 
 from microgd import DomainError, RuleError, Value, define_op, gradients, rules
-from microgd.compiled import HOT, step_source
+from microgd.compiled import HOT, MAX_ARITY, step_source
 from microgd.rules import OPS
 from microgd.testing import expressions
 
@@ -55,6 +55,14 @@ def test_rules_of_any_number_of_inputs_compile_per_arity(n):
     out = rules.logsumexp(*xs) * Value.weighted_sum(ws, xs, Value(0.5))
     out.backward()
     assert [v.grad for v in xs + ws] == rules_on_floats(out, xs + ws)
+
+
+def test_a_node_wider_than_max_arity_runs_its_rule_as_written():
+    assert step_source(rules.logsumexp, MAX_ARITY) is not None and step_source(rules.logsumexp, MAX_ARITY + 1) is None
+    n = MAX_ARITY // 2 + 1
+    ws, xs = [Value(1.0 + k) for k in range(n)], [Value(0.5 * k) for k in range(n)]
+    Value.weighted_sum(ws, xs, 0.0).backward()
+    assert [w.grad for w in ws] == [x.data for x in xs] and [x.grad for x in xs] == [w.data for w in ws]
 
 
 def test_a_patched_rule_is_compiled_again(monkeypatch):

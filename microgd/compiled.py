@@ -5,8 +5,7 @@ a rule without calling it. The rule stays the one source of each derivative: cha
 function itself. A rule that cannot run on symbols, and an op with constant inputs (whose rule may test
 them), run as written, called on floats.
 
-    >>> from microgd.rules import OPS
-    >>> print(step_source(OPS["*"], 2))
+    >>> print(step_source(rules.multiply, 2))
     p0, p1 = node._parents
     g = node.grad
     p0.grad += g * p1.data
@@ -21,12 +20,13 @@ from collections.abc import Callable
 from itertools import count
 from typing import Any
 
-from .rules import OPS, Op
+from . import rules
+from .rules import Op
 from .symbolic import Expr, Symbol
 
 __all__ = ["step_source", "backward_loop", "HOT", "MAX_ARITY"]
 
-HOT = ("+", "*", "tanh", "-", "relu", "sigmoid")
+HOT = (rules.add, rules.multiply, rules.tanh, rules.subtract, rules.relu, rules.sigmoid)
 """The ops inlined in the loop, tested in this order: micrograd's graphs and nn's neurons are made of them.
 Every other op's step is a compiled function, called from the loop."""
 
@@ -132,14 +132,13 @@ def backward_loop() -> Callable[[list, Callable[[Any, Exception], None]], None]:
     the other rules' steps are compiled on first use."""
     branches: list[str] = []
     namespace: dict[str, Any] = {}
-    for k, name in enumerate(HOT):
-        op = OPS[name]
+    for k, op in enumerate(HOT):
         code = _rule_code(op, op.arity) if op.arity is not None else None
         if code is not None:
             body, helpers = code
             namespace.update(helpers)
             namespace[f"rule{k}"] = op.vjp
-            branches.append(f"{'elif' if branches else 'if'} vjp is rule{k}:  # {name}\n{_indented(body, 1)}")
+            branches.append(f"{'elif' if branches else 'if'} vjp is rule{k}:  # {op.name}\n{_indented(body, 1)}")
     namespace["steps"] = _Steps()
     fallback = ("try:\n    compiled = steps[vjp, len(node._parents)]\n"
                 "except (KeyError, TypeError):\n    compiled = steps.step_for(node)\ncompiled(node)")

@@ -300,20 +300,8 @@ def _node(op: Op, data: float, parents: tuple[Value, ...]) -> Value:
 
 
 def _unary(op: Op, a: Value) -> Value:
-    """``_node(op, op.forward(a.data), (a,))``, written out: every activation comes here."""
-    data = op.forward(a.data)
-    if not isfinite(data):
-        raise non_finite(op.name, data, (a,))
-    node = _new(Value)
-    node.data = data
-    node.grad = 0.0
-    node.label = ""
-    node._stamp = next(_stamps)
-    if _recording.get():
-        node._parents, node._rule = (a,), op
-    else:
-        node._parents, node._rule = (), None
-    return node
+    """``op`` applied to one Value: every activation comes here."""
+    return _node(op, op.forward(a.data), (a,))
 
 
 def value_function(op: Op) -> Callable[..., Value]:

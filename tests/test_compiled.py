@@ -126,4 +126,4 @@ def test_a_rule_of_the_wrong_length_is_a_rule_error_whichever_path_runs_it(monke
 
 
 def test_the_hot_ops_are_registry_ops():
-    assert set(HOT) <= set(OPS)
+    assert all(OPS[op.name] is op for op in HOT)

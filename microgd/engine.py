@@ -33,6 +33,7 @@ _stamp_of = attrgetter("_stamp")
 _grad_of = attrgetter("grad")
 _data_of = attrgetter("data")
 _new = object.__new__
+_apply_rules = compiled.backward_loop()  # backward's loop: every node's rule, compiled from the registry
 
 
 class RuleError(TypeError):
@@ -395,10 +396,8 @@ def _describe(node: Value) -> str:
 
 
 def _raise_rule_failure_of(node: Value, error: Exception) -> None:
+    """What backward's loop calls when ``node``'s rule raised ``error``."""
     _raise_rule_failure(node, error, node.grad)
-
-
-_apply_rules = compiled.backward_loop()  # backward's loop: every node's rule, compiled from the registry
 
 
 def _raise_rule_failure(node: Value, error: Exception, upstream: float) -> None:

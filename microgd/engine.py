@@ -106,11 +106,15 @@ class Value:
         self._stamp = next(_stamps)
         self.label = label
         if _children:  # micrograd's internal way to make a node: Value(data, (a, b), '+')
-            if _op not in OPS:
+            op, children = OPS.get(_op), tuple(_children)
+            if op is None:
                 raise RuleError(f"Value(..., _op={_op!r}): no op of that name in microgd.rules.OPS; "
                                 "add one with microgd.define_op")
+            if (op.arity is not None and len(children) != op.arity) or not all(isinstance(c, Value) for c in children):
+                raise RuleError(f"Value(..., _op={_op!r}): the op takes {op.arity or 'any number of'} Value(s) as "
+                                f"_children, got {children!r}")
             if _recording.get():
-                self._parents, self._rule = tuple(_children), OPS[_op]
+                self._parents, self._rule = children, op
 
     # -- reading the graph (the public walk used by pictures, the page, explain, tape and check) --
 

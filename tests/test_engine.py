@@ -2,6 +2,7 @@
 
 import asyncio
 import math
+import re
 import threading
 import time
 
@@ -370,6 +371,10 @@ def test_micrograd_style_closures_get_a_clear_message():
     x = Value(0.5)
     with pytest.raises(TypeError, match="no op of that name in microgd.rules.OPS; add one with microgd.define_op"):
         Value(2.0, (x,), "custom")  # micrograd's way to add an op; microgd keeps every rule in the registry
+    for op, children, takes in [("tanh", (x, x), "1"), ("+", (x, 2.0), "2")]:  # would fail in backward
+        message = f"_op={op!r}): the op takes {takes} Value(s) as _children, got (Val"
+        with pytest.raises(TypeError, match=re.escape(message)):
+            Value(2.0, children, op)
     out = Value(2.0, (x,), "tanh")
     with pytest.raises(AttributeError, match="rules.OPS.*define_op"):
         out._backward = lambda: None

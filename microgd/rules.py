@@ -32,9 +32,11 @@ from __future__ import annotations
 
 import functools
 import inspect
+import keyword
 import math
 import operator
 import os
+import unicodedata
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Union
@@ -155,13 +157,7 @@ def define_op(name: str, forward: Callable[..., float], vjp: Callable[..., tuple
     cell or module replaces its own definition).
     """
     where = _caller()
-    if not isinstance(name, str) or not (name.isidentifier() or (formula is not None and name.strip() == name != "")):
-        raise ValueError(f"define_op: the name must be a Python identifier (it is called by name in formulas), "
-                         f"got {name!r}")
-    known = _REGISTRY.get(name)
-    if known is not None and known.defined_at != where:
-        kind = "a built-in op" if known.defined_at.startswith(_HERE) else f"an op defined at {known.defined_at}"
-        raise ValueError(f"define_op: {name!r} is already {kind}; an op is defined once (pick another name)")
+    _check_name(name, where)
     for role, f in (("forward", forward), ("vjp", vjp)):
         if not callable(f):
             raise TypeError(f"define_op({name!r}): {role} must be a function, got {type(f).__name__}")
@@ -186,6 +182,26 @@ def define_op(name: str, forward: Callable[..., float], vjp: Callable[..., tuple
 
 
 _HERE = os.path.abspath(__file__)
+
+
+def _check_name(name: Any, where: str) -> None:
+    """A new op's name: an identifier as Python reads it (after NFKC), not a keyword, and not the same
+    name (or its NFKC twin: ``ｅｘｐ`` is ``exp`` to Python) as an op defined elsewhere. The built-in
+    operators (``+``, ``*``, ...) are the only other names, defined here."""
+    if where.startswith(_HERE + ":"):
+        return
+    if not isinstance(name, str):
+        raise TypeError(f"define_op: the name must be a string, got {type(name).__name__}: {name!r}")
+    python_reads = unicodedata.normalize("NFKC", name)
+    if not python_reads.isidentifier() or keyword.iskeyword(python_reads):
+        raise ValueError(f"define_op: the name must be a Python identifier and not a keyword (it is called by "
+                         f"name in formulas), got {name!r}")
+    for known in _REGISTRY.values():
+        if unicodedata.normalize("NFKC", known.name) == python_reads and known.defined_at != where:
+            kind = "a built-in op" if known.defined_at.startswith(_HERE) else f"an op defined at {known.defined_at}"
+            twin = "" if known.name == name else f" (as Python reads it, {name!r} is {known.name!r})"
+            raise ValueError(f"define_op: {known.name!r} is already {kind}{twin}; an op is defined once "
+                             "(pick another name)")
 
 
 def _call(name: str, open_: str, close: str, arity: int | None) -> Template:

@@ -1,5 +1,6 @@
 """microgd: a small, fast, exact scalar autograd engine for learning, teaching and checking backprop."""
 
+from . import compiled
 from .engine import DomainError, RuleError, Value, grad, gradients, is_recording, no_grad
 from .explain import explain
 from .rules import define_op
@@ -8,3 +9,5 @@ from .tape import trace
 __all__ = ["Value", "DomainError", "RuleError", "grad", "gradients", "no_grad", "is_recording", "define_op", "explain",
            "trace"]
 __version__ = "0.2.0"
+
+compiled.install()  # backward with the rules compiled: the engine's results, faster

@@ -1,9 +1,14 @@
-"""The eager engine's backward loop, compiled from the registry: each op's vjp rule run on symbols and
-printed as Python, one line per input (the tape's way, for one node at a time), so that backward applies
-a rule without calling it. The rule stays the one source of each derivative: change a rule (a patched
-``vjp``, an op redefined) and the next backward compiles it again, since steps are found by the rule
-function itself. A rule that cannot run on symbols, and an op with constant inputs (whose rule may test
-them), run as written, called on floats.
+"""A faster backward, installed on top of the engine by the package: the same chain rule as
+:func:`microgd.engine.sweep`, with each op's rule compiled instead of called. Each rule is run on symbols
+and printed as Python, one line per input (the tape's way, for one node at a time), so the rule stays the
+one source of each derivative: change a rule (a patched ``vjp``, an op defined again) and the next backward
+compiles it again, since steps are found by the rule function itself. A rule that cannot run on symbols,
+and an op with constant inputs (whose rule may test them), run through :func:`microgd.engine.local_step`.
+
+Its results are the engine's, bit for bit (a test holds them equal on random graphs): it adds each
+contribution to ``.grad`` in place, in the engine's order, each gradient starting from 0.0 as in the sweep,
+and adds a leaf's old grad at the end, as the engine does. When anything goes wrong it runs the engine's own
+backward, whose error names the op.
 
     >>> print(step_source(rules.multiply, 2))
     p0, p1 = node._parents
@@ -15,41 +20,45 @@ them), run as written, called on floats.
 from __future__ import annotations
 
 import linecache
-import re
 from collections.abc import Callable
 from itertools import count
+from math import isfinite
+from operator import attrgetter
 from typing import Any
 
-from . import rules
+from . import engine, rules
+from .codegen import Namespace
+from .engine import Value
 from .rules import Op
-from .symbolic import Expr, Symbol
+from .symbolic import Symbol
 
-__all__ = ["step_source", "backward_loop", "HOT", "MAX_ARITY"]
+__all__ = ["step_source", "install", "reading_backward", "HOT", "MAX_ARITY"]
 
 HOT = (rules.add, rules.multiply, rules.tanh, rules.subtract, rules.relu, rules.sigmoid)
 """The ops inlined in the loop, tested in this order: micrograd's graphs and nn's neurons are made of them.
 Every other op's step is a compiled function, called from the loop."""
 
 MAX_ARITY = 1024
-"""Nodes with more parents run their rule as written: compiling a step costs time in proportion to its size
-(about 20 ms at 1,024 parents, seconds at 100,000), while the written rule's loop is cheap at such a width."""
+"""Nodes with more parents run their rule through the engine: compiling a step costs time in proportion to
+its size (about 20 ms at 1,024 parents, seconds at 100,000), while the engine's call is cheap at such a width."""
+
+reading_backward = Value.backward
+"""The engine's own ``Value.backward``, the one a learner reads (this module replaces it with :func:`backward`)."""
 
 Step = Callable[[Any], None]
-Code = tuple[str, dict[str, Callable[..., Any]]]  # statements, and the helper ops they call by name
-# every name the generated code uses besides the helper ops: a helper op called like one of them is not compiled
-_TAKEN = {"node", "g", "out", "vjp", "order", "fail", "steps", "compiled", "error", "run", "apply_rule",
-          "len", "KeyError", "TypeError", "Exception"}
+_LOOP_NAMES = ("run", "order", "fail", "node", "vjp", "steps", "compiled", "error", "g", "out", "p0", "p1")
 _sources = count()
+_stamp_of, _grad_of = attrgetter("_stamp"), attrgetter("grad")
 
 
 def step_source(op: Op, arity: int) -> str | None:
     """The statements that apply ``op``'s rule to ``node`` (a node of ``arity`` parents): each parent's
-    grad gets its contribution. None when the rule cannot be compiled (it runs as written then)."""
-    code = _rule_code(op, arity)
-    return None if code is None else code[0]
+    grad gets its contribution. None when the rule cannot be compiled (it runs through the engine then)."""
+    return _rule_code(op, arity, Namespace(_LOOP_NAMES))
 
 
-def _rule_code(op: Op, arity: int) -> Code | None:
+def _rule_code(op: Op, arity: int, names: Namespace) -> str | None:
+    """The step's statements; the ops and constants they use are added to ``names``."""
     if op.constants or arity > MAX_ARITY:
         return None
     g, out = Symbol.variable("g"), Symbol.variable("out")
@@ -58,26 +67,24 @@ def _rule_code(op: Op, arity: int) -> Code | None:
         contributions = op.vjp(g, out, *inputs)
     except Exception:  # a rule using something symbols do not support: it runs on floats
         return None
-    if not isinstance(contributions, tuple) or len(contributions) != arity or \
+    if not isinstance(contributions, (tuple, list)) or len(contributions) != arity or \
             not all(isinstance(c, (Symbol, float, int)) and not isinstance(c, bool) for c in contributions):
         return None  # the engine reports the broken contract when the rule runs
     used = {s for c in contributions if isinstance(c, Symbol) for s in c.walk()}
-    helpers = {s.op.name: s.op.forward for s in used if s.op is not None and s.op.function}
-    if any(name in _TAKEN or re.fullmatch(r"(p|rule)\d+", name) for name in helpers):
-        return None  # a helper op whose name the generated code uses for something else
-    names = {x: f"p{i}.data" for i, x in enumerate(inputs)}
-    parents = ", ".join(f"p{i}" for i in range(arity)) + ("," if arity == 1 else "")
-    lines = [f"{parents} = node._parents"]
+    names.taken.update(f"p{i}" for i in range(arity))
+    variables = {g: "g", out: "out", **{x: f"p{i}.data" for i, x in enumerate(inputs)}}
+    lines = [", ".join(f"p{i}" for i in range(arity)) + ("," if arity == 1 else "") + " = node._parents"]
     if g in used:
         lines.append("g = node.grad")
     if out in used:
         lines.append("out = node.data")
-    lines += [f"p{i}.grad += {_python(c, names)}" for i, c in enumerate(contributions)]
-    return "\n".join(lines), helpers
+    lines += [f"p{i}.grad += {names.python(c, variables)}" for i, c in enumerate(contributions)]
+    return "\n".join(lines)
 
 
-def _python(expr: Expr, names: dict[Symbol, str]) -> str:
-    return expr.formula(names) if isinstance(expr, Symbol) else repr(float(expr))
+def _bound(names: Namespace) -> dict[str, Any]:
+    """The objects the generated code's names stand for: each op's forward, each constant."""
+    return {**{name: op.forward for name, op in names.functions.items()}, **names.constants}
 
 
 def _compile(source: str, namespace: dict[str, Any], name: str) -> Any:
@@ -91,24 +98,19 @@ def _indented(text: str, depth: int) -> str:
     return "\n".join("    " * depth + line for line in text.splitlines())
 
 
-def _rule_as_written(node: Any) -> None:
-    """A rule called on floats: one contribution per parent, checked."""
-    parents = node._parents
-    contribution = node._rule.vjp(node.grad, node.data, *[p.data for p in parents])
-    if len(contribution) != len(parents):
-        raise ValueError("wrong number of contributions")  # the engine's fail() names the op (RuleError)
-    for parent, c in zip(parents, contribution):
+def _through_the_engine(node: Value) -> None:
+    """A rule the loop does not compile, applied by the engine's checked call."""
+    for parent, c in zip(node._parents, engine.local_step(node, node.grad)):
         parent.grad += c
 
 
 def compiled_step(op: Op, arity: int) -> Step:
-    """``op``'s rule for a node of ``arity`` parents as a function of the node (its rule as written when
-    it cannot be compiled)."""
-    code = _rule_code(op, arity)
-    if code is None:
-        return _rule_as_written
-    body, helpers = code
-    return _compile(f"def apply_rule(node):\n{_indented(body, 1)}\n", helpers, "apply_rule")
+    """``op``'s rule for a node of ``arity`` parents as a function of the node."""
+    names = Namespace(_LOOP_NAMES)
+    body = _rule_code(op, arity, names)
+    if body is None:
+        return _through_the_engine
+    return _compile(f"def run(node):\n{_indented(body, 1)}\n", _bound(names), "run")
 
 
 class _Steps(dict):
@@ -118,32 +120,95 @@ class _Steps(dict):
         vjp, arity = node._rule.vjp, len(node._parents)
         try:
             found = self.get((vjp, arity))
-        except TypeError:  # a rule object that cannot be a key: run it as written
-            return _rule_as_written
+        except TypeError:  # a rule object that cannot be a key
+            return _through_the_engine
         if found is None:
             found = self[vjp, arity] = compiled_step(node._rule, arity)
         return found
 
 
-def backward_loop() -> Callable[[list, Callable[[Any, Exception], None]], None]:
+def _loop() -> Callable[[list, Callable[[Any, Exception], None]], None]:
     """``run(order, fail)``: apply every node's rule, in ``order``; on an exception, ``fail(node, error)``.
 
     The rules of :data:`HOT` are inlined, each behind a test that the op's rule is still the one compiled;
     the other rules' steps are compiled on first use."""
+    names = Namespace(_LOOP_NAMES)
     branches: list[str] = []
-    namespace: dict[str, Any] = {}
-    for k, op in enumerate(HOT):
-        code = _rule_code(op, op.arity) if op.arity is not None else None
-        if code is not None:
-            body, helpers = code
-            namespace.update(helpers)
-            namespace[f"rule{k}"] = op.vjp
-            branches.append(f"{'elif' if branches else 'if'} vjp is rule{k}:  # {op.name}\n{_indented(body, 1)}")
-    namespace["steps"] = _Steps()
-    fallback = ("try:\n    compiled = steps[vjp, len(node._parents)]\n"
-                "except (KeyError, TypeError):\n    compiled = steps.step_for(node)\ncompiled(node)")
+    rules_by_name: dict[str, Any] = {}
+    for op in HOT:
+        body = _rule_code(op, op.arity, names) if op.arity is not None else None
+        if body is not None:
+            rule = names.name(f"{op.name}_rule", "rule")
+            rules_by_name[rule] = op.vjp
+            branches.append(f"{'elif' if branches else 'if'} vjp is {rule}:\n{_indented(body, 1)}")
+    steps = names.name("steps", "steps")
+    fallback = (f"try:\n    compiled = {steps}[vjp, len(node._parents)]\n"
+                f"except (KeyError, TypeError):\n    compiled = {steps}.step_for(node)\ncompiled(node)")
     dispatch = "\n".join([*branches, "else:\n" + _indented(fallback, 1)]) if branches else fallback
     source = ("def run(order, fail):\n    node = None\n    try:\n        for node in order:\n"
               f"            vjp = node._rule.vjp\n{_indented(dispatch, 3)}\n"
               "    except Exception as error:\n        fail(node, error)\n")
-    return _compile(source, namespace, "run")
+    return _compile(source, {**_bound(names), **rules_by_name, steps: _Steps()}, "run")
+
+
+_apply_rules = _loop()
+
+
+def _order(root: Value) -> tuple[list[Value], set[Value]]:
+    """The nodes with parents reachable from ``root``, newest first (the engine's order), each grad set to a
+    new ``0.0`` object; and the leaves reached.
+
+    An interior node is marked as reached by its grad itself: a float object of this call's own, which no
+    other node can hold, so ``grad is zero`` is the test and setting the grad is the mark (no set needed)."""
+    if not root._parents:
+        return [], {root}
+    zero = float(0)  # a new float object on every call
+    root.grad = zero
+    order, stack = [root], [root]
+    leaves: set[Value] = set()
+    keep, push, pop, see = order.append, stack.append, stack.pop, leaves.add
+    while stack:
+        for parent in pop()._parents:
+            if parent._parents:
+                if parent.grad is not zero:
+                    parent.grad = zero
+                    keep(parent)
+                    push(parent)
+            elif parent not in leaves:
+                see(parent)
+    order.sort(key=_stamp_of, reverse=True)
+    return order, leaves
+
+
+def backward(self: Value) -> None:
+    """``Value.backward`` with compiled rules: the engine's gradients, faster (see the module docstring)."""
+    order, leaves = _order(self)
+    held = [(leaf, leaf.grad) for leaf in filter(_grad_of, leaves)]  # leaves that already hold a gradient
+
+    def fail(node: Value | None = None, error: Exception | None = None) -> None:
+        """Leave it to the engine's own backward, whose error names the op."""
+        for leaf, before in held:
+            leaf.grad = before
+        reading_backward(self)
+        if error is not None:
+            raise error
+
+    for leaf, _ in held:
+        leaf.grad = 0.0
+    self.grad += 1.0
+    _apply_rules(order, fail)
+    for leaf, before in held:
+        leaf.grad = before + leaf.grad
+    if not _finite(sum(map(_grad_of, order)) + sum(map(_grad_of, leaves))):  # one check of every grad, at the end
+        fail()  # raises, unless only the sum of every grad overflowed
+
+
+def _finite(total: Any) -> bool:
+    """A float and finite (a rule's Python arithmetic may have made a complex number, e.g. ``x ** 0.5``)."""
+    return isinstance(total, (float, int)) and isfinite(total)
+
+
+def install() -> None:
+    """Make this module's :func:`backward` ``Value.backward`` (the package does it on import)."""
+    backward.__doc__ = reading_backward.__doc__
+    Value.backward = backward  # type: ignore[method-assign]

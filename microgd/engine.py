@@ -1,6 +1,7 @@
 """Value: a scalar that records the operations applied to it, and reverse-mode differentiation over the
-recorded graph (iterative: no recursion limit, any depth). Every derivative comes from :mod:`microgd.rules`;
-backward applies the rules through a loop compiled from them (:mod:`microgd.compiled`).
+recorded graph (iterative: no recursion limit, any depth). Every derivative is a rule of :mod:`microgd.rules`,
+and :func:`sweep` is the one place that applies them: backward stores what it finds in ``.grad``. (The
+package installs a faster backward on top, :mod:`microgd.compiled`, held equal to this one bit for bit.)
 
     >>> from microgd import Value
     >>> x = Value(2.0); y = x * x + x.tanh()
@@ -13,27 +14,26 @@ from __future__ import annotations
 import contextvars
 import functools
 import itertools
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from math import isfinite
 from operator import attrgetter
 from typing import Any, Union
 
-from . import compiled, rules
+from . import rules
 from .rules import OPS, DomainError, Op, non_finite
 
 Number = Union[int, float]
 Operand = Union["Value", int, float]
 
-__all__ = ["Value", "DomainError", "RuleError", "no_grad", "is_recording", "gradients", "grad"]
+__all__ = ["Value", "DomainError", "RuleError", "sweep", "local_step", "backward_order", "backward_steps", "no_grad",
+           "is_recording", "gradients", "grad"]
 
 _recording: contextvars.ContextVar[bool] = contextvars.ContextVar("microgd_recording", default=True)
 _stamps = itertools.count()  # creation order: every node is newer than its parents
 _CONSTANT = object()  # the _rule of a Python number taking part in an op (a leaf never differentiated)
 _stamp_of = attrgetter("_stamp")
-_grad_of = attrgetter("grad")
 _data_of = attrgetter("data")
 _new = object.__new__
-_apply_rules = compiled.backward_loop()  # backward's loop: every node's rule, compiled from the registry
 
 
 class RuleError(TypeError):
@@ -120,8 +120,14 @@ class Value:
 
     @property
     def op(self) -> str:
-        """The name of the op that made this node ('' for a leaf); its entry is ``microgd.rules.OPS[v.op]``."""
+        """The name of the op that made this node ('' for a leaf)."""
         return self._rule.name if self._parents else ""
+
+    @property
+    def rule(self) -> Op | None:
+        """The registry entry this node was made with (None for a leaf): views read the op from here, so
+        a graph keeps its rules when an op is defined again."""
+        return self._rule if self._parents else None
 
     @property
     def is_constant(self) -> bool:
@@ -147,10 +153,8 @@ class Value:
 
     def contributions(self, upstream: float) -> tuple[float, ...]:
         """What backward adds to each parent's grad when this node's grad is ``upstream``: the rule's
-        ``vjp(upstream, data, *parent data)``, exactly the call ``backward()`` makes."""
-        if not self._parents:
-            return ()
-        return tuple(self._rule.vjp(upstream, self.data, *[p.data for p in self._parents]))
+        ``vjp(upstream, data, *parent data)``, exactly the call ``backward()`` makes (:func:`local_step`)."""
+        return local_step(self, upstream) if self._parents else ()
 
     @property
     def _backward(self) -> Callable[[], None]:
@@ -259,18 +263,15 @@ class Value:
     # -- differentiation --
 
     def backward(self) -> None:
-        """Fill ``.grad`` of every node with d self / d node, by the chain rule.
+        """Fill ``.grad`` of every node with d self / d node, by the chain rule (:func:`sweep`).
 
-        Iterative (no recursion limit), each node processed once, reuse summed exactly.
-        Leaves *accumulate* across calls, as in PyTorch (so per-sample calls sum up:
-        call ``zero_grad`` between steps); interior nodes hold the latest call's gradient.
+        Iterative (no recursion limit), each node processed once, reuse summed exactly. Leaves
+        *accumulate* across calls, as in PyTorch: this call's gradient is added to what a leaf held
+        (so per-sample calls sum up: call ``zero_grad`` between steps); interior nodes hold this call's.
         A gradient that is not a finite number raises :class:`DomainError` naming the op.
         """
-        order, leaves = _interior_order(self)
-        self.grad += 1.0
-        _apply_rules(order, _raise_rule_failure_of)
-        if not isfinite(sum(map(_grad_of, order)) + sum(map(_grad_of, leaves))):  # one check of every grad, at the end
-            _raise_non_finite_gradient(order, leaves)
+        for node, g in sweep(self).items():
+            node.grad = g if node._parents else _accumulated(node, node.grad + g)
 
 
 def _const(number: Number) -> Value:
@@ -325,124 +326,151 @@ def _apply(op: Op, *parents: Value) -> Value:
     return _node(op, op.forward(*map(_data_of, parents)), parents)
 
 
-def _reachable(root: Value) -> set[Value]:
-    """Every node reachable from ``root``, ``root`` included."""
+def _reachable(root: Value, stop_at: Container[Value] = ()) -> set[Value]:
+    """Every node reachable from ``root``, ``root`` included, not looking past the nodes in ``stop_at``."""
     seen = {root}
     stack = [root]
     while stack:
-        for parent in stack.pop()._parents:
-            if parent not in seen:
-                seen.add(parent)
-                stack.append(parent)
+        node = stack.pop()
+        if node is root or node not in stop_at:
+            for parent in node._parents:
+                if parent not in seen:
+                    seen.add(parent)
+                    stack.append(parent)
     return seen
 
 
-def _interior_order(root: Value) -> tuple[list[Value], set[Value]]:
-    """The nodes with parents reachable from ``root``, newest first (a valid backward order, since every
-    node is newer than its parents), their grads set to 0; and the leaves reached.
-
-    An interior node is marked as reached by its grad itself: it is set to a new 0.0 object, which no
-    other node can hold, so ``grad is zero`` is the test and zeroing the grad is the mark."""
-    if not root._parents:
-        return [], {root}
-    zero = float(0)  # a new float object on every call
-    root.grad = zero
-    order, stack = [root], [root]
-    leaves: set[Value] = set()
-    keep, push, pop, see = order.append, stack.append, stack.pop, leaves.add
-    while stack:
-        for parent in pop()._parents:
-            if parent._parents:
-                if parent.grad is not zero:
-                    parent.grad = zero
-                    keep(parent)
-                    push(parent)
-            elif parent not in leaves:
-                see(parent)
-    order.sort(key=_stamp_of, reverse=True)
-    return order, leaves
+def backward_order(root: Value, stop_at: Container[Value] = ()) -> list[Value]:
+    """The nodes whose rules backward applies, in its order: every node with parents that ``root`` depends
+    on (not looking past ``stop_at``), newest first. Every node is newer than its parents, so a node comes
+    after every node that uses it: its gradient is complete when its turn comes."""
+    nodes = _reachable(root, stop_at)
+    return sorted((v for v in nodes if v._parents and (v is root or v not in stop_at)), key=_stamp_of, reverse=True)
 
 
-def backward_steps(root: Value, upstream: float = 1.0) -> Iterator[tuple[Value, float, tuple[float, ...]]]:
-    """The backward pass of ``root`` as data, without touching any ``.grad``: for each node with parents,
-    in the order ``backward()`` uses, ``(node, its final gradient, its contributions to its parents)``,
-    from the same rule calls. The pictures' step-through page is built from this. A rule that fails, or
-    a gradient that is not a finite number, raises what ``backward()`` raises (:class:`DomainError`
-    naming the op, :class:`RuleError`).
+def sweep(root: Value, seed: Any = 1.0, *, value: Callable[[Value], Any] = _data_of,
+          finished: Callable[[Value, Any], Any] | None = None,
+          step: Callable[[Value, Any, tuple], None] | None = None,
+          stop_at: Container[Value] = ()) -> dict[Value, Any]:
+    """The chain rule, applied once over ``root``'s graph: d root / d node for every node root depends on,
+    by node, ``seed`` being d root / d root. This is the only place the rules are applied: ``backward``,
+    ``gradients``, the step-through page, the tape's code and ``explain`` all run it, each over its own
+    number type, given by ``value(node)``: the node's floats (the default), the nodes themselves (a
+    differentiable gradient graph) or symbols (formulas, source code).
 
-        >>> x = Value(3.0); y = x * x
-        >>> [(node.op, g, c) for node, g, c in backward_steps(y)]
-        [('*', 1.0, (3.0, 3.0))]
+    ``finished(node, g)`` sees each node's complete gradient before its rule runs and returns what the
+    rule gets (the tape names it); ``step(node, g, contributions)`` sees each rule applied (the page
+    records it); nodes in ``stop_at`` are treated as leaves.
+
+        >>> x = Value(3.0); y = x * x + x
+        >>> sweep(y)[x]
+        7.0
     """
-    order, _ = _interior_order_untouched(root)
-    grads = {root: upstream}
-    for node in order:
-        g = grads.get(node, 0.0)
-        try:
-            contribution = node.contributions(g)
-        except Exception as error:
-            _raise_rule_failure(node, error, g)
-        for k, (parent, c) in enumerate(zip(node._parents, contribution)):
+    grads = {root: seed}
+    for node in backward_order(root, stop_at):
+        g = grads[node] if finished is None else finished(node, grads[node])
+        contributions = local_step(node, g, value)
+        if step is not None:
+            step(node, g, contributions)
+        for parent, c in zip(node._parents, contributions):
             grads[parent] = grads.get(parent, 0.0) + c
-            if not isfinite(grads[parent]):
-                raise DomainError(f"backward of {_describe(node)}: its contribution to input {k + 1} is {c!r} "
-                                  f"and makes that input's gradient {grads[parent]!r}, not a finite number")
-        yield node, g, contribution
+    return _finite_sums(grads)
 
 
-def _interior_order_untouched(root: Value) -> tuple[list[Value], set[Value]]:
-    nodes = _reachable(root)
-    return sorted((v for v in nodes if v._parents), key=_stamp_of, reverse=True), nodes
+def local_step(node: Value, upstream: Any, value: Callable[[Value], Any] = _data_of) -> tuple:
+    """``node``'s rule applied once: what the chain rule adds to each input's gradient when ``node``'s is
+    ``upstream``, i.e. ``vjp(upstream, node's value, *its inputs' values)``. The one call of a rule in
+    microgd; the rule's contract (one finite number per input) is checked here, for every view.
+
+        >>> x, y = Value(2.0), Value(5.0)
+        >>> local_step(x * y, 1.0)
+        (5.0, 2.0)
+    """
+    out, inputs = value(node), [value(p) for p in node._parents]
+    if not _finite(upstream):
+        raise DomainError(f"backward: the gradient of {_named(node)} is {_number_of(upstream)!r}: the "
+                          "contributions of its uses summed past the largest float")
+    try:
+        contributions = node._rule.vjp(upstream, out, *inputs)
+    except ArithmeticError as error:  # DomainError, ZeroDivisionError, OverflowError in the rule's arithmetic
+        raise DomainError(f"backward of {_describe(node)}: the derivative is not a finite number ({error})") from error
+    except Exception as error:
+        raise RuleError(f"the vjp rule of op {node.op!r} failed on {type(upstream).__name__} inputs: "
+                        f"{type(error).__name__}: {error}") from error
+    return _checked(node, contributions, (int, float, type(upstream), type(out), *map(type, inputs)))
+
+
+def _checked(node: Value, contributions: Any, numbers: tuple[type, ...]) -> tuple:
+    """A rule's result held to the contract: a tuple or list, one entry per input, each a finite number
+    (of the number type the rule was given)."""
+    n = len(node._parents)
+    if not isinstance(contributions, (tuple, list)):
+        raise RuleError(f"the vjp rule of op {node.op!r} returned a {type(contributions).__name__}, not a tuple "
+                        f"of {n} entries (one contribution per input)")
+    if len(contributions) != n:
+        raise RuleError(f"the vjp rule of op {node.op!r} returned {len(contributions)} entries for {n} "
+                        f"inputs (one contribution per input, in order)")
+    for k, c in enumerate(contributions):
+        if isinstance(c, bool) or not isinstance(c, numbers):
+            raise RuleError(f"the vjp rule of op {node.op!r} returned a {type(c).__name__} as entry {k + 1}, "
+                            f"not a number: {c!r}")
+        if not _finite(c):
+            raise DomainError(f"backward of {_describe(node)}: its contribution to input {k + 1} is "
+                              f"{_number_of(c)!r}, not a finite number")
+    return tuple(contributions)
+
+
+def _finite_sums(grads: dict[Value, Any]) -> dict[Value, Any]:
+    """The sweep's gradients, each checked: a sum of finite contributions may pass the largest float."""
+    for node, g in grads.items():
+        if not _finite(g):
+            raise DomainError(f"backward: the gradient of {_named(node)} is {_number_of(g)!r}: the contributions "
+                              "of its uses summed past the largest float")
+    return grads
+
+
+def _named(node: Value) -> str:
+    """A node in a message: its op and operands, or a leaf's number (and label)."""
+    if node._parents:
+        return _describe(node)
+    return f"the leaf {node.data!r}{f' ({node.label})' if node.label else ''}"
+
+
+def _accumulated(leaf: Value, total: float) -> float:
+    """A leaf's grad after this backward's gradient is added to it, checked."""
+    if not isfinite(total):
+        raise DomainError(f"backward: the gradient of {_named(leaf)} is {total!r}: this call's gradient added to "
+                          f"the {leaf.grad!r} it held passed the largest float")
+    return total
+
+
+def _number_of(x: Any) -> Any:
+    return x.data if isinstance(x, Value) else x
+
+
+def _finite(x: Any) -> bool:
+    """A float or a Value's data is finite; other number types (symbols) are checked where they fold."""
+    number = _number_of(x)
+    return not isinstance(number, float) or isfinite(number)
 
 
 def _describe(node: Value) -> str:
     return f"{node.op}({', '.join(repr(p.data) for p in node._parents)})"
 
 
-def _raise_rule_failure_of(node: Value, error: Exception) -> None:
-    """What backward's loop calls when ``node``'s rule raised ``error``."""
-    _raise_rule_failure(node, error, node.grad)
+def backward_steps(root: Value, upstream: float = 1.0) -> Iterator[tuple[Value, float, tuple[float, ...]]]:
+    """The backward pass of ``root`` as data, without touching any ``.grad``: for each node with parents,
+    in the order ``backward()`` uses, ``(node, its final gradient, its contributions to its parents)``,
+    from the same rule calls (the sweep's steps). The pictures' step-through page is built from this.
+    A rule that fails, or a gradient that is not a finite number, raises what ``backward()`` raises.
 
-
-def _raise_rule_failure(node: Value, error: Exception, upstream: float) -> None:
-    """Report an exception raised while applying ``node``'s rule: a broken contract or a domain error
-    (with the op and operands), or else the rule's own error, unchanged."""
-    try:
-        returned = node._rule.vjp(upstream, node.data, *[p.data for p in node._parents])
-    except Exception:
-        returned = None
-    if returned is not None and (not isinstance(returned, (tuple, list)) or len(returned) != len(node._parents)):
-        raise _wrong_length(node, returned) from error
-    if isinstance(error, ArithmeticError):  # DomainError, ZeroDivisionError, OverflowError in the rule's arithmetic
-        raise DomainError(f"backward of {_describe(node)}: the derivative is not a finite number "
-                          f"({error})") from error
-    raise error
-
-
-def _wrong_length(node: Value, returned: Any) -> RuleError:
-    n = len(node._parents)
-    if not isinstance(returned, (tuple, list)):
-        return RuleError(f"the vjp rule of op {node.op!r} returned a {type(returned).__name__}, not a tuple of "
-                         f"{n} entries (one contribution per input)")
-    return RuleError(f"the vjp rule of op {node.op!r} returned {len(returned)} entries for {n} "
-                     f"inputs (one contribution per input, in order)")
-
-
-def _raise_non_finite_gradient(order: list[Value], leaves: set[Value]) -> None:
-    """Name the first rule (in backward's order) whose contribution was inf or nan, or the node whose
-    gradient overflowed when contributions were summed. Nothing to report if every grad is finite."""
-    for node in order:
-        if not isfinite(node.grad):
-            raise DomainError(f"backward: the gradient of {_describe(node)} summed to {node.grad!r}, "
-                              "past the largest float")
-        for k, c in enumerate(node.contributions(node.grad)):
-            if not isfinite(c):
-                raise DomainError(f"backward of {_describe(node)}: its contribution to input {k + 1} is {c!r}, "
-                                  f"not a finite number (its gradient is {node.grad!r})")
-    for leaf in leaves:
-        if not isfinite(leaf.grad):
-            raise DomainError(f"backward: the gradient of the leaf {leaf!r} is not a finite number "
-                              "(contributions summed past the largest float)")
+        >>> x = Value(3.0); y = x * x
+        >>> [(node.op, g, c) for node, g, c in backward_steps(y)]
+        [('*', 1.0, (3.0, 3.0))]
+    """
+    steps: list[tuple[Value, float, tuple[float, ...]]] = []
+    sweep(root, upstream, step=lambda node, g, contributions: steps.append((node, g, contributions)))
+    yield from steps
 
 
 class no_grad:
@@ -480,44 +508,18 @@ def gradients(output: Value, inputs: Iterable[Value], create_graph: bool = False
         >>> gradients(x * x, [x])
         [6.0]
     """
-    if create_graph and not _recording.get():
+    if not create_graph:
+        grads = sweep(output)
+        return [grads.get(x, 0.0) for x in inputs]
+    if not _recording.get():
         raise RuntimeError("gradients(create_graph=True) cannot build a graph inside no_grad()")
-    order, _ = _interior_order_untouched(output)
-    adjoint: dict[Value, Any] = {output: _const(1.0) if create_graph else 1.0}
-    node = output
-    try:
-        for node in order:
-            if node not in adjoint:
-                continue
-            parents = node._parents
-            if create_graph:
-                args = [p.data if p.is_constant else p for p in parents]
-                contribution = node._rule.vjp(adjoint[node], node, *args)
-            else:
-                contribution = node._rule.vjp(adjoint[node], node.data, *[p.data for p in parents])
-            for parent, c in zip(parents, contribution, strict=True):
-                if create_graph and parent.is_constant:
-                    continue
-                adjoint[parent] = adjoint[parent] + c if parent in adjoint else c
-    except Exception as error:
-        upstream = adjoint.get(node, 0.0)
-        _raise_rule_failure(node, error, upstream.data if isinstance(upstream, Value) else upstream)
-    found = [adjoint.get(x, 0.0) for x in inputs]
-    for g in found:
-        if not isfinite(g.data if isinstance(g, Value) else g):
-            _raise_non_finite_adjoint(order, adjoint)
-    return found
+    grads = sweep(output, _const(1.0), value=_as_value)
+    return [grads.get(x, 0.0) for x in inputs]
 
 
-def _raise_non_finite_adjoint(order: list[Value], adjoint: dict) -> None:
-    for node in order:
-        g = adjoint.get(node, 0.0)
-        g = g.data if isinstance(g, Value) else g
-        for k, c in enumerate(node.contributions(g)):
-            if not isfinite(c):
-                raise DomainError(f"gradients: backward of {_describe(node)}: its contribution to input {k + 1} "
-                                  f"is {c!r}, not a finite number")
-    raise DomainError("gradients: a gradient grew past the largest float")
+def _as_value(node: Value) -> Any:
+    """A node as the number type of a differentiable gradient graph: itself, or a constant's plain number."""
+    return node.data if node.is_constant else node
 
 
 def grad(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0) -> Callable[..., Any]:

@@ -45,8 +45,9 @@ from itertools import count
 from operator import add
 from typing import Any
 
-from .engine import DomainError, Value, gradients, is_recording
-from .rules import OPS, Op
+from .codegen import Namespace, comment
+from .engine import DomainError, Value, gradients, is_recording, sweep
+from .rules import Op
 from .symbolic import Expr, Symbol
 
 __all__ = ["trace", "Tape"]
@@ -122,16 +123,20 @@ class Tape:
     """A traced function, compiled: call it on numbers, or on arrays with :meth:`batch`. Made by :func:`trace`."""
 
     def __init__(self, f: Callable[..., Any], structures: list[Structure], captured: list[Value], source: str,
-                 function_names: list[str], batch_source: str):
+                 function: str, names: Namespace, batch_source: str):
         self.f, self.structures, self.captured, self.source = f, structures, captured, source
-        self._function_names = function_names
+        self._function, self._names = function, names
         self._code, self._batch_code = _compile(source), _compile(batch_source)
-        self._scalar = self._compiled(self._code, {name: OPS[name].forward for name in function_names})
+        self._scalar = self._compiled(self._code, lambda op: op.forward)
         self._batched: dict[str, Callable[..., Any]] = {}
 
-    def _compiled(self, code: Any, namespace: dict[str, Any]) -> Callable[..., Any]:
+    def _compiled(self, code: Any, function_of: Callable[[Op], Callable[..., Any]]) -> Callable[..., Any]:
+        """The generated function, its names bound: each op to ``function_of(op)``, each constant to its number
+        (the ops are the ones the graph was made with, whatever the registry holds now)."""
+        namespace: dict[str, Any] = {name: function_of(op) for name, op in self._names.functions.items()}
+        namespace.update(self._names.constants)
         exec(code, namespace)
-        return namespace[self.source.split("(", 1)[0].removeprefix("def ")]
+        return namespace[self._function]
 
     def _flat(self, args: tuple) -> list[float]:
         if len(args) != len(self.structures):
@@ -242,8 +247,7 @@ class Tape:
         columns = [column for a, s in zip(batches, self.structures) for column in _columns(a, s)]
         run = self._batched.get(xp.__name__)
         if run is None:
-            run = self._batched[xp.__name__] = self._compiled(
-                self._batch_code, {name: array_function(OPS[name], xp) for name in self._function_names})
+            run = self._batched[xp.__name__] = self._compiled(self._batch_code, lambda op: array_function(op, xp))
         reduced: list[Any] = [0.0] * len(self.captured)
 
         def hold(k: int, gradient: Any) -> None:
@@ -327,67 +331,96 @@ def _parameter_names(f: Callable, n: int) -> list[str]:
 
 
 def _generate(f: Callable, out: Value, structures: list[Structure], arg_names: list[str], args: list) -> Tape:
-    """The source of the tape: the registry's rules run on symbols, printed as Python."""
-    function_names = [name for name, op in OPS.items() if op.function]
-    namer = _Namer(set(function_names) | {"captured", "_reduce"})
+    """The source of the tape: the graph's forward, then the engine's sweep run over symbols, printed as
+    Python. Every identifier comes from one :class:`~microgd.codegen.Namespace`, labels only as comments."""
+    names = Namespace(reserved={"captured", "_reduce"})
     flat_args: list[Value] = []
     for arg, structure in zip(args, structures):
         _flatten(arg, structure, flat_args, "")
     arg_set = {id(v) for v in flat_args}
     nodes = out.topo()
-    names = {v: namer(name, "a") for v, name in zip(flat_args, arg_names)}
     captured = [v for v in nodes if not v.parents and not v.is_constant and id(v) not in arg_set]
-    names.update((v, namer(v.label, f"p{k}")) for k, v in enumerate(captured))
-    symbol: dict[Value, Expr] = {v: Symbol.variable(name) for v, name in names.items()}
-    lines: list[tuple[str, Symbol]] = []
+    code = _Code(names)
+    for v, name in zip(flat_args, arg_names):
+        code.leaf(v, name, "a")
+    for k, v in enumerate(captured):
+        code.leaf(v, v.label, f"p{k}")
+    numbering = count()
+    for v in nodes:
+        if v.parents:
+            code.symbol[v] = code.line(v.rule(*map(code.value, v.parents)), v.label, f"v{next(numbering)}", v.label)
+    grads = sweep(out, 1.0, value=code.value, finished=lambda v, g: code.line(g, f"d_{code.name_of(v)}", "d"))
+    wanted = [code.line(grads.get(v, 0.0), f"d_{code.name_of(v)}", "d") for v in [*flat_args, *captured]]
+    arg_grads, captured_grads = wanted[:len(flat_args)], wanted[len(flat_args):]
+    body = [f"    {name} = {names.python(expr, code.variables)}{note}" for name, expr, note in code.lines]
+    tail = (f"    return {code.python(code.symbol[out])}, ({_tuple([code.python(g) for g in arg_grads])}), "
+            f"({_tuple([code.python(g) for g in captured_grads])})")
+    # the function's name may be a local's too: only the module's names (ops, constants) must stay apart
+    function = Namespace({*names.functions, *names.constants, "captured", "_reduce"}).name(
+        getattr(f, "__name__", ""), "f")
+    head = [f"def {function}({', '.join([*(code.names[v] for v in flat_args), 'captured'])}):"]
+    if captured:
+        head.append(f"    ({_tuple([code.names[v] for v in captured])}) = captured{code.labels(captured)}")
+    source = "\n".join([*head, *body, tail]) + "\n"
+    batch_source = _lean(head, code, code.symbol[out], arg_grads, captured_grads)
+    return Tape(f, structures, captured, source, function, names, batch_source)
 
-    def named(expr: Expr, wanted: str, fallback: str) -> Expr:
-        """``expr`` itself if a number or a variable, else a new line ``name = expr`` and that name."""
+
+class _Code:
+    """The tape's lines as they are made: each node's symbol, the names given, ``name = expression`` lines."""
+
+    def __init__(self, names: Namespace):
+        self.namespace = names
+        self.symbol: dict[Value, Expr] = {}
+        self.names: dict[Value, str] = {}
+        self.variables: dict[Symbol, str] = {}
+        self.lines: list[tuple[str, Symbol, str]] = []
+
+    def _variable(self, wanted: str, fallback: str) -> Symbol:
+        name = self.namespace.name(wanted, fallback)
+        variable = Symbol.variable(name)
+        self.variables[variable] = name
+        return variable
+
+    def leaf(self, v: Value, wanted: str, fallback: str) -> None:
+        """An argument or a captured Value: a variable of the generated function."""
+        variable = self._variable(wanted, fallback)
+        self.symbol[v], self.names[v] = variable, variable.name
+
+    def value(self, v: Value) -> Expr:
+        """``v`` as the sweep's number type here: its symbol (a constant's plain number)."""
+        return v.data if v.is_constant else self.symbol[v]
+
+    def line(self, expr: Expr, wanted: str, fallback: str, label: str = "") -> Expr:
+        """``expr`` itself if a number or a variable, else a new line ``name = expr`` and that name; a node's
+        ``label`` that is not the name is shown in a comment."""
         if not isinstance(expr, Symbol) or expr.is_variable:
             return expr
-        name = namer(wanted, fallback)
-        lines.append((name, expr))
-        return Symbol.variable(name)
+        variable = self._variable(wanted, fallback)
+        note = f"  # {comment(label)}" if label and label != variable.name else ""
+        self.lines.append((variable.name, expr, note))
+        return variable
 
-    interior = [v for v in nodes if v.parents]
-    numbering = count()
-    for v in interior:
-        expr = v._rule(*[p.data if p.is_constant else symbol[p] for p in v.parents])
-        if isinstance(expr, Symbol) and not expr.is_variable:
-            expr = named(expr, v.label, f"v{next(numbering)}")
-        symbol[v] = expr
-    adjoint: dict[Value, Expr] = {out: 1.0}
-    for v in reversed(interior):
-        g = named(adjoint.pop(v, 0.0), "d_" + _name_of(symbol[v]), "d")
-        if not isinstance(g, Symbol) and g == 0.0:
-            continue
-        inputs = [p.data if p.is_constant else symbol[p] for p in v.parents]
-        contributions = v._rule.vjp(g, symbol[v], *inputs)
-        for p, c in zip(v.parents, contributions):
-            if not p.is_constant and not (not isinstance(c, Symbol) and c == 0.0):
-                adjoint[p] = adjoint[p] + c if p in adjoint else c
-    grads = [named(adjoint.get(v, 0.0), "d_" + _name_of(symbol[v]), "d") for v in [*flat_args, *captured]]
-    arg_grads, captured_grads = grads[:len(flat_args)], grads[len(flat_args):]
-    # the function's own name may be a local's too (a node labelled like f): only the globals must stay apart
-    function = _Namer(set(function_names) | {"captured", "_reduce"})(getattr(f, "__name__", "f"), "f")
-    head = [f"def {function}({', '.join([*(names[v] for v in flat_args), 'captured'])}):"]
-    if captured:
-        head.append(f"    ({_tuple([names[v] for v in captured])}) = captured")
-    body = [f"    {name} = {expr.formula()}" for name, expr in lines]
-    tail = f"    return {_text(symbol[out])}, ({_tuple(arg_grads)}), ({_tuple(captured_grads)})"
-    source = "\n".join([*head, *body, tail]) + "\n"
-    batch_source = _lean(head, lines, symbol[out], arg_grads, captured_grads)
-    return Tape(f, structures, captured, source, [n for n in function_names if re.search(rf"\b{n}\(", source)],
-                batch_source)
+    def name_of(self, v: Value) -> str:
+        """The name of ``v``'s symbol (``v`` for a node whose value is an expression or a number)."""
+        expr = self.symbol.get(v)
+        return expr.name if isinstance(expr, Symbol) and expr.is_variable else "v"
+
+    def labels(self, leaves: list[Value]) -> str:
+        """A comment with the labels of ``leaves`` that are not their names."""
+        shown = [f"{self.names[v]}: {comment(v.label)}" for v in leaves if v.label and v.label != self.names[v]]
+        return f"  # {', '.join(shown)}" if shown else ""
+
+    def python(self, expr: Expr) -> str:
+        return self.namespace.python(expr, self.variables)
 
 
-def _lean(head: list[str], lines: list[tuple[str, Symbol]], value: Expr, arg_grads: list[Expr],
-          captured_grads: list[Expr]) -> str:
+def _lean(head: list[str], code: _Code, value: Expr, arg_grads: list[Expr], captured_grads: list[Expr]) -> str:
     """The tape's lines again, for whole arrays and lean on memory: after its last use each array is let go
     (``del``), and each captured Value's gradient is handed to ``_reduce(k, gradient)`` as soon as it is
     complete, so that a large batch does not hold every intermediate array at once."""
     last_use: dict[str, int] = {}
-    for i, (name, expr) in enumerate(lines):
+    for i, (name, expr, _) in enumerate(code.lines):
         last_use[name] = i
         for node in expr.walk():
             if node.is_variable and node.name in last_use:
@@ -398,30 +431,22 @@ def _lean(head: list[str], lines: list[tuple[str, Symbol]], value: Expr, arg_gra
     kept = {g.name for g in (value, *arg_grads) if isinstance(g, Symbol)}
     handed: dict[str, list[int]] = {}
     for k, g in enumerate(captured_grads):
-        handed.setdefault(_text(g), []).append(k)
+        handed.setdefault(code.python(g), []).append(k)
     body = []
-    for i, (name, expr) in enumerate(lines):
-        body.append(f"    {name} = {expr.formula()}")
+    for i, (name, expr, _) in enumerate(code.lines):
+        body.append(f"    {name} = {code.python(expr)}")
         done = ending.get(i, [])
         body += [f"    _reduce({k}, {n})" for n in done for k in handed.pop(n, [])]
         if [n for n in done if n not in kept]:
             body.append(f"    del {', '.join(n for n in done if n not in kept)}")
     body += [f"    _reduce({k}, {g})" for g, ks in handed.items() for k in ks]  # numbers, arguments, captured
     head = [head[0].replace("captured):", "captured, _reduce):"), *head[1:]]
-    return "\n".join([*head, *body, f"    return {_text(value)}, ({_tuple(arg_grads)})"]) + "\n"
+    tail = f"    return {code.python(value)}, ({_tuple([code.python(g) for g in arg_grads])})"
+    return "\n".join([*head, *body, tail]) + "\n"
 
 
-def _text(expr: Expr) -> str:
-    return expr.formula() if isinstance(expr, Symbol) else repr(float(expr))
-
-
-def _name_of(expr: Expr) -> str:
-    return expr.name if isinstance(expr, Symbol) and expr.is_variable else "v"
-
-
-def _tuple(items: list[Expr] | list[str]) -> str:
+def _tuple(texts: list[str]) -> str:
     """Python's tuple display of the items: ``a,`` for one."""
-    texts = [item if isinstance(item, str) else _text(item) for item in items]
     return f"{texts[0]}," if len(texts) == 1 else ", ".join(texts)
 
 

@@ -1,15 +1,18 @@
-"""The backward loop compiled from the registry: the same floats as the rules called on floats, and it follows
-every change of a rule (a patched vjp, a redefined op, a rule that cannot be compiled)."""
+"""The backward installed on top of the engine, its rules compiled from the registry: the engine's own
+backward's floats, bit for bit, and it follows every change of a rule (a patched vjp, a redefined op, a rule
+that cannot be compiled)."""
 
 import math
+import struct
 
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 from microgd import DomainError, RuleError, Value, define_op, gradients, rules
-from microgd.compiled import HOT, MAX_ARITY, step_source
+from microgd.compiled import HOT, MAX_ARITY, reading_backward, step_source
 from microgd.rules import OPS
-from microgd.testing import expressions
+from microgd.testing import expressions, mlps
 
 
 @pytest.fixture(autouse=True)
@@ -21,14 +24,32 @@ def _ops_defined_here_are_removed_afterwards():
 
 
 def rules_on_floats(out, leaves):
-    """Each node's rule called on floats, added in backward's order: the engine before its loop was compiled."""
-    grads = {id(out): 1.0}
-    for node in reversed(out.topo()):
-        if node.parents:
-            upstream = grads.get(id(node), 0.0)
-            for parent, c in zip(node.parents, node._rule.vjp(upstream, node.data, *[p.data for p in node.parents])):
-                grads[id(parent)] = grads.get(id(parent), 0.0) + c
-    return [grads.get(id(v), 0.0) for v in leaves]
+    """The engine's own backward, the one a learner reads (the sweep over floats), from zero grads."""
+    held = [v.grad for v in leaves]
+    for v in leaves:
+        v.grad = 0.0
+    reading_backward(out)
+    found = [v.grad for v in leaves]
+    for v, g in zip(leaves, held):
+        v.grad = g
+    return found
+
+
+def bits(x):
+    return struct.pack("<d", x)
+
+
+def both_backwards(out, held):
+    """Every node's grad after the installed backward and after the engine's own, each from the same start
+    (``held``: what each leaf holds before the call), as bytes."""
+    nodes = out.topo()
+    results = []
+    for backward in (Value.backward, reading_backward):
+        for v in nodes:
+            v.grad = held.get(v, 0.0) if not v.parents else 123.0  # interior grads are overwritten
+        backward(out)
+        results.append([bits(v.grad) for v in nodes])
+    return results
 
 
 @pytest.mark.parametrize("name", [name for name, op in OPS.items() if op.arity is not None])
@@ -40,12 +61,40 @@ def test_every_fixed_arity_rule_compiles_but_those_with_constant_inputs(name):
         assert source.count(".grad += ") == op.arity
 
 
-@given(expressions(max_depth=5, n_vars=3, max_nodes=10))
-def test_backward_gives_the_floats_of_the_rules_called_one_by_one(expression):
+@given(expressions(max_depth=5, n_vars=3, max_nodes=10), st.lists(st.sampled_from([0.0, -0.0, 1.5, -1e-300, 7e300]),
+                                                                     min_size=3, max_size=3))
+def test_the_installed_backward_is_the_engines_bit_for_bit(expression, held):
     leaves = [Value(x) for x in expression.inputs]
     out = expression.build(*leaves)
-    out.backward()
-    assert [v.grad for v in leaves] == rules_on_floats(out, leaves) == gradients(out, leaves)
+    try:
+        fast, reading = both_backwards(out, dict(zip(leaves, held)))
+    except DomainError:  # then both raise the same error
+        messages = []
+        for backward in (Value.backward, reading_backward):
+            with pytest.raises(DomainError) as caught:
+                backward(out)
+            messages.append(str(caught.value))
+        assert messages[0] == messages[1]
+        return
+    assert fast == reading
+
+
+@given(mlps())
+def test_the_installed_backward_is_the_engines_bit_for_bit_on_networks(network):
+    out = network.loss()
+    params = [v for v in out.topo() if not v.parents]
+    fast, reading = both_backwards(out, {p: 0.25 * k for k, p in enumerate(params)})
+    assert fast == reading
+
+
+def test_a_zero_gradient_is_positive_zero_as_in_micrograd():
+    x = Value(-2.0)
+    h = (x * 3.0).relu()  # a dead unit: its input's gradient is -1 * 0
+    out = h * -1.0
+    for backward in (Value.backward, reading_backward):
+        backward(out)
+        assert [bits(v.grad) for v in (h, x)] == [bits(-1.0), bits(0.0)]
+        assert bits(out.parents[0].parents[0].grad) == bits(0.0)  # x * 3, not -0.0
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 16, 40])

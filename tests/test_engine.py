@@ -227,8 +227,13 @@ def test_no_nan_or_inf_reaches_data_or_a_gradient_silently():
         gradients(y, [x])
     b = Value(1e-10)
     z = b * 1e308 + b * 1e308  # each contribution to b.grad is finite, their sum is not
-    with pytest.raises(DomainError, match=r"the gradient of the leaf Value\(data=1e-10, grad=inf\)"):
+    with pytest.raises(DomainError, match=r"the gradient of the leaf 1e-10 is inf: the contributions of its uses "
+                                          r"summed past the largest float"):
         z.backward()
+    b.grad = 1e308  # this call's gradient is finite, and so is what b held: their sum is not
+    with pytest.raises(DomainError, match=r"the gradient of the leaf 1e-10 is inf: this call's gradient added to the "
+                                          r"1e\+308 it held passed the largest float"):
+        (b * 1e308).backward()
 
 
 def test_grad_refuses_to_build_a_graph_inside_no_grad():

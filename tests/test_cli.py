@@ -1,5 +1,7 @@
-"""The real `microgd` console script (and `python -m microgd`), run in a subprocess."""
+"""The `microgd` command: through cli.main in this process, and as the real console script and
+`python -m microgd` in a subprocess where the process itself is tested (start-up, Ctrl-C, closed stdout)."""
 
+import contextlib
 import io
 import json
 import math
@@ -10,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import pytest
 
@@ -23,8 +26,11 @@ from microgd.optim import SGD
 SCRIPT = shutil.which("microgd", path=os.path.dirname(sys.executable))
 
 
-def run(*args, cwd, script=False):
-    """Run the command; (exit status, stdout, stderr)."""
+def run(*args, cwd, script=False, module=False):
+    """Run the command in `cwd`; (exit status, stdout, stderr). By default cli.main runs in this process;
+    script=True runs the console script `microgd`, module=True `python -m microgd`, in a subprocess."""
+    if not (script or module):
+        return in_process(args, cwd)
     if script:
         assert SCRIPT, f"the microgd console script is not next to {sys.executable}: pip install -e ."
         command = [SCRIPT, *args]
@@ -32,6 +38,32 @@ def run(*args, cwd, script=False):
         command = [sys.executable, "-m", "microgd", *args]
     done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120)
     return done.returncode, done.stdout, done.stderr
+
+
+@contextlib.contextmanager
+def working_directory(path):
+    previous = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def in_process(args, cwd):
+    """cli.main(args) in `cwd`, its stdout and stderr captured (main wraps the captured sys.stdout in its own
+    _Stdout and restores it); a warning goes to stderr as a fresh Python's default filters would print it."""
+    out, err = io.StringIO(), io.StringIO()
+    with working_directory(cwd), warnings.catch_warnings(record=True) as caught, \
+            contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        warnings.resetwarnings()  # Python's defaults, not pytest's: these are what a user's `microgd` shows
+        warnings.filterwarnings("default", category=DeprecationWarning, module="__main__", append=True)
+        for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+            warnings.simplefilter("ignore", category, append=True)
+        status = cli.main(list(args))
+    for w in caught:
+        err.write(warnings.formatwarning(w.message, w.category, w.filename, w.lineno, w.line))
+    return status, out.getvalue(), err.getvalue()
 
 
 def printed(name, stdout):
@@ -47,7 +79,7 @@ def sigmoid(s):
 @pytest.mark.parametrize("script", [False, True], ids=["python -m microgd", "microgd"])
 def test_graph_writes_an_svg_and_prints_value_and_gradients(tmp_path, script):
     status, out, err = run("graph", "sigmoid(w*x + b)", "--var", "w=0.5", "--var", "x=1.0", "--var", "b=-0.25",
-                           "--out", "neuron.svg", cwd=tmp_path, script=script)
+                           "--out", "neuron.svg", cwd=tmp_path, script=script, module=not script)
     assert (status, err) == (0, "")
     s = sigmoid(0.5 * 1.0 - 0.25)
     assert printed("sigmoid(w*x + b)", out) == pytest.approx(s, abs=1e-6)
@@ -83,7 +115,7 @@ TUTORIAL1_FORMULA = "2*(sigmoid(w*x) - t) * sigmoid(sigmoid(w*x))*(1 - sigmoid(s
 
 def test_check_passes_the_corrected_chain_rule(tmp_path):
     status, out, err = run("check", TUTORIAL1_EXPR, "--wrt", "w", "--formula", CORRECT, "--domain", "t=0:1",
-                           cwd=tmp_path, script=True)
+                           cwd=tmp_path)
     assert (status, err) == (0, "")
     assert "domain: w in [-3, 3], x in [-3, 3], t in [0, 1]" in out
     assert "agrees with the engine at 200 points" in out
@@ -91,7 +123,7 @@ def test_check_passes_the_corrected_chain_rule(tmp_path):
 
 def test_explain_writes_out_the_chain_rule_and_its_closed_form_passes_check(tmp_path):
     point = ["--var", "w=0.5", "--var", "x=0.1", "--var", "t=0.3"]
-    status, out, err = run("explain", TUTORIAL1_EXPR, "--wrt", "w", *point, "--formula", cwd=tmp_path, script=True)
+    status, out, err = run("explain", TUTORIAL1_EXPR, "--wrt", "w", *point, "--formula", cwd=tmp_path)
     assert (status, err) == (0, "")
     assert out.splitlines()[0] == "∂f/∂w = 2(σ(w·x) − t)·σ(w·x)(1 − σ(w·x))·x = 0.0106"
     closed = re.search(r"^d f/d w = (.*)$", out, re.M).group(1)
@@ -139,7 +171,7 @@ def test_check_finds_tutorial1s_error_and_exits_1(tmp_path):
 # -- demo and train ----------------------------------------------------------------------------
 
 def test_demo_shows_tutorial2s_numbers_beside_the_engines_and_writes_pictures(tmp_path):
-    status, out, err = run("demo", "--out", "pictures", cwd=tmp_path, script=True)
+    status, out, err = run("demo", "--out", "pictures", cwd=tmp_path)
     assert (status, err) == (0, "")
     a = [sigmoid(-1.0), sigmoid(0.5), sigmoid(1.5)]
     y = sigmoid(0.5 * a[0] - 1.0 * a[1] + 0.0 * a[2] + 0.5)
@@ -183,7 +215,7 @@ def test_train_writes_a_model_that_load_model_accepts(tmp_path):
 
     (tmp_path / "table.csv").write_text(TABLE_CSV)
     status, out, err = run("train", "table.csv", "--target", "Z0", "--epochs", "300", "--save", "model.json",
-                           "--plot", "loss.png", cwd=tmp_path, script=True)
+                           "--plot", "loss.png", cwd=tmp_path)
     assert (status, err) == (0, "")
     model = load_model(tmp_path / "model.json").model
     assert model.sizes == [2, 3, 1] and model.activations == ["sigmoid", "sigmoid"]
@@ -312,7 +344,7 @@ def test_train_messages_name_the_file_line_and_column(files):
 def test_help_and_version(tmp_path):
     status, out, _ = run("--help", cwd=tmp_path)
     assert status == 0 and all(c in out for c in ("demo", "train", "graph", "check"))
-    status, out, _ = run("--version", cwd=tmp_path, script=True)
+    status, out, _ = run("--version", cwd=tmp_path)
     assert (status, out.strip()) == (0, f"microgd {microgd.__version__}")
 
 
@@ -584,19 +616,18 @@ def test_graph_has_a_max_nodes_option_and_its_message_names_it(tmp_path):
 
 
 @pytest.mark.parametrize("out", ["g.svg", "g.html"])
-def test_a_renderer_that_hangs_is_stopped_and_the_message_says_how_to_allow_more(tmp_path, out):
+def test_a_renderer_that_hangs_is_stopped_and_the_message_says_how_to_allow_more(tmp_path, monkeypatch, out):
     programs = tmp_path / "bin"
     programs.mkdir()
     dot = programs / "dot"
     dot.write_text(f"#!/bin/sh\n{sys.executable} -c 'import time; time.sleep(600)' & exec {sys.executable} -c "
                    "'import time; time.sleep(600)'\n")
     dot.chmod(0o755)
-    env = {**os.environ, "PATH": f"{programs}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run([sys.executable, "-m", "microgd", "graph", "x * x", "--var", "x=3", "--out", out,
-                           "--timeout", "0.5"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
-    assert (done.returncode, done.stdout) == (2, "")
-    assert done.stderr == (f"microgd: error: {dot} took more than 0.5 s to lay out EXPR's graph and was stopped: "
-                           "draw a smaller graph, or allow more time with --timeout 1\n")
+    monkeypatch.setenv("PATH", f"{programs}{os.pathsep}{os.environ['PATH']}")
+    status, stdout, stderr = run("graph", "x * x", "--var", "x=3", "--out", out, "--timeout", "0.5", cwd=tmp_path)
+    assert (status, stdout) == (2, "")
+    assert stderr == (f"microgd: error: {dot} took more than 0.5 s to lay out EXPR's graph and was stopped: "
+                      "draw a smaller graph, or allow more time with --timeout 1\n")
     assert not (tmp_path / out).exists()
     status, _, err = run("graph", "x", "--var", "x=1", "--timeout", "0", cwd=tmp_path)
     assert status == 2 and "--timeout: '0' must be above 0 seconds" in err

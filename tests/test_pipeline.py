@@ -1,14 +1,17 @@
 """microgd.app.pipeline, called directly (train and predict on CSV files, their errors), then through
-`microgd train --save` and `microgd predict` in a subprocess."""
+`microgd train --save` and `microgd predict` (cli.main, in this process)."""
 
+import contextlib
+import io
 import json
 import math
+import os
 import re
-import subprocess
-import sys
+import warnings
 
 import pytest
 
+from microgd.app import cli
 from microgd.app.modelfile import Columns, Scaling, load_model, save_model
 from microgd.app.pipeline import DataError, describe, predict_csv, prepare_training, rmse
 from microgd.data import MinMaxScaler
@@ -166,10 +169,24 @@ def test_a_malformed_model_file_is_a_data_error_naming_file_and_key(saved, table
 # -- the command line ----------------------------------------------------------------------------
 
 def run(*args, cwd):
-    """Run ``python -m microgd``; (exit status, stdout, stderr)."""
-    done = subprocess.run([sys.executable, "-m", "microgd", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=60)
-    return done.returncode, done.stdout, done.stderr
+    """Run the ``microgd`` command (cli.main, in this process) in `cwd`; (exit status, stdout, stderr). A warning
+    goes to stderr as a fresh Python's default filters would print it (as tests/test_cli.py's run does)."""
+    out, err = io.StringIO(), io.StringIO()
+    previous = os.getcwd()
+    os.chdir(cwd)
+    try:
+        with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(out), \
+                contextlib.redirect_stderr(err):
+            warnings.resetwarnings()
+            warnings.filterwarnings("default", category=DeprecationWarning, module="__main__", append=True)
+            for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+                warnings.simplefilter("ignore", category, append=True)
+            status = cli.main(list(args))
+    finally:
+        os.chdir(previous)
+    for w in caught:
+        err.write(warnings.formatwarning(w.message, w.category, w.filename, w.lineno, w.line))
+    return status, out.getvalue(), err.getvalue()
 
 
 def table_rows(stdout):

@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 import graphviz
 
 from .engine import Value
-from .rules import OPS
+from .rules import Op
 
 __all__ = ["RenderError", "RendererNotFound", "RenderTimeout", "GraphTooLarge", "find_renderer", "run_renderer",
            "graph_nodes", "number_formatter", "new_graph", "expression_graph", "op_label", "html_rows", "grad_fill",
@@ -168,7 +168,7 @@ def new_graph(rankdir: str, caller: str) -> graphviz.Digraph:
 
 def is_folded(node: Value, k: int) -> bool:
     """True when input ``k`` of ``node`` is drawn inside the op (a constant the op declares, e.g. an exponent)."""
-    return k in OPS[node.op].constants and node.parents[k].is_constant
+    return k in _op(node).constants and node.parents[k].is_constant
 
 
 def drawn_inputs(node: Value) -> list[int]:
@@ -213,9 +213,18 @@ def input_tails(graph: graphviz.Digraph, nodes: Sequence[Value]) -> dict[tuple[i
 
 
 def op_label(node: Value) -> str:
-    """The op node's text: the registry's symbol, then any constant the op declares (``** 2``)."""
+    """The op node's text: the symbol of the op ``node`` was made with, then any constant it declares (``** 2``)."""
     folded = [format(node.parents[k].data, "g") for k in range(len(node.parents)) if is_folded(node, k)]
-    return " ".join([OPS[node.op].symbol, ", ".join(folded)]) if folded else OPS[node.op].symbol
+    symbol = _op(node).symbol
+    return " ".join([symbol, ", ".join(folded)]) if folded else symbol
+
+
+def _op(node: Value) -> Op:
+    """The op ``node`` was made with (``node.rule``), not the registry's entry of that name today: a graph
+    built before an op was defined again is drawn with its own op."""
+    rule = node.rule
+    assert rule is not None, "only a node with inputs has an op"
+    return rule
 
 
 def expression_graph(nodes: Sequence[Value], *, number: Callable[[float], str], rankdir: str = "LR",

@@ -1,9 +1,11 @@
 """Derivations: the chain rule written out as formulas, with the engine's numbers beside them.
 
-:func:`explain` runs the registry's vjp rules on symbols (:mod:`microgd.symbolic`), so every local
-derivative it prints is the very rule ``backward()`` runs, as a formula: there is no second table of
-derivatives. Piecewise ops print as such (relu's derivative is ``[s > 0]``, abs's ``sign(s)``), not as
-the branch taken at this point.
+:func:`explain` runs the engine's one sweep (:func:`~microgd.engine.sweep`) over symbols
+(:mod:`microgd.symbolic`), so every local derivative it prints is the very rule ``backward()`` runs, as a
+formula, applied by the very chain rule: there is no second table of derivatives and no second backward.
+Piecewise ops print as such (relu's derivative is ``[s > 0]``, abs's ``sign(s)``), not as the branch taken
+at this point. A rule that breaks the registry's contract, or does not run on symbols (it calls
+``math.*``), raises the engine's :class:`~microgd.engine.RuleError` naming the op.
 
     >>> from microgd import Value, explain
     >>> w, x, t = Value(0.5, label="w"), Value(0.1, label="x"), Value(0.3, label="t")
@@ -33,8 +35,11 @@ is a sum or is used more than once, while a δ used once is substituted where it
 network reads as in the textbook (``δ_s_o = (y − z) · y(1 − y)``, ``δ_s_h1 = δ_s_o · w_o1 · a_h1(1 − a_h1)``).
 Each leaf's derivative comes right after the last δ it needs, as its gradient is final there.
 
-**Numbers.** A factor's value is its rule run on the engine's floats; each δ and each derivative is the
-gradient ``backward()`` computes (read from :func:`~microgd.engine.backward_steps`; no ``.grad`` changes).
+**Numbers.** A factor's value is the same sweep run on the engine's floats; each δ and each derivative is
+the gradient ``backward()`` computes (the sweep from the root, as backward runs it; no ``.grad`` changes).
+
+**Rules.** Each node's op is the one it was made with (``node.rule``), never looked up by name, so a graph
+built before an op is defined again is explained with its own rule.
 
 **Size.** At most ``max_equations`` equations are printed (default 40), then a note says how many were
 left out; ``explain(root, wrt=leaf)`` asks for one leaf. :meth:`Derivation.formula` writes out the closed
@@ -53,7 +58,7 @@ from dataclasses import dataclass
 from itertools import chain, count
 from typing import Union
 
-from .engine import Value, backward_steps
+from .engine import Value, sweep
 from .rules import ATOM, OPS, PREFIX, PRODUCT
 from .symbolic import Expr, Symbol, printed
 
@@ -245,48 +250,28 @@ class _Graph:
                 self.sym[v] = Symbol.variable(self.names[v])
             else:
                 self.sym[v] = self.definition(v)
-        self.grads = {root: 1.0}
-        for node, g, contribution in backward_steps(root):
-            self.grads[node] = g
-            for parent, c in zip(node.parents, contribution):
-                if not parent.parents:
-                    self.grads[parent] = self.grads.get(parent, 0.0) + c
+        self.grads = sweep(root)  # backward's gradients
         self._local: dict[Value, dict[Value, tuple[Expr, float]]] = {}
         self._closed: dict[Value, Expr] | None = None
 
     def definition(self, v: Value) -> Expr:
         """``v``'s op applied to its inputs' expressions (named inputs as variables)."""
-        return OPS[v.op](*[self.sym[p] for p in v.parents])
+        return _forward(v, [self.sym[p] for p in v.parents])
 
     def latex_name(self, v: Value) -> str:
         return printed(self.sym[v], "latex").text
 
     def local(self, node: Value) -> dict[Value, tuple[Expr, float]]:
         """For a named node: ∂node/∂m for each named node m it is computed from, through the unnamed
-        nodes it inlines, as (formula, value): its rules run backward on symbols and on the engine's floats."""
+        nodes it inlines, as (formula, value): the sweep from ``node``, stopping at the other named nodes,
+        run over symbols and over the engine's floats."""
         found = self._local.get(node)
         if found is None:
-            symbolic: dict[Value, Expr] = {node: 1.0}
-            numeric = {node: 1.0}
-            for v in self._segment(node):
-                g, g_number = symbolic.pop(v), numeric.pop(v)
-                inputs = [self.sym[p] for p in v.parents]
-                for p, c, c_number in zip(v.parents, _vjp(v, g, self.sym[v], inputs), v.contributions(g_number)):
-                    if not p.is_constant:
-                        symbolic[p] = symbolic[p] + c if p in symbolic else c
-                        numeric[p] = numeric[p] + c_number if p in numeric else c_number
-            found = self._local[node] = {m: (symbolic[m], numeric[m]) for m in symbolic}
+            symbolic = sweep(node, 1.0, value=self.sym.__getitem__, stop_at=self.names)
+            numeric = sweep(node, 1.0, stop_at=self.names)
+            found = self._local[node] = {m: (symbolic[m], numeric[m]) for m in symbolic
+                                         if m in self.names and m is not node}
         return found
-
-    def _segment(self, node: Value) -> list[Value]:
-        """``node`` and the unnamed nodes it inlines, newest first (the order backward applies them)."""
-        inside, stack = {node}, [node]
-        while stack:
-            for p in stack.pop().parents:
-                if p.parents and p not in self.names and p not in inside:
-                    inside.add(p)
-                    stack.append(p)
-        return sorted(inside, key=self.index.__getitem__, reverse=True)
 
     def factor(self, node: Value, m: Value) -> Factor:
         expr, value = self.local(node)[m]
@@ -303,32 +288,27 @@ class _Graph:
                       self.grads[node], mentions=(self.names[node],))
 
     def closed_forms(self) -> dict[Value, Expr]:
-        """d root / d leaf for every leaf, every intermediate substituted: the rules run backward on symbols,
-        in backward's order, so the formula does the engine's arithmetic."""
+        """d root / d leaf for every leaf, every intermediate substituted: the sweep over symbols, each node's
+        value its whole expression over the leaves, so the formula does the engine's arithmetic."""
         if self._closed is None:
             full: dict[Value, Expr] = {}
             for v in self.nodes:
-                if not v.parents:
-                    full[v] = self.sym[v]
-                else:
-                    full[v] = OPS[v.op](*[full[p] for p in v.parents])
-            adjoint: dict[Value, Expr] = {self.root: 1.0}
-            for v in reversed(self.nodes):
-                if v.parents:
-                    for p, c in zip(v.parents, _vjp(v, adjoint[v], full[v], [full[p] for p in v.parents])):
-                        if not p.is_constant:
-                            adjoint[p] = adjoint[p] + c if p in adjoint else c
-            self._closed = {v: g for v, g in adjoint.items() if not v.parents}
+                full[v] = _forward(v, [full[p] for p in v.parents]) if v.parents else self.sym[v]
+            self._closed = {v: g for v, g in sweep(self.root, 1.0, value=full.__getitem__).items()
+                            if not v.parents and not v.is_constant}
         return self._closed
 
 
-def _vjp(v: Value, g: Expr, out: Expr, inputs: list[Expr]) -> tuple:
-    """``v``'s rule run on symbols; a rule that cannot (it calls ``math.*``) is named."""
-    try:
-        return tuple(OPS[v.op].vjp(g, out, *inputs))
-    except TypeError as error:
-        raise TypeError(f"explain: the vjp rule of op {v.op!r} does not run on symbols ({error}); write it with "
-                        "arithmetic and registry ops, never math.*") from None
+def _forward(v: Value, inputs: list[Expr]) -> Expr:
+    """The op ``v`` was made with, applied to expressions of its inputs: its forward as a formula."""
+    rule = v.rule
+    assert rule is not None, "only a node with inputs has a forward"
+    return rule(*inputs)
+
+
+def _formula_functions() -> set[str]:
+    """The names the formula language calls as functions (the registry's ops written ``name(...)``)."""
+    return {name for name, op in OPS.items() if op.function}
 
 
 def _identifier(label: str) -> str:
@@ -340,7 +320,7 @@ def _identifier(label: str) -> str:
 def _names(nodes: list[Value], named: set[Value], root: Value) -> dict[Value, str]:
     """A unique name for each named node: labels first (the first node with a label keeps it), then
     ``label_2`` for a repeated label, ``f`` for an unlabelled root, ``v1``, ``v2``, ... for the others."""
-    taken = {name for name, op in OPS.items() if op.function} | set(keyword.kwlist)
+    taken = _formula_functions() | set(keyword.kwlist)
     names: dict[Value, str] = {}
     for v in nodes:
         if v in named and v.label and _identifier(v.label) not in taken:

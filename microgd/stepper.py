@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .drawing import expression_graph, grad_fill, graph_nodes, number_formatter, run_renderer
-from .engine import Value, backward_steps
+from .engine import RuleError, Value, backward_steps, local_step
 from .files import write_atomic
 from .symbolic import Symbol
 
@@ -159,14 +159,15 @@ def _record(root: Value, nodes: list[Value], names: list[str]) -> tuple[list[dic
 
 
 def _local_formulas(node: Value, input_names: list[str], name: str) -> list[str | None]:
-    """d node / d input for each input edge as a formula: the op's rule run on symbols named as the page
-    names the nodes (constants as numbers). None for an edge whose derivative is a plain number, or whose
-    rule does not run on symbols (an op whose vjp calls Python's math)."""
-    inputs = [x.data if x.is_constant else Symbol.variable(n) for x, n in zip(node.parents, input_names)]
+    """d node / d input for each input edge as a formula: the node's rule applied once on symbols
+    (:func:`~microgd.engine.local_step`), named as the page names the nodes (constants as numbers). None for an
+    edge whose derivative is a plain number, or whose rule does not run on symbols (a vjp calling Python's math)."""
+    symbols: dict[Value, Any] = {node: Symbol.variable(name)}
+    symbols.update((x, x.data if x.is_constant else Symbol.variable(n)) for x, n in zip(node.parents, input_names))
     try:
-        found = node._rule.vjp(1.0, Symbol.variable(name), *inputs)
-    except Exception:  # a user rule outside the registry's contract for symbols: numbers only
-        return [None] * len(inputs)
+        found = local_step(node, 1.0, value=symbols.__getitem__)
+    except RuleError:  # a rule outside the registry's contract for symbols: numbers only
+        return [None] * len(node.parents)
     return [f.text() if isinstance(f, Symbol) else None for f in found]
 
 

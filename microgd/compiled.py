@@ -22,7 +22,7 @@ from __future__ import annotations
 import linecache
 from collections.abc import Callable
 from itertools import count
-from math import isfinite
+from math import copysign, isfinite
 from operator import attrgetter
 from typing import Any
 
@@ -183,7 +183,7 @@ def _order(root: Value) -> tuple[list[Value], set[Value]]:
 def backward(self: Value) -> None:
     """``Value.backward`` with compiled rules: the engine's gradients, faster (see the module docstring)."""
     order, leaves = _order(self)
-    held = [(leaf, leaf.grad) for leaf in filter(_grad_of, leaves)]  # leaves that already hold a gradient
+    held = [(leaf, g) for leaf in leaves if (g := leaf.grad) or copysign(1.0, g) < 0.0]  # all but the 0.0s
 
     def fail(node: Value | None = None, error: Exception | None = None) -> None:
         """Leave it to the engine's own backward, whose error names the op."""

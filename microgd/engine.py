@@ -395,8 +395,9 @@ def local_step(node: Value, upstream: Any, value: Callable[[Value], Any] = _data
     except ArithmeticError as error:  # DomainError, ZeroDivisionError, OverflowError in the rule's arithmetic
         raise DomainError(f"backward of {_describe(node)}: the derivative is not a finite number ({error})") from error
     except Exception as error:
-        raise RuleError(f"the vjp rule of op {node.op!r} failed on {type(upstream).__name__} inputs: "
-                        f"{type(error).__name__}: {error}") from error
+        kind = next((type(x).__name__ for x in (upstream, out, *inputs) if not isinstance(x, (int, float))), "float")
+        raise RuleError(f"the vjp rule of op {node.op!r} failed on {kind} inputs: {type(error).__name__}: {error}") \
+            from error
     return _checked(node, contributions, (int, float, type(upstream), type(out), *map(type, inputs)))
 
 

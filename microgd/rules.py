@@ -59,21 +59,24 @@ class Op:
 
     Made by :func:`define_op`; read by the engine, pictures, the formula parser, the symbolic views
     and ``microgd.testing`` (``domain``: an interval per input that random tests draw from;
-    ``kinks``: points where the op is not smooth, which tests keep away from).
+    ``kinks``: points where the op is not smooth, which tests keep away from; ``torch``: a function of the
+    torch module that builds the op as a ``torch.nn`` module, for ``MLP.to_torch``).
     """
 
     __slots__ = ("name", "forward", "vjp", "arity", "symbol", "formula", "text", "latex", "precedence",
-                 "domain", "kinks", "constants", "array", "function", "defined_at")
+                 "domain", "kinks", "constants", "array", "function", "defined_at", "torch")
 
     def __init__(self, name: str, forward: Callable[..., float], vjp: Callable[..., tuple], arity: int | None,
                  symbol: str, formula: Template, text: Template, latex: Template, precedence: int,
                  domain: tuple[Interval, ...], kinks: tuple[float, ...], constants: tuple[int, ...],
-                 array: Callable[..., Any] | None, function: bool, defined_at: str):
+                 array: Callable[..., Any] | None, function: bool, defined_at: str,
+                 torch: Callable[[Any], Any] | None):
         self.name, self.forward, self.vjp, self.arity = name, forward, vjp, arity
         self.symbol, self.formula, self.text, self.latex, self.precedence = symbol, formula, text, latex, precedence
         self.domain, self.kinks, self.constants, self.array = domain, kinks, constants, array
         self.function = function  # written name(...) in the formula language
         self.defined_at = defined_at
+        self.torch = torch
 
     def __call__(self, *inputs: Any) -> Any:
         for x in inputs:
@@ -135,7 +138,8 @@ OPS: Mapping[str, Op] = MappingProxyType(_REGISTRY)
 def define_op(name: str, forward: Callable[..., float], vjp: Callable[..., tuple], *, symbol: str | None = None,
               latex: Template | None = None, text: Template | None = None, formula: Template | None = None,
               precedence: int = ATOM, domain: tuple[Interval, ...] | None = None, kinks: tuple[float, ...] = (),
-              constants: tuple[int, ...] = (), array: Callable[..., Any] | None = None) -> Op:
+              constants: tuple[int, ...] = (), array: Callable[..., Any] | None = None,
+              torch: Callable[[Any], Any] | None = None) -> Op:
     """Add an op to the registry and return it: a function of Values, numbers or symbols.
 
     ``forward(*inputs)`` computes it on floats; ``vjp(g, out, *inputs)`` returns one gradient
@@ -144,7 +148,9 @@ def define_op(name: str, forward: Callable[..., float], vjp: Callable[..., tuple
     pictures show (default: the name), ``latex`` its LaTeX (a command such as ``r"\\cos"`` or a
     template), ``domain`` an interval per input for random tests (default: the real line).
     ``array(xp, *inputs)`` computes it on whole arrays, ``xp`` being numpy or torch (for the tape's
-    batched replay; without it the forward runs element by element).
+    batched replay; without it the forward runs element by element). ``torch(torch)`` builds the op as a
+    module of PyTorch's own (``lambda torch: torch.nn.Tanh()``) for ``MLP.to_torch``; without it the
+    module runs the ``array`` form.
 
         >>> import math
         >>> from microgd import Value
@@ -176,7 +182,7 @@ def define_op(name: str, forward: Callable[..., float], vjp: Callable[..., tuple
             text=text if text is not None else _call(shown, "(", ")", arity),
             latex=latex if latex is not None else _call(latex_name, r"\left(", r"\right)", arity),
             precedence=precedence, domain=domain, kinks=tuple(kinks), constants=tuple(constants), array=array,
-            function=formula is None, defined_at=where)
+            function=formula is None, defined_at=where, torch=torch)
     _REGISTRY[name] = op
     return op
 
@@ -193,7 +199,7 @@ def _check_name(name: Any, where: str) -> None:
     if not isinstance(name, str):
         raise TypeError(f"define_op: the name must be a string, got {type(name).__name__}: {name!r}")
     python_reads = unicodedata.normalize("NFKC", name)
-    if not python_reads.isidentifier() or keyword.iskeyword(python_reads):
+    if not name.isidentifier() or not python_reads.isidentifier() or keyword.iskeyword(python_reads):
         raise ValueError(f"define_op: the name must be a Python identifier and not a keyword (it is called by "
                          f"name in formulas), got {name!r}")
     for known in _REGISTRY.values():
@@ -416,15 +422,16 @@ powc = define_op("powc", forward=_pow, vjp=_powc_vjp, symbol="**", formula=f"{{0
                  text=_power_text, latex=f"{{0:{ATOM}}}^{{{{{{1}}}}}}", precedence=POWER,
                  domain=(POSITIVE, (-1.5, 3.0)), constants=(1,))
 tanh = define_op("tanh", forward=math.tanh, vjp=lambda g, out, x: (g * (1.0 - out * out),), latex=r"\tanh",
-                 array=lambda xp, x: xp.tanh(x))
+                 array=lambda xp, x: xp.tanh(x), torch=lambda torch: torch.nn.Tanh())
 sigmoid = define_op("sigmoid", forward=_sigmoid, vjp=lambda g, out, x: (g * out * (1.0 - out),), symbol="σ",
-                    latex=r"\sigma", array=_sigmoid_array)
+                    latex=r"\sigma", array=_sigmoid_array, torch=lambda torch: torch.nn.Sigmoid())
 step = define_op("step", forward=lambda x: 1.0 if x > 0.0 else 0.0, vjp=lambda g, out, x: (0.0,),
                  text="[{0} > 0]", latex="[{0} > 0]", kinks=(0.0,), array=lambda xp, x: (x > 0) * 1.0)
 sign = define_op("sign", forward=lambda x: float(x > 0.0) - float(x < 0.0), vjp=lambda g, out, x: (0.0,),
                  latex=r"\operatorname{sign}", kinks=(0.0,), array=lambda xp, x: xp.sign(x))
 relu = define_op("relu", forward=lambda x: x if x > 0.0 else 0.0, vjp=lambda g, out, x: (g * step(x),),
-                 latex=r"\operatorname{relu}", kinks=(0.0,), array=lambda xp, x: (x > 0) * x)
+                 latex=r"\operatorname{relu}", kinks=(0.0,), array=lambda xp, x: (x > 0) * x,
+                 torch=lambda torch: torch.nn.ReLU())
 absolute = define_op("abs", forward=abs, vjp=lambda g, out, x: (g * sign(x),), text="|{0}|",
                      latex=r"\left|{0}\right|", kinks=(0.0,), array=lambda xp, x: abs(x))
 softplus = define_op("softplus", forward=_softplus, vjp=lambda g, out, x: (g * sigmoid(x),),
@@ -435,3 +442,8 @@ logsumexp = define_op("logsumexp", forward=_logsumexp, vjp=lambda g, out, *xs: t
 weighted_sum = define_op("weighted_sum", forward=_weighted_sum, vjp=_weighted_sum_vjp, symbol="w·x+b",
                          formula=_weighted_sum_notation(" * ", " + "), text=_weighted_sum_notation("·", " + "),
                          latex=_weighted_sum_notation(r" \cdot ", " + "), precedence=SUM, domain=(REAL,) * 5)
+linear = define_op("linear", forward=lambda x: x, vjp=lambda g, out, x: (g,), formula=f"{{0:{ATOM}}}",
+                   text=f"{{0:{ATOM}}}", latex=f"{{0:{ATOM}}}", array=lambda xp, x: x,
+                   torch=lambda torch: torch.nn.Identity())
+"""The identity, a neuron's "linear" activation: printed as its input alone (grouped when that is a sum),
+in formulas too, so it is no function of the formula language. A neuron skips it (one node fewer)."""

@@ -347,7 +347,7 @@ def _generate(f: Callable, out: Value, structures: list[Structure], arg_names: l
         code.leaf(v, v.label, f"p{k}")
     numbering = count()
     for v in nodes:
-        if v.parents:
+        if v.rule is not None:
             code.symbol[v] = code.line(v.rule(*map(code.value, v.parents)), v.label, f"v{next(numbering)}", v.label)
     grads = sweep(out, 1.0, value=code.value, finished=lambda v, g: code.line(g, f"d_{code.name_of(v)}", "d"))
     wanted = [code.line(grads.get(v, 0.0), f"d_{code.name_of(v)}", "d") for v in [*flat_args, *captured]]

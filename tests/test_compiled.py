@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from microgd import DomainError, RuleError, Value, define_op, gradients, rules
+from microgd import DomainError, RuleError, Value, define_op, rules
 from microgd.compiled import HOT, MAX_ARITY, reading_backward, step_source
 from microgd.rules import OPS
 from microgd.testing import expressions, mlps

@@ -15,13 +15,27 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from . import checks
 from .engine import DomainError, Value, gradients
 from .table import table
 
 __all__ = ["gradcheck", "numeric_gradient", "check_formula", "GradcheckError", "FormulaMismatch", "FormulaReport",
-           "ToleranceError"]
+           "ToleranceError", "EPS", "DEFAULT_INTERVAL", "DEFAULT_DOMAIN", "MAX_EXAMPLES", "FORMULA_RTOL",
+           "FORMULA_ATOL"]
 
-DEFAULT_DOMAIN = {"w": (-3.0, 3.0), "x": (-3.0, 3.0), "t": (0.0, 1.0)}
+EPS = 1e-6
+"""The finite differences' step (scaled by ``max(1, |x|)``) of :func:`numeric_gradient` and :func:`gradcheck`."""
+DEFAULT_INTERVAL = (-3.0, 3.0)
+"""The interval of a weight or an input in :data:`DEFAULT_DOMAIN`; ``microgd check`` draws every variable
+without a ``--domain`` from it."""
+DEFAULT_DOMAIN = {"w": DEFAULT_INTERVAL, "x": DEFAULT_INTERVAL, "t": (0.0, 1.0)}
+"""check_formula's domain when none is given: tutorial 1's weight, input and target."""
+MAX_EXAMPLES = 200
+"""The points :func:`check_formula` tries at most."""
+FORMULA_RTOL = 1e-7
+""":func:`check_formula`'s relative tolerance."""
+FORMULA_ATOL = 1e-9
+""":func:`check_formula`'s absolute tolerance."""
 
 
 class GradcheckError(AssertionError):
@@ -53,12 +67,8 @@ def _close(a: float, b: float, rtol: float, atol: float) -> bool:
 def _tolerances(rtol: float, atol: float, who: str) -> tuple[float, float]:
     """``rtol`` and ``atol`` checked: finite numbers >= 0, and ``rtol`` below 1 (a relative tolerance of 1
     accepts 0 as every value, so it could reject nothing)."""
-    rtol, atol = _as_float(rtol, f"{who}: rtol"), _as_float(atol, f"{who}: atol")
-    if not 0 <= rtol < 1:
-        raise ValueError(f"{who}: rtol must be >= 0 and below 1 (1 would accept 0 for any value), got {rtol!r}")
-    if atol < 0:
-        raise ValueError(f"{who}: atol must be >= 0, got {atol!r}")
-    return rtol, atol
+    return (checks.number(rtol, f"{who}: rtol", at_least=0, below=1, note="1 would accept 0 for any value"),
+            checks.number(atol, f"{who}: atol", at_least=0))
 
 
 def _name(f: Callable) -> str:
@@ -70,14 +80,7 @@ def _name(f: Callable) -> str:
 
 def _as_float(x, where: str) -> float:
     """``x`` (a real number, or a Value's number) as a finite float, or a clear error naming ``where``."""
-    if isinstance(x, Value):
-        x = x.data
-    if isinstance(x, (str, bytes, complex)) or not hasattr(x, "__float__"):
-        raise TypeError(f"{where} must be a real number, got {type(x).__name__}: {x!r}")
-    value = float(x)
-    if not math.isfinite(value):
-        raise ValueError(f"{where} must be finite, got {value!r}")
-    return value
+    return checks.number(x.data if isinstance(x, Value) else x, where)
 
 
 def _input_names(f: Callable, n: int) -> list[str]:
@@ -126,16 +129,14 @@ def _central_differences(func: Callable[..., list], xs: Sequence[float], eps: fl
 def _check_step(eps: float, xs: Sequence[float], who: str) -> None:
     """``eps`` a finite number > 0 whose step ``eps * max(1, |x|)`` moves every input (a step lost in
     rounding would divide by zero)."""
-    eps = _as_float(eps, f"{who}: eps")
-    if eps <= 0:
-        raise ValueError(f"{who}: eps must be > 0, got {eps!r}")
+    eps = checks.number(eps, f"{who}: eps", above=0)
     for i, x in enumerate(xs):
         h = eps * max(1.0, abs(x))
         if x + h == x - h:
             raise ValueError(f"{who}: eps={eps!r} is too small to move input {i} ({x!r}) in floating point")
 
 
-def numeric_gradient(f: Callable[..., float], *inputs: float, eps: float = 1e-6) -> list[float]:
+def numeric_gradient(f: Callable[..., float], *inputs: float, eps: float = EPS) -> list[float]:
     """The gradient of a plain-float function by central differences (step ``eps`` scaled by ``max(1, |x|)``).
 
         >>> [round(g, 6) for g in numeric_gradient(lambda x, y: x * x * y, 3.0, 2.0)]
@@ -146,7 +147,7 @@ def numeric_gradient(f: Callable[..., float], *inputs: float, eps: float = 1e-6)
     return [column[0] for column in _central_differences(lambda *v: [float(f(*v))], xs, eps)]
 
 
-def gradcheck(f: Callable[..., Value], *inputs: float, eps: float = 1e-6, rtol: float = 1e-5, atol: float = 1e-8,
+def gradcheck(f: Callable[..., Value], *inputs: float, eps: float = EPS, rtol: float = 1e-5, atol: float = 1e-8,
               order: int = 1) -> bool:
     """Check the engine's derivatives of ``f`` at ``inputs`` against central finite differences.
 
@@ -312,8 +313,8 @@ def _check_meaningful(largest: float, rtol: float, atol: float, derivative: str)
 
 
 def check_formula(f: Callable[..., Value], formula: Callable[..., float], wrt: str = "w",
-                  domain: Mapping[str, tuple[float, float]] | None = None, max_examples: int = 200,
-                  rtol: float = 1e-7, atol: float = 1e-9) -> FormulaReport:
+                  domain: Mapping[str, tuple[float, float]] | None = None, max_examples: int = MAX_EXAMPLES,
+                  rtol: float = FORMULA_RTOL, atol: float = FORMULA_ATOL) -> FormulaReport:
     """Search ``domain`` with hypothesis for a point where ``formula`` is not the derivative of ``f``.
 
     ``f(**point)`` receives a ``Value`` per name and returns a ``Value``; ``formula(**point)``
@@ -371,8 +372,7 @@ def check_formula(f: Callable[..., Value], formula: Callable[..., float], wrt: s
     domain = _check_domain(DEFAULT_DOMAIN if domain is None else domain, wrt)
     _check_names(f, "f", domain)
     _check_names(formula, "formula", domain)
-    if not isinstance(max_examples, int) or max_examples < 1:
-        raise ValueError(f"check_formula: max_examples must be a positive int, got {max_examples!r}")
+    checks.whole(max_examples, "check_formula: max_examples", 1)
     rtol, atol = _tolerances(rtol, atol, "check_formula")
     derivative = f"d {_name(f)}/d {wrt}"
     seen: dict[str, Any] = {"examples": 0, "skipped": 0, "abs": 0.0, "rel": 0.0, "largest": 0.0}

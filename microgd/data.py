@@ -20,6 +20,8 @@ import random
 from collections.abc import Sequence
 from typing import Union
 
+from . import checks
+
 __all__ = ["MinMaxScaler", "ConstantColumnError", "ScaleOverflowError", "tutorial2_table", "xor", "two_moons",
            "load_csv", "read_text", "MAX_BYTES"]
 
@@ -27,18 +29,6 @@ Rows = list[list[float]]
 PathLike = Union[str, "os.PathLike[str]"]
 _STATE_KEYS = ("feature_range", "data_min_", "data_max_")
 MAX_BYTES = 64 * 2**20  # what load_csv and model files read at most: an endless input stops here
-
-
-def _finite(x, where: str) -> float:
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        raise ValueError(f"{where} should be a finite number, got {x!r}")
-    try:
-        x = float(x)
-    except OverflowError:  # an int beyond the float range
-        x = math.inf
-    if not math.isfinite(x):
-        raise ValueError(f"{where} should be a finite number, got {x!r}")
-    return x
 
 
 class ConstantColumnError(ValueError):
@@ -82,7 +72,7 @@ class MinMaxScaler:
     def __init__(self, feature_range: tuple[float, float] = (0, 1)):
         if not isinstance(feature_range, (tuple, list)) or len(feature_range) != 2:
             raise ValueError(f"MinMaxScaler: feature_range must be a pair (lo, hi), got {feature_range!r}")
-        lo, hi = (_finite(v, "MinMaxScaler: feature_range bound") for v in feature_range)
+        lo, hi = (checks.number(v, "MinMaxScaler: feature_range bound") for v in feature_range)
         if not lo < hi:
             raise ValueError(f"MinMaxScaler: feature_range needs lo < hi, got {feature_range!r}")
         if not math.isfinite(hi - lo):
@@ -190,7 +180,7 @@ class MinMaxScaler:
                 raise ValueError(f"{where}: row {i} is {row!r}, expected a list of {width} numbers")
             if len(row) != width:
                 raise ValueError(f"{where}: row {i} has {len(row)} values, expected {width}")
-            checked.append([_finite(x, f"{where}: row {i} column {j}") for j, x in enumerate(row)])
+            checked.append([checks.number(x, f"{where}: row {i} column {j}") for j, x in enumerate(row)])
         return checked, flat
 
 
@@ -199,7 +189,7 @@ def _numbers(values, key: str, length: int | None) -> list[float]:
     if not isinstance(values, (list, tuple)) or not values or (length is not None and len(values) != length):
         what = f"{length} numbers" if length else "a non-empty list of numbers"
         raise ValueError(f"{key} should be {what}, got {values!r}")
-    return [_finite(x, f"{key}[{j}]") for j, x in enumerate(values)]
+    return [checks.number(x, f"{key}[{j}]") for j, x in enumerate(values)]
 
 
 def tutorial2_table() -> tuple[Rows, list[float]]:
@@ -229,11 +219,9 @@ def two_moons(n: int = 100, noise: float = 0.1, seed: int | None = 0) -> tuple[R
         >>> [round(v, 3) for v in X[0]], y[0], [round(v, 3) for v in X[-1]], y[-1]
         ([1.0, 0.0], 0.0, [2.0, 0.5], 1.0)
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-        raise ValueError(f"two_moons: n must be a whole number >= 2, got {n!r}")
-    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not (math.isfinite(noise) and noise >= 0):
-        raise ValueError(f"two_moons: noise must be a finite number >= 0, got {noise!r}")
-    rng = random.Random(seed)
+    checks.whole(n, "two_moons: n", 2)
+    checks.number(noise, "two_moons: noise", at_least=0)
+    rng = random.Random(checks.seed(seed, "two_moons: seed"))
     upper, lower = n // 2, n - n // 2
     X, y = [], []
     for count, label in ((upper, 0.0), (lower, 1.0)):
@@ -306,7 +294,7 @@ def load_csv(path: PathLike, target: str | int | None = None, max_bytes: int = M
             found = "is not a column" if target not in header else "names more than one column"
             raise ValueError(f"{source}: target {target!r} {found} (columns: {', '.join(header)})")
         k = header.index(target)
-    elif isinstance(target, int) and not isinstance(target, bool) and -len(header) <= target < len(header):
+    elif checks.is_whole(target) and -len(header) <= target < len(header):
         k = target % len(header)
     else:
         raise ValueError(f"{source}: target must be a column name or an index below {len(header)}, got {target!r}")

@@ -13,10 +13,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from numbers import Real
 from typing import TypeVar, Union
 
-from . import rules
+from . import checks, rules
 from .engine import Value
 
 __all__ = ["squared_error", "half_squared_error", "mse", "binary_cross_entropy", "hinge", "cross_entropy",
@@ -29,7 +28,7 @@ F = TypeVar("F", bound=Callable[..., Value])
 def _value(x: Scalar, what: str) -> Value:
     if isinstance(x, Value):
         return x
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
+    if not checks.is_real(x):
         raise TypeError(f"{what} must be a Value or a number, got {type(x).__name__}: {x!r}")
     return Value(x)
 
@@ -95,9 +94,7 @@ def binary_cross_entropy(pred: Scalar, target: Scalar) -> Value:
         >>> round(loss.data, 6), s.grad
         (40.0, 1.0)
     """
-    t = _number(target)
-    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 <= t <= 1.0:
-        raise ValueError(f"binary_cross_entropy: target must be a number in [0, 1], got {target!r}")
+    checks.number(_number(target), "binary_cross_entropy: target", at_least=0, at_most=1)
     if isinstance(pred, Value) and pred.op == rules.sigmoid.name:
         s = pred.parents[0]
         # softplus(s) - t s would be the same number, but it cancels to 0 where the loss is tiny
@@ -139,7 +136,7 @@ def cross_entropy(logits: Sequence[Scalar], label: Scalar) -> Value:
     """
     n = len(logits)
     k = _number(label)
-    if isinstance(k, bool) or not isinstance(k, Real) or not float(k).is_integer() or not 0 <= k < n:
+    if not checks.is_real(k) or not float(k).is_integer() or not 0 <= k < n:
         raise ValueError(f"cross_entropy: label must be a class index 0 to {n - 1} (one per logit), got {label!r}")
     zs = [_value(z, f"cross_entropy: logits[{i}]") for i, z in enumerate(logits)]
     if isinstance(label, Value):

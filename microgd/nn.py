@@ -3,8 +3,8 @@
 micrograd's code runs unchanged: ``Neuron(nin, nonlin=True)`` (ReLU; linear with ``nonlin=False``),
 ``Layer(nin, nout, **kwargs)``, ``MLP(nin, nouts)`` (ReLU hidden layers, linear output), weights from
 Python's global ``random`` (``random.uniform(-1, 1)``, biases 0, in micrograd's order), ``parameters()``,
-``zero_grad()`` and micrograd's reprs. Beyond it: an activation by name, "linear" or any registry op of
-one input (:data:`microgd.rules.OPS`: "sigmoid", "tanh", an op made with ``define_op``); ``init=``,
+``zero_grad()`` and micrograd's reprs. Beyond it: an activation by name, any registry op of one input
+(:data:`microgd.rules.OPS`: "linear", "sigmoid", "tanh", an op made with ``define_op``); ``init=``,
 ``seed=``, ``rng=`` or ``weights=``; parameters labelled by unit; a plain state dict. A bool second
 argument of Neuron and Layer is micrograd's ``nonlin``, a string an activation's name.
 
@@ -23,7 +23,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any, Union
 
-from . import rules, torch_bridge
+from . import checks, rules, torch_bridge
 from .engine import Value, value_function
 from .rules import OPS, Op
 
@@ -39,8 +39,8 @@ class StateError(ValueError):
 
 
 def activation_names() -> list[str]:
-    """The activations a neuron may have: "linear" (none) and every registry op of one input."""
-    return ["linear", *(name for name, op in OPS.items() if op.arity == 1)]
+    """The activations a neuron may have: every registry op of one input, the identity ("linear") first."""
+    return [rules.linear.name, *(name for name, op in OPS.items() if op.arity == 1 and op is not rules.linear)]
 
 
 class Module:
@@ -83,9 +83,9 @@ class Module:
 
     def to_torch(self) -> Any:
         """The same network in PyTorch: a float64 ``torch.nn.Sequential`` of ``Linear`` layers, each followed
-        by its activation (``ReLU``, ``Tanh``, ``Sigmoid``, another registry op through its ``array`` form;
-        none for "linear"), with these weights. Its outputs and gradients are microgd's, up to the order
-        in which torch adds a layer's products. Needs PyTorch (``pip install "microgd[torch]"``).
+        by its activation (the op's own torch module, ``ReLU``, ``Tanh``, ``Sigmoid``, else a module running its
+        ``array`` form; none for "linear"), with these weights. Its outputs and gradients are microgd's, up to
+        the order in which torch adds a layer's products. Needs PyTorch (``pip install "microgd[torch]"``).
 
             >>> module = MLP(2, [3, 1], activations=["tanh", "linear"], seed=0).to_torch()
             >>> module
@@ -124,10 +124,10 @@ class Neuron(Module):
     def __init__(self, nin: int, nonlin: Nonlin = None, *, activation: str | None = None, init: str = "uniform",
                  seed: int | None = None, rng: random.Random | None = None,
                  weights: Sequence[float] | None = None, label: str = ""):
-        _check_size("Neuron nin", nin)
+        checks.whole(nin, "Neuron nin", 1)
         self._activation = _activation_name(nonlin, activation, "Neuron")
         op = _activation_op(self._activation)
-        self._apply = None if op is None else value_function(op)
+        self._apply = None if op is rules.linear else value_function(op)  # the identity: one node fewer
         row = _draw(_uniform(seed, rng), init, nin, 1) if weights is None else _check_row(weights, nin, "weights")
         prefix = f"{label}." if label else ""
         self.w = [Value(x, label=f"{prefix}w{i}") for i, x in enumerate(row[:-1], 1)]
@@ -169,8 +169,8 @@ class Layer(Module):
     def __init__(self, nin: int, nout: int, nonlin: Nonlin = None, *, activation: str | None = None,
                  init: str = "uniform", seed: int | None = None, rng: random.Random | None = None,
                  weights: Sequence[Sequence[float]] | None = None, label: str | Sequence[str] = "n"):
-        _check_size("Layer nin", nin)
-        _check_size("Layer nout", nout)
+        checks.whole(nin, "Layer nin", 1)
+        checks.whole(nout, "Layer nout", 1)
         name = _activation_name(nonlin, activation, "Layer")
         names = [f"{label}{j}" for j in range(1, nout + 1)] if isinstance(label, str) else list(label)
         if len(names) != nout:
@@ -220,15 +220,15 @@ class MLP(Module):
     def __init__(self, nin: int, nouts: Sequence[int], activation: str | None = None, *,
                  activations: Sequence[str] | None = None, init: str = "uniform", seed: int | None = None,
                  rng: random.Random | None = None, weights: Sequence | None = None):
-        _check_size("MLP nin", nin)
+        checks.whole(nin, "MLP nin", 1)
         if isinstance(nouts, int) or not isinstance(nouts, Sequence) or not nouts:
             raise TypeError(f"MLP nouts must be a non-empty list of layer widths, got {nouts!r}")
         for i, n in enumerate(nouts):
-            _check_size(f"MLP nouts[{i}]", n)
+            checks.whole(n, f"MLP nouts[{i}]", 1)
         sizes = [nin, *nouts]
         if activations is None:  # micrograd's default: ReLU hidden layers, a linear output
             activations = [activation] * len(nouts) if activation is not None else \
-                [rules.relu.name] * (len(nouts) - 1) + ["linear"]
+                [rules.relu.name] * (len(nouts) - 1) + [rules.linear.name]
         elif activation is not None:
             raise TypeError("MLP takes activation= (every layer) or activations= (one per layer), not both")
         elif isinstance(activations, str) or len(activations) != len(nouts):
@@ -300,19 +300,16 @@ def _activation_name(nonlin: Nonlin, activation: str | None, who: str) -> str:
         raise TypeError(f"{who} takes nonlin (True, False or a name) or activation=, not both")
     choice = activation if activation is not None else nonlin
     if choice is None or isinstance(choice, bool):
-        return "linear" if choice is False else rules.relu.name
+        return rules.linear.name if choice is False else rules.relu.name
     if not isinstance(choice, str):
         raise TypeError(f"{who}: nonlin must be True (ReLU), False (linear) or an activation's name, got {choice!r}")
     _activation_op(choice)
     return choice
 
 
-def _activation_op(name: Any) -> Op | None:
-    """How a neuron applies activation ``name``: None for "linear", else the registry op of one input of
-    that name (a ValueError naming the choices if there is none)."""
+def _activation_op(name: Any) -> Op:
+    """The registry op of one input called ``name`` (a ValueError naming the choices if there is none)."""
     op = OPS.get(name) if isinstance(name, str) else None
-    if name == "linear":
-        return None
     if op is None or op.arity != 1:
         raise ValueError(f"unknown activation {name!r}: choose from {', '.join(activation_names())}")
     return op
@@ -326,11 +323,8 @@ def _uniform(seed: int | None, rng: random.Random | None) -> Callable[[float, fl
         if not isinstance(rng, random.Random):
             raise TypeError(f"rng must be a random.Random, got {type(rng).__name__}")
         return rng.uniform
-    if seed is None:
-        return random.uniform
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}: {seed!r}")
-    return random.Random(seed).uniform
+    seed = checks.seed(seed, "seed")
+    return random.uniform if seed is None else random.Random(seed).uniform
 
 
 def _draw(uniform: Callable[[float, float], float], init: str, fan_in: int, fan_out: int) -> list[float]:
@@ -352,11 +346,6 @@ def _draw(uniform: Callable[[float, float], float], init: str, fan_in: int, fan_
 
 # -- checking -------------------------------------------------------------------------------------------
 
-def _check_size(what: str, n: Any) -> None:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"{what} must be a whole number >= 1, got {n!r}")
-
-
 def _check_list(value: Any, n: int, where: str, what: str) -> Sequence:
     if not isinstance(value, (list, tuple)) or len(value) != n:
         got = len(value) if isinstance(value, (list, tuple)) else type(value).__name__
@@ -365,15 +354,10 @@ def _check_list(value: Any, n: int, where: str, what: str) -> Sequence:
 
 
 def _number(x: Any, where: str) -> float:
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        raise StateError(f"{where} should be a number, got {type(x).__name__}: {x!r}")
     try:
-        x = float(x)
-    except OverflowError:  # an int beyond the float range
-        x = math.inf
-    if not math.isfinite(x):
-        raise StateError(f"{where} is {x!r}, expected a finite number")
-    return x
+        return checks.number(x, where)
+    except checks.ArgumentError as error:
+        raise StateError(str(error)) from None
 
 
 def _check_row(row: Any, nin: int, where: str) -> list[float]:
@@ -402,7 +386,7 @@ def _check_state(state: Any) -> tuple[list[int], list[str], list[list[list[float
         raise StateError(f"{'missing' if missing else 'unexpected'} {', '.join(map(repr, missing or unknown))}")
     sizes, activations, names = state["sizes"], state["activations"], activation_names()
     if (not isinstance(sizes, list) or len(sizes) < 2
-            or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes)):
+            or any(not checks.is_whole(n) or n < 1 for n in sizes)):
         raise StateError(f"sizes should be a list of at least 2 whole numbers >= 1, got {sizes!r}")
     if (not isinstance(activations, list) or len(activations) != len(sizes) - 1
             or not all(isinstance(a, str) and a in names for a in activations)):

@@ -18,18 +18,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from . import checks
 from .engine import Value
 
 __all__ = ["Optimizer", "SGD", "Adam"]
-
-
-def _check_rate(what: str, x: float, low: float, high: float | None = None) -> float:
-    """``x`` as a float with ``low < x`` (and ``x < high``), or a clear ValueError."""
-    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) \
-            or not (x > low and (high is None or x < high)):
-        bounds = f"> {low}" if high is None else f"in ({low}, {high})"
-        raise ValueError(f"{what} must be a finite number {bounds}, got {x!r}")
-    return float(x)
 
 
 class Optimizer:
@@ -81,8 +73,8 @@ class SGD(Optimizer):
 
     def __init__(self, params: Iterable[Value], lr: float, momentum: float = 0.0):
         super().__init__(params)
-        self.lr = _check_rate("SGD lr", lr, 0.0)
-        self.momentum = 0.0 if momentum == 0 else _check_rate("SGD momentum", momentum, 0.0, 1.0)
+        self.lr = checks.number(lr, "SGD lr", above=0.0)
+        self.momentum = checks.number(momentum, "SGD momentum", at_least=0.0, below=1.0)
         self.velocity = [0.0] * len(self.params)
 
     def step(self) -> None:
@@ -107,11 +99,11 @@ class Adam(Optimizer):
     def __init__(self, params: Iterable[Value], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8):
         super().__init__(params)
-        self.lr = _check_rate("Adam lr", lr, 0.0)
+        self.lr = checks.number(lr, "Adam lr", above=0.0)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"Adam betas must be a pair (b1, b2), got {betas!r}")
-        self.betas = tuple(0.0 if b == 0 else _check_rate(f"Adam betas[{i}]", b, 0.0, 1.0) for i, b in enumerate(betas))
-        self.eps = _check_rate("Adam eps", eps, 0.0)
+        self.betas = tuple(checks.number(b, f"Adam betas[{i}]", at_least=0.0, below=1.0) for i, b in enumerate(betas))
+        self.eps = checks.number(eps, "Adam eps", above=0.0)
         self.t = 0
         self.m = [0.0] * len(self.params)
         self.v = [0.0] * len(self.params)

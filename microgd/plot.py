@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Union
 
+from . import checks
 from .engine import no_grad
 from .files import write_atomic
 
@@ -126,10 +127,11 @@ def plot_decision_boundary(model, X: Sequence[Sequence[float]], y: Sequence[floa
     """Shade a 2-input classifier's probability of class 1 over the plane, draw its 0.5 contour (the
     decision boundary) and the points ``X`` coloured by their label ``y`` (0 or 1); PNG or SVG.
 
-    The model is evaluated on a ``resolution`` x ``resolution`` grid under ``no_grad()``.
+    The model is evaluated on a ``resolution`` x ``resolution`` grid (``resolution`` >= 2) under ``no_grad()``.
     Returns the matplotlib ``Figure``.
     """
     format = _format(path, "plot_decision_boundary")
+    checks.whole(resolution, "plot_decision_boundary: resolution", 2)
     if not X or any(len(row) != 2 for row in X) or len(X) != len(y):
         raise ValueError("plot_decision_boundary: X must be rows of 2 inputs, one label in y per row")
     figure = _figure("plot_decision_boundary", (7, 4.8))

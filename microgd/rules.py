@@ -37,11 +37,12 @@ import math
 import operator
 import os
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Union
 
-__all__ = ["Op", "OPS", "define_op", "DomainError", "Piece", "render", "SUM", "PRODUCT", "PREFIX", "POWER", "ATOM"]
+__all__ = ["Op", "OPS", "define_op", "DomainError", "RuleError", "Piece", "render", "SUM", "PRODUCT", "PREFIX", "POWER",
+           "ATOM"]
 
 # Precedence of a printed expression, lowest first (Python's order for the operators it shares).
 SUM, PRODUCT, PREFIX, POWER, ATOM = 1, 2, 3, 4, 5
@@ -128,6 +129,54 @@ def non_finite(name: str, result: float, inputs: tuple) -> DomainError:
     """The error for an op whose result is inf or nan although its inputs are finite."""
     operands = ", ".join(repr(getattr(x, "data", x)) for x in inputs)
     return DomainError(f"{name}: the result is {result!r} for the operand(s) {operands}, not a finite number")
+
+
+class RuleError(TypeError):
+    """An op's vjp rule broke the convention above (e.g. returned the wrong number of entries)."""
+
+
+def checked_contributions(op: Op, contributions: Any, inputs: Sequence[Any], numbers: tuple[type, ...]) -> tuple:
+    """A rule's result held to the convention: a tuple or list, one entry per input, each a finite number of
+    the number type the rule was given (``numbers``). ``inputs``: the node's inputs, named in messages."""
+    if not isinstance(contributions, (tuple, list)):
+        raise RuleError(f"the vjp rule of op {op.name!r} returned a {type(contributions).__name__}, not a tuple "
+                        f"of {len(inputs)} entries (one contribution per input)")
+    if len(contributions) != len(inputs):
+        raise RuleError(f"the vjp rule of op {op.name!r} returned {len(contributions)} entries for {len(inputs)} "
+                        f"inputs (one contribution per input, in order)")
+    for k, c in enumerate(contributions):
+        if isinstance(c, bool) or not isinstance(c, numbers):
+            raise RuleError(f"the vjp rule of op {op.name!r} returned a {type(c).__name__} as entry {k + 1}, "
+                            f"not a number: {c!r}")
+        if not is_finite(c):
+            raise DomainError(f"backward of {applied(op, inputs)}: its contribution to input {k + 1} is "
+                              f"{number_of(c)!r}, not a finite number")
+    return tuple(contributions)
+
+
+def rule_failure(op: Op, inputs: Sequence[Any], error: Exception, kind: str) -> Exception:
+    """What a rule that raised ``error`` on numbers of type ``kind`` is: a DomainError when its arithmetic left
+    the numbers (a division by zero, an overflow), else a RuleError naming the op."""
+    if isinstance(error, ArithmeticError):
+        return DomainError(f"backward of {applied(op, inputs)}: the derivative is not a finite number ({error})")
+    return RuleError(f"the vjp rule of op {op.name!r} failed on {kind} inputs: {type(error).__name__}: {error}")
+
+
+def applied(op: Op, inputs: Sequence[Any]) -> str:
+    """``op(1.0, 2.5)``: an op and its operands, for messages."""
+    return f"{op.name}({', '.join(repr(number_of(x)) for x in inputs)})"
+
+
+def number_of(x: Any) -> Any:
+    """A number's float: a Value's ``data``, a float itself (other number types as they are)."""
+    data = getattr(x, "data", x)
+    return data if isinstance(data, float) else x
+
+
+def is_finite(x: Any) -> bool:
+    """A float (or a Value's data) is finite; other number types (symbols) are checked where they fold."""
+    number = number_of(x)
+    return not isinstance(number, float) or math.isfinite(number)
 
 
 _REGISTRY: dict[str, Op] = {}

@@ -25,8 +25,9 @@ from typing import Any
 from hypothesis import assume
 from hypothesis import strategies as st
 
+from . import checks
 from .engine import Value
-from .nn import MLP
+from .nn import MLP, activation_names
 from .rules import OPS, Op, Piece, add, multiply, render, sigmoid, subtract
 
 __all__ = ["values", "expressions", "mlps", "Expression", "Network"]
@@ -35,7 +36,8 @@ Node = tuple[str, tuple[int, ...], tuple[float, ...]]  # op name, operand indice
 
 
 def _check_range(min_value: float, max_value: float, who: str) -> None:
-    if not (math.isfinite(min_value) and math.isfinite(max_value) and min_value <= max_value):
+    if not (checks.is_real(min_value) and checks.is_real(max_value) and math.isfinite(min_value)
+            and math.isfinite(max_value) and min_value <= max_value):
         raise ValueError(f"{who}: need finite min_value <= max_value, got {min_value!r}, {max_value!r}")
 
 
@@ -187,9 +189,8 @@ def expressions(ops: Sequence[str] | None = None, max_depth: int = 3, n_vars: in
     if unknown or not names:
         problem = f"unknown ops {unknown!r}" if unknown else "no ops given"
         raise ValueError(f"expressions: {problem} (choose from {', '.join(OPS)})")
-    if max_depth < 1 or n_vars < 1 or max_nodes < 1:
-        raise ValueError(f"expressions: max_depth, n_vars and max_nodes must be >= 1, "
-                         f"got {max_depth}, {n_vars}, {max_nodes}")
+    for option, n in (("max_depth", max_depth), ("n_vars", n_vars), ("max_nodes", max_nodes)):
+        checks.whole(n, f"expressions: {option}", 1)
     _check_range(min_value, max_value, "expressions")
 
     @st.composite
@@ -213,10 +214,6 @@ def expressions(ops: Sequence[str] | None = None, max_depth: int = 3, n_vars: in
 
 
 # -- MLPs ----------------------------------------------------------------------------------------
-
-def _activate(name: str, s: float) -> float:
-    return s if name == "linear" else OPS[name](s)
-
 
 @dataclass(frozen=True)
 class Network:
@@ -252,7 +249,7 @@ class Network:
         a = list(self.x)
         for nin, nout, name in zip(self.sizes, self.sizes[1:], self.activations):
             rows = [[next(it) for _ in range(nin + 1)] for _ in range(nout)]
-            a = [_activate(name, sum(w * v for w, v in zip(row, a)) + row[-1]) for row in rows]
+            a = [OPS[name](sum(w * v for w, v in zip(row, a)) + row[-1]) for row in rows]
         return sum(0.5 * (y - t) ** 2 for y, t in zip(a, self.target))
 
 
@@ -260,7 +257,7 @@ def mlps(max_inputs: int = 3, hidden_layers: tuple[int, int] = (1, 3), max_width
          activations: Sequence[str] = ("sigmoid", "tanh"), weight_range: float = 2.0) -> st.SearchStrategy[Network]:
     """Random MLPs: 1..``max_inputs`` inputs, a number of hidden layers in ``hidden_layers``, each
     1..``max_width`` wide, 1..``max_outputs`` outputs, one activation per layer from ``activations``
-    (registry ops of one input, or "linear"), weights and biases in ``[-weight_range, weight_range]``,
+    (registry ops of one input, "linear" among them), weights and biases in ``[-weight_range, weight_range]``,
     input in [-1, 1], target in [0, 1].
 
         >>> from hypothesis import given, settings
@@ -274,16 +271,16 @@ def mlps(max_inputs: int = 3, hidden_layers: tuple[int, int] = (1, 3), max_width
         ...     assert all(abs(e - n) < 1e-6 for e, n in zip(engine, numeric))
         >>> test_backprop()
     """
-    lo, hi = hidden_layers
-    if not (max_inputs >= 1 and 0 <= lo <= hi and max_width >= 1 and max_outputs >= 1):
-        raise ValueError(f"mlps: need max_inputs, max_width, max_outputs >= 1 and 0 <= low <= high hidden layers, "
-                         f"got {max_inputs}, {hidden_layers}, {max_width}, {max_outputs}")
-    if not (math.isfinite(weight_range) and weight_range > 0):
-        raise ValueError(f"mlps: weight_range must be a finite number > 0, got {weight_range!r}")
-    unknown = [a for a in activations if a != "linear" and (a not in OPS or OPS[a].arity != 1)]
+    for option, n in (("max_inputs", max_inputs), ("max_width", max_width), ("max_outputs", max_outputs)):
+        checks.whole(n, f"mlps: {option}", 1)
+    lo = checks.whole(hidden_layers[0], "mlps: hidden_layers[0]", 0)
+    hi = checks.whole(hidden_layers[1], "mlps: hidden_layers[1]", lo)
+    checks.number(weight_range, "mlps: weight_range", above=0)
+    choices = activation_names()
+    unknown = [a for a in activations if a not in choices]
     if unknown or not activations:
         problem = f"unknown activations {unknown!r}" if unknown else "no activations given"
-        raise ValueError(f"mlps: {problem} (use ops of one input from microgd.rules.OPS, or 'linear')")
+        raise ValueError(f"mlps: {problem} (choose from {', '.join(choices)})")
 
     @st.composite
     def draw_network(draw: Any) -> Network:

@@ -14,19 +14,18 @@ from collections.abc import Callable
 from typing import Any
 
 from . import rules
-from .rules import OPS
+from .rules import OPS, Op
 
 __all__ = ["sequential", "state_dict_of"]
 
-_TORCH_MODULES = {rules.relu.name: "ReLU", rules.tanh.name: "Tanh", rules.sigmoid.name: "Sigmoid"}
 _OPERATORS: dict[str, Callable[[Any, Any], Any]] = {rules.negate.name: lambda xp, x: -x}
 """The array form of a registry op written with a Python operator, which the registry does not need."""
 
 
 def sequential(state: dict[str, Any]) -> Any:
     """A float64 ``torch.nn.Sequential``: per layer a ``Linear`` with the state's weights, then its activation
-    (torch's ``ReLU``, ``Tanh``, ``Sigmoid``; any other registry op through its ``array`` form; none for
-    "linear")."""
+    (the module its registry entry builds, ``ReLU``, ``Tanh``, ``Sigmoid``; for any other op one running its
+    ``array`` form; none for "linear", the identity)."""
     torch = _torch("to_torch")
     items: list[Any] = []
     for rows, name in zip(state["weights"], state["activations"]):
@@ -35,8 +34,8 @@ def sequential(state: dict[str, Any]) -> Any:
             linear.weight.copy_(torch.tensor([row[:-1] for row in rows], dtype=torch.float64))
             linear.bias.copy_(torch.tensor([row[-1] for row in rows], dtype=torch.float64))
         items.append(linear)
-        if name != "linear":
-            items.append(_torch_activation(torch, name))
+        if OPS[name] is not rules.linear:
+            items.append(_torch_activation(torch, OPS[name]))
     return torch.nn.Sequential(*items)
 
 
@@ -62,7 +61,7 @@ def state_dict_of(module: Any) -> dict[str, Any]:
             rows = item.weight.detach().to("cpu", torch.float64).tolist()
             bias = item.bias.detach().to("cpu", torch.float64).tolist()
             weights.append([[*row, b] for row, b in zip(rows, bias)])
-            activations.append("linear")
+            activations.append(rules.linear.name)
             continue
         name = _activation_of_torch(torch, item)
         if name is None:
@@ -85,26 +84,23 @@ def _torch(who: str) -> Any:
     return torch
 
 
-def _torch_activation(torch: Any, name: str) -> Any:
-    """The torch module for activation ``name``: torch's own for relu, tanh and sigmoid, else the registry
+def _torch_activation(torch: Any, op: Op) -> Any:
+    """The torch module for activation ``op``: the one its registry entry builds (``op.torch``), else the
     op's ``array`` form run on tensors (torch's autograd differentiates it)."""
-    if name in _TORCH_MODULES:
-        return getattr(torch.nn, _TORCH_MODULES[name])()
-    if OPS[name].array is None and name not in _OPERATORS:
-        raise ValueError(f"to_torch: activation {name!r} has no array form, so PyTorch cannot run it; define it "
-                         "with define_op(..., array=lambda xp, x: ...), xp being numpy or torch")
-    return _registry_activation(torch)(name)
-
-
+    if op.torch is not None:
+        return op.torch(torch)
+    if op.array is None and op.name not in _OPERATORS:
+        raise ValueError(f"to_torch: activation {op.name!r} has no array form, so PyTorch cannot run it; define "
+                         "it with define_op(..., array=lambda xp, x: ...), xp being numpy or torch")
+    return _registry_activation(torch)(op.name)
 
 
 def _activation_of_torch(torch: Any, item: Any) -> str | None:
-    """The activation's name of a torch module, "linear" for Identity, None if microgd has no such activation."""
-    for name, module in _TORCH_MODULES.items():
-        if type(item) is getattr(torch.nn, module):
+    """The activation's name of a torch module (of the type an op's registry entry builds: "linear" for
+    Identity), None if microgd has no such activation."""
+    for name, op in OPS.items():
+        if op.arity == 1 and op.torch is not None and type(item) is type(op.torch(torch)):
             return name
-    if type(item) is torch.nn.Identity:
-        return "linear"
     if type(item) is _registry_activation(torch) and item.op in OPS and OPS[item.op].arity == 1:
         return str(item.op)
     return None

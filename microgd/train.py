@@ -19,12 +19,12 @@ in the order the eager engine adds them: the same seed gives the same weights wi
 
 from __future__ import annotations
 
-import math
 import random
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from . import checks
 from .engine import DomainError, Value, is_recording, no_grad
 from .losses import binary_cross_entropy, cross_entropy, half_squared_error, hinge, squared_error
 from .nn import MLP, Layer, Module, Neuron
@@ -86,11 +86,9 @@ def fit(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: Callable
         raise ValueError(f"fit: {len(X)} input rows but {len(y)} targets")
     if len(X) == 0:
         raise ValueError("fit: no training data")
-    for what, n, low in (("epochs", epochs, 0), ("batch_size", batch_size, 1)):
-        if isinstance(n, bool) or not isinstance(n, int) or n < low:
-            raise ValueError(f"fit: {what} must be a whole number >= {low}, got {n!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ValueError(f"fit: seed must be a whole number or None, got {seed!r}")
+    checks.whole(epochs, "fit: epochs", 0)
+    checks.whole(batch_size, "fit: batch_size", 1)
+    checks.seed(seed, "fit: seed")
     params = model.parameters()
     optimizer = optimizer if optimizer is not None else SGD(params, lr=0.1)
     rng = random if seed is None else random.Random(seed)
@@ -263,25 +261,14 @@ def _numbers(data: Sequence, name: str) -> list | None:
             return None
         if isinstance(item, Sequence) or getattr(item, "ndim", 0) >= 1:  # a list, or a row of an array
             row = list(item)
-            if not all(_is_number(v) for v in row):
+            if not all(map(checks.is_real, row)):
                 return None
-            out.append([_finite(v, f"{name}[{i}][{j}]") for j, v in enumerate(row)])
-        elif _is_number(item):
-            out.append(_finite(item, f"{name}[{i}]"))
+            out.append([checks.number(v, f"fit: {name}[{i}][{j}]") for j, v in enumerate(row)])
+        elif checks.is_real(item):
+            out.append(checks.number(item, f"fit: {name}[{i}]"))
         else:
             return None
     return out
-
-
-def _is_number(v: Any) -> bool:
-    return not isinstance(v, (bool, Value, str, bytes)) and hasattr(v, "__float__") and not hasattr(v, "__len__")
-
-
-def _finite(v: Any, where: str) -> float:
-    x = float(v)
-    if not math.isfinite(x):
-        raise ValueError(f"fit: {where} is {x!r}, not a finite number")
-    return x
 
 
 def _step(optimizer: Optimizer, params: list[Value]) -> None:

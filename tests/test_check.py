@@ -146,19 +146,23 @@ def test_domain_errors_propagate_with_their_message():
         gradcheck(lambda x: (x * x) ** 0.5, 0.0)
 
 
+RTOL = r"rtol must be a finite number in \[0, 1\) \(1 would accept 0 for any value\)"
+
+
 @pytest.mark.parametrize("inputs, kwargs, error, pattern", [
-    (("a",), {}, TypeError, r"input 0 must be a real number, got str"),
-    ((1.0, float("nan")), {}, ValueError, r"input 1 must be finite"),
+    (("a",), {}, TypeError, r"gradcheck: input 0 must be a finite number, got 'a'"),
+    ((True,), {}, TypeError, r"gradcheck: input 0 must be a finite number, got True"),
+    ((1.0, float("nan")), {}, ValueError, r"gradcheck: input 1 must be a finite number, got nan"),
     ((), {}, TypeError, r"at least one input"),
     ((1.0,), {"order": 3}, ValueError, r"order must be 1 or 2, got 3"),
-    ((1.0,), {"eps": 0.0}, ValueError, r"gradcheck: eps must be > 0, got 0.0"),
-    ((1.0,), {"eps": -1e-6}, ValueError, r"gradcheck: eps must be > 0"),
-    ((1.0,), {"eps": math.nan}, ValueError, r"gradcheck: eps must be finite"),
-    ((1.0,), {"eps": math.inf}, ValueError, r"gradcheck: eps must be finite"),
+    ((1.0,), {"eps": 0.0}, ValueError, r"gradcheck: eps must be a finite number > 0, got 0.0"),
+    ((1.0,), {"eps": -1e-6}, ValueError, r"gradcheck: eps must be a finite number > 0, got -1e-06"),
+    ((1.0,), {"eps": math.nan}, ValueError, r"gradcheck: eps must be a finite number > 0, got nan"),
+    ((1.0,), {"eps": math.inf}, ValueError, r"gradcheck: eps must be a finite number > 0, got inf"),
     ((1e300,), {"eps": 1e-300}, ValueError, r"eps=1e-300 is too small to move input 0 \(1e\+300\)"),
-    ((1.0,), {"atol": -1.0}, ValueError, r"gradcheck: atol must be >= 0, got -1.0"),
-    ((1.0,), {"rtol": 1.0}, ValueError, r"gradcheck: rtol must be >= 0 and below 1"),
-    ((1.0,), {"rtol": math.nan}, ValueError, r"gradcheck: rtol must be finite"),
+    ((1.0,), {"atol": -1.0}, ValueError, r"gradcheck: atol must be a finite number >= 0, got -1.0"),
+    ((1.0,), {"rtol": 1.0}, ValueError, r"gradcheck: " + RTOL + ", got 1.0"),
+    ((1.0,), {"rtol": math.nan}, ValueError, r"gradcheck: " + RTOL + ", got nan"),
 ])
 def test_gradcheck_rejects_bad_arguments(inputs, kwargs, error, pattern):
     with pytest.raises(error, match=pattern):
@@ -313,12 +317,13 @@ def test_points_where_the_engines_gradient_overflows_are_skipped_as_outside_the_
     ({"domain": {"w": (3, -3), "x": (-3, 3), "t": (0, 1)}}, r"domain\['w'\] = \(3, -3\) has low > high"),
     ({"domain": {"w": ("a", 3), "x": (-3, 3), "t": (0, 1)}}, r"domain\['w'\] must be a \(low, high\) pair"),
     ({"domain": {"w": (-3, 3), "x": (-3, math.inf), "t": (0, 1)}}, r"domain\['x'\] must be a \(low, high\) pair"),
-    ({"max_examples": 0}, r"max_examples must be a positive int"),
-    ({"rtol": -1.0}, r"check_formula: rtol must be >= 0 and below 1 \(1 would accept 0 for any value\), got -1.0"),
-    ({"rtol": 1.0}, r"check_formula: rtol must be >= 0 and below 1"),
-    ({"atol": -1e-9}, r"check_formula: atol must be >= 0, got -1e-09"),
-    ({"atol": math.inf}, r"check_formula: atol must be finite"),
-    ({"rtol": math.nan}, r"check_formula: rtol must be finite"),
+    ({"max_examples": 0}, r"check_formula: max_examples must be a whole number >= 1, got 0"),
+    ({"max_examples": True}, r"check_formula: max_examples must be a whole number >= 1, got True"),
+    ({"rtol": -1.0}, r"check_formula: " + RTOL + ", got -1.0"),
+    ({"rtol": 1.0}, r"check_formula: " + RTOL + ", got 1.0"),
+    ({"atol": -1e-9}, r"check_formula: atol must be a finite number >= 0, got -1e-09"),
+    ({"atol": math.inf}, r"check_formula: atol must be a finite number >= 0, got inf"),
+    ({"rtol": math.nan}, r"check_formula: " + RTOL + ", got nan"),
 ])
 def test_check_formula_rejects_bad_arguments_by_name(kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):

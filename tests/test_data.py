@@ -80,8 +80,8 @@ def test_transform_uses_the_fitted_range():
     ([3.0, 3.0], "column 0 is constant"),
     ([[1.0, 2.0], [3.0]], "row 1 has 1 values, expected 2"),
     ([[1.0, 2.0], "ab"], "row 1 is 'ab', expected a list of 2 numbers"),
-    ([[1.0, math.nan], [2.0, 3.0]], "row 0 column 1 should be a finite number, got nan"),
-    ([[1.0, "x"], [2.0, 3.0]], "row 0 column 1 should be a finite number, got 'x'"),
+    ([[1.0, math.nan], [2.0, 3.0]], "row 0 column 1 must be a finite number, got nan"),
+    ([[1.0, "x"], [2.0, 3.0]], "row 0 column 1 must be a finite number, got 'x'"),
     ([], "expected a non-empty list"),
 ])
 def test_scaler_errors(data, message):
@@ -239,9 +239,10 @@ BAD_SCALERS = [
     ({**GOOD_SCALER, "feature_range": [0, 1, 2]}, "feature_range should be 2 numbers"),
     ({**GOOD_SCALER, "data_min_": []}, "data_min_ should be a non-empty list of numbers"),
     ({**GOOD_SCALER, "data_min_": [1]}, "data_min_ has 1 numbers but data_max_ has 2"),
-    ({**GOOD_SCALER, "data_max_": [3, True]}, r"data_max_\[1\] should be a finite number, got True"),
-    ({**GOOD_SCALER, "data_max_": [3, float("nan")]}, r"data_max_\[1\] should be a finite number, got nan"),
-    ({**GOOD_SCALER, "data_max_": [3, 10 ** 400]}, r"data_max_\[1\] should be a finite number, got inf"),
+    ({**GOOD_SCALER, "data_max_": [3, True]}, r"data_max_\[1\] must be a finite number, got True"),
+    ({**GOOD_SCALER, "data_max_": [3, float("nan")]}, r"data_max_\[1\] must be a finite number, got nan"),
+    ({**GOOD_SCALER, "data_max_": [3, 10 ** 400]},
+     r"data_max_\[1\] must be a finite number, got an integer of 401 digits"),
     ({**GOOD_SCALER, "data_max_": [3, 2]}, r"data_max_\[1\] = 2.0 should be above data_min_\[1\] = 2.0"),
 ]
 

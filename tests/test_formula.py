@@ -7,9 +7,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from microgd import DomainError, Value
+from microgd import DomainError, Value, rules
 from microgd.app.formula import Formula, FormulaError, compile, functions, parse
 from microgd.rules import OPS
+from microgd.symbolic import Symbol, evaluate, printed
 
 
 def grads(out: Value) -> dict:
@@ -70,9 +71,18 @@ UNARY_FUNCTIONS = [name for name, op in functions().items() if op.arity == 1]
 
 
 def test_the_functions_are_the_registrys_ops_with_a_name():
-    assert set(functions()) == {name for name, op in OPS.items() if name.isidentifier()} - {"pow", "powc", "neg",
-                                                                                             "weighted_sum"}
+    printed_otherwise = {"pow", "powc", "neg", "weighted_sum", "linear"}  # an operator, a sum, the input itself
+    assert set(functions()) == {name for name, op in OPS.items() if name.isidentifier()} - printed_otherwise
     assert {"exp", "log", "tanh", "sigmoid", "relu", "abs", "step", "sign"} <= set(functions())
+
+
+def test_the_identity_prints_as_its_input_and_what_is_printed_parses_back():
+    x, y = Symbol.variable("x"), Symbol.variable("y")
+    for expr, text in [(rules.linear(x + y) * rules.linear(x), "(x + y) * x"), (-rules.linear(-x), "-(-x)"),
+                       (rules.linear(x * y) ** 2.0, "(x * y) ** 2.0"), (rules.linear(rules.tanh(x)), "tanh(x)")]:
+        assert printed(expr, "formula").text == text
+        point = {"x": 0.75, "y": -2.0}
+        assert compile(text)(**point).data == evaluate(expr, point)
 
 
 @pytest.mark.parametrize("name", UNARY_FUNCTIONS)

@@ -10,8 +10,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "microgd"
 
 # Each room may import rooms of a lower rank only (the package's face, __init__, imports the engine).
 RANKS = {
-    "rules": 0, "files": 0, "table": 0, "data": 0,
-    "engine": 1, "symbolic": 1, "torch_bridge": 1,
+    "rules": 0, "checks": 0, "files": 0, "table": 0,
+    "data": 1, "engine": 1, "symbolic": 1, "torch_bridge": 1,
     "codegen": 2, "nn": 2, "losses": 2, "optim": 2, "drawing": 2,
     "compiled": 3, "testing": 3, "tape": 3, "viz": 3, "stepper": 3, "plot": 3, "explain": 3,
     "train": 4, "check": 4, "app.formula": 4, "app.modelfile": 4,
@@ -54,7 +54,7 @@ def test_the_engine_imports_only_the_registry():
 
 
 def test_nn_imports_only_the_core():
-    """The engine, the registry, and the bridge to PyTorch (plain data in, torch modules out; torch itself
-    imported only when called): never data, files or the application."""
-    assert imported("nn") == {"engine", "rules", "torch_bridge"}
+    """The engine, the registry, the input checks, and the bridge to PyTorch (plain data in, torch modules out;
+    torch itself imported only when called): never data, files or the application."""
+    assert imported("nn") == {"engine", "rules", "checks", "torch_bridge"}
     assert imported("torch_bridge") == {"rules"}

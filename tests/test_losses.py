@@ -105,8 +105,8 @@ def test_binary_cross_entropy_where_the_float_closed_form_cancels():
 @pytest.mark.parametrize("pred, target, message", [
     (0.0, 1.0, "pred must be a probability strictly between 0 and 1, got 0.0"),
     (1.5, 1.0, "strictly between 0 and 1, got 1.5"),
-    (0.5, 2.0, "target must be a number in .0, 1., got 2.0"),
-    (0.5, -0.1, "target must be a number in .0, 1., got -0.1"),
+    (0.5, 2.0, "target must be a finite number in .0, 1., got 2.0"),
+    (0.5, -0.1, "target must be a finite number in .0, 1., got -0.1"),
 ])
 def test_binary_cross_entropy_errors(pred, target, message):
     with pytest.raises(ValueError, match=message):

@@ -103,10 +103,14 @@ BAD_FILES = [
     (lambda text: json.dumps({**GOOD, "sizes": [2, 0, 1]}), "sizes should be a list of at least 2 whole numbers"),
     (lambda text: json.dumps({**GOOD, "activations": ["sigmoid", "softmax"]}), "activations should list 2 of"),
     (lambda text: json.dumps({**GOOD, "weights": GOOD["weights"][:1]}), "weights should list 2 layers, got 1"),
-    (lambda text: text.replace(repr(GOOD["weights"][1][0][0]), '"0.5"'), r"weights\[1\]\[0\]\[0\] should be a number"),
-    (lambda text: text.replace(repr(GOOD["weights"][1][0][0]), "NaN"), r"weights\[1\]\[0\]\[0\] is nan"),
-    (lambda text: text.replace(repr(GOOD["weights"][1][0][0]), "1e999"), r"weights\[1\]\[0\]\[0\] is inf"),
-    (lambda text: text.replace(repr(GOOD["weights"][1][0][0]), "true"), r"weights\[1\]\[0\]\[0\] should be a number"),
+    (lambda text: text.replace(repr(GOOD["weights"][1][0][0]), '"0.5"'),
+     r"weights\[1\]\[0\]\[0\] must be a finite number, got '0.5'"),
+    (lambda text: text.replace(repr(GOOD["weights"][1][0][0]), "NaN"),
+     r"weights\[1\]\[0\]\[0\] must be a finite number, got nan"),
+    (lambda text: text.replace(repr(GOOD["weights"][1][0][0]), "1e999"),
+     r"weights\[1\]\[0\]\[0\] must be a finite number, got inf"),
+    (lambda text: text.replace(repr(GOOD["weights"][1][0][0]), "true"),
+     r"weights\[1\]\[0\]\[0\] must be a finite number, got True"),
     (lambda text: text.replace(repr(GOOD["weights"][0][2][1]) + ", ", ""), r"weights\[0\]\[2\] should list 3 numbers"),
 ]
 
@@ -158,7 +162,7 @@ def bad_extras(change):
 
 BAD_EXTRAS = {
     "scaling number": (lambda s: s["scaling"]["inputs"]["data_max_"].__setitem__(1, "20"),
-                       r"scaling.inputs: data_max_\[1\] should be a finite number, got '20'"),
+                       r"scaling.inputs: data_max_\[1\] must be a finite number, got '20'"),
     "scaling width": (lambda s: s["scaling"]["inputs"].update(data_min_=[0.0], data_max_=[4.0]),
                       "scaling.inputs scales 1 columns, but the model has 2 inputs"),
     "scaling not an object": (lambda s: s.update(scaling=[1, 2]),
@@ -168,7 +172,7 @@ BAD_EXTRAS = {
     "scaling min not below max": (lambda s: s["scaling"]["target"].update(data_max_=[5.0]),
                                   r"scaling.target: data_max_\[0\] = 5.0 should be above data_min_\[0\]"),
     "scaling range": (lambda s: s["scaling"]["target"].update(feature_range=[0, "1"]),
-                      r"scaling.target: feature_range\[1\] should be a finite number"),
+                      r"scaling.target: feature_range\[1\] must be a finite number"),
     "columns repeated": (lambda s: s["columns"].update(inputs=["a", "a"]),
                          "columns.inputs should list 2 distinct column names"),
     "columns target": (lambda s: s["columns"].update(target=3), "columns.target should be a column name"),

@@ -1,6 +1,7 @@
 """microgd.nn: tutorial 2's worked example to the last digit, the delta rule as a property, micrograd's
 nn API (its moons demo gives micrograd's numbers), initialisation, the model API and state dicts."""
 
+import collections
 import itertools
 import math
 import random
@@ -12,7 +13,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 import microgd.nn
-from microgd import Value, define_op
+from microgd import Value, define_op, rules
 from microgd.losses import half_squared_error
 from microgd.nn import MLP, Layer, Neuron, StateError, activation_names
 from microgd.optim import SGD
@@ -213,6 +214,18 @@ def test_activations(activation, expected):
     assert neuron([-1.0, 0.0]).data == pytest.approx(negative, rel=1e-15)
 
 
+def test_linear_is_the_registrys_identity_and_a_linear_neuron_skips_it():
+    assert rules.OPS["linear"] is rules.linear and activation_names()[0] == "linear"
+    model = MLP(2, [3, 1], activations=["linear", "linear"], seed=0)
+    out = model([0.5, -0.25])
+    # as before the identity was an op: per neuron its weights, its bias and its weighted_sum, no identity node
+    assert collections.Counter(v.op for v in out.topo()) == {"": 2 + 3 * 3 + 4, "weighted_sum": 4}
+    assert len(MLP(2, [3, 1], activations=["tanh", "linear"], seed=0)([0.5, -0.25]).topo()) == len(out.topo()) + 3
+    applied = rules.linear(Value(2.0) * Value(3.0))  # applied by hand it is a node like any op's
+    applied.backward()
+    assert (applied.op, applied.data, applied.parents[0].grad) == ("linear", 6.0, 1.0)
+
+
 def softsign_forward(x):
     return x / (1 + abs(x))
 
@@ -290,13 +303,16 @@ def test_layer_and_neuron_check_their_input():
     (dict(nin=2, nouts=[1], activation="tanh", activations=["tanh"]), TypeError, "not both"),
     (dict(nin=2, nouts=[1], init="normal"), ValueError, "unknown init 'normal'"),
     (dict(nin=2, nouts=[1], seed=1, rng=random.Random(1)), TypeError, "seed= or rng=, not both"),
-    (dict(nin=2, nouts=[1], seed=1.5), TypeError, "seed must be an int"),
+    (dict(nin=2, nouts=[1], seed=1.5), TypeError, "seed must be a whole number or None, got 1.5"),
     (dict(nin=2, nouts=[1], rng=1), TypeError, "rng must be a random.Random"),
     (dict(nin=2, nouts=[1], weights=[[[1.0, 2.0]]]), StateError,
      r"weights\[0\]\[0\] should list 3 numbers \(2 weights then the bias\), got 2"),
-    (dict(nin=2, nouts=[1], weights=[[[1.0, 2.0, "x"]]]), StateError, r"weights\[0\]\[0\]\[2\] should be a number"),
-    (dict(nin=2, nouts=[1], weights=[[[1.0, math.nan, 0.0]]]), StateError, r"weights\[0\]\[0\]\[1\] is nan"),
-    (dict(nin=2, nouts=[1], weights=[[[1.0, 10 ** 400, 0.0]]]), StateError, r"weights\[0\]\[0\]\[1\] is inf"),
+    (dict(nin=2, nouts=[1], weights=[[[1.0, 2.0, "x"]]]), StateError,
+     r"weights\[0\]\[0\]\[2\] must be a finite number, got 'x'"),
+    (dict(nin=2, nouts=[1], weights=[[[1.0, math.nan, 0.0]]]), StateError,
+     r"weights\[0\]\[0\]\[1\] must be a finite number, got nan"),
+    (dict(nin=2, nouts=[1], weights=[[[1.0, 10 ** 400, 0.0]]]), StateError,
+     r"weights\[0\]\[0\]\[1\] must be a finite number, got an integer of 401 digits"),
     (dict(nin=2, nouts=[2], weights=[[[1.0, 2.0, 3.0]]]), StateError, r"weights\[0\] should list 2 neurons, got 1"),
     (dict(nin=2, nouts=[2, 1], weights=[[[1.0, 2.0, 3.0]] * 2]), StateError, "weights should list 2 layers, got 1"),
 ])
@@ -473,8 +489,10 @@ BAD_STATES = [
     ({**GOOD, "activations": ["relu", "softmax"]}, "activations should list 2 of linear, "),
     ({**GOOD, "activations": ["relu", ["linear"]]}, "activations should list 2 of"),
     ({**GOOD, "weights": GOOD["weights"][:1]}, "weights should list 2 layers, got 1"),
-    ({**GOOD, "weights": [GOOD["weights"][0], [[0.5, 0.5, 0.5, "0.5"]]]}, r"weights\[1\]\[0\]\[3\] should be a number"),
-    ({**GOOD, "weights": [GOOD["weights"][0], [[0.5, 0.5, 0.5, math.inf]]]}, r"weights\[1\]\[0\]\[3\] is inf"),
+    ({**GOOD, "weights": [GOOD["weights"][0], [[0.5, 0.5, 0.5, "0.5"]]]},
+     r"weights\[1\]\[0\]\[3\] must be a finite number, got '0.5'"),
+    ({**GOOD, "weights": [GOOD["weights"][0], [[0.5, 0.5, 0.5, math.inf]]]},
+     r"weights\[1\]\[0\]\[3\] must be a finite number, got inf"),
     ({**GOOD, "sizes": [2, 4, 1]}, r"weights\[0\] should list 4 neurons, got 3"),
     ({**GOOD, "activations": ["relu", "relu"]}, r"holds a network \[2, 3, 1\] \['relu', 'relu'\], but this model"),
 ]

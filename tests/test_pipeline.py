@@ -162,7 +162,7 @@ def test_a_malformed_model_file_is_a_data_error_naming_file_and_key(saved, table
     state = json.loads(path.read_text())
     state["scaling"]["inputs"]["data_max_"][1] = "98"
     path.write_text(json.dumps(state))
-    with pytest.raises(DataError, match=re.escape(f"{path}: scaling.inputs: data_max_[1] should be a finite number")):
+    with pytest.raises(DataError, match=re.escape(f"{path}: scaling.inputs: data_max_[1] must be a finite number")):
         predict_csv(path, table)
 
 
@@ -264,7 +264,7 @@ def test_a_model_without_scaling_predicts_on_raw_inputs_and_says_so_once(tmp_pat
 
 BAD_INPUT = {
     "malformed model": (["predict", "bad.json", "table.csv"],
-                        r"bad.json: scaling.inputs: data_max_\[1\] should be a finite number, got '98'"),
+                        r"bad.json: scaling.inputs: data_max_\[1\] must be a finite number, got '98'"),
     "missing input column": (
         ["predict", "model.json", "missing.csv"],
         r"missing.csv has no column 'I0' \(the model's inputs: I0, I1; the file's columns: I1, Z0\)"),

@@ -54,6 +54,7 @@ UNARY = [
      (-5, 5)),
     ("xlogy", lambda x: xlogy(x, x), lambda x: x * math.log(x), lambda x: math.log(x) + 1, lambda x: 1 / x,
      (0.1, 10)),
+    ("linear", lambda x: rules.linear(x * x), lambda x: x * x, lambda x: 2 * x, lambda x: 2.0, (-5, 5)),
 ]
 IDS = [f"{row[0]}-{i}" for i, row in enumerate(UNARY)]
 

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from microgd import Value, define_op, gradients
+from microgd import Value, define_op, gradients, rules
 from microgd.losses import half_squared_error
 from microgd.nn import MLP, Layer, Neuron, activation_names
 from microgd.optim import SGD
@@ -137,6 +137,25 @@ def test_an_op_made_with_define_op_goes_to_torch_through_its_array_form(forget_d
     with pytest.raises(ValueError, match=r"to_torch: activation 'torch_test_cube' has no array form, so PyTorch "
                                          r"cannot run it; define it with define_op\(..., array=lambda xp, x: ...\)"):
         MLP(2, [1], activation="torch_test_cube", seed=0).to_torch()
+
+
+def test_an_ops_torch_module_is_read_from_its_registry_entry():
+    assert [type(op.torch(torch)) for op in (rules.relu, rules.tanh, rules.sigmoid, rules.linear)] == [
+        torch.nn.ReLU, torch.nn.Tanh, torch.nn.Sigmoid, torch.nn.Identity]
+    assert [type(m).__name__ for m in MLP(2, [3, 1], activations=["sigmoid", "linear"], seed=0).to_torch()] == [
+        "Linear", "Sigmoid", "Linear"]  # a linear layer is its Linear alone, as a linear neuron skips the identity
+    made = torch.nn.Sequential(torch.nn.Linear(2, 1), rules.linear.torch(torch))
+    assert MLP.from_torch(made).activations == ["linear"]
+
+
+def test_an_op_made_with_define_op_and_a_torch_module_goes_to_torch_as_that_module(forget_defined_ops):
+    define_op("torch_test_softsign", forward=lambda x: x / (1 + abs(x)),
+              vjp=lambda g, out, x: (g / ((1 + abs(x)) * (1 + abs(x))),), torch=lambda torch: torch.nn.Softsign())
+    model = MLP(2, [3, 1], activations=["torch_test_softsign", "linear"], seed=4)
+    module = model.to_torch()
+    assert type(module[1]) is torch.nn.Softsign
+    compare(model, (0.5, -0.75), (0.1,))
+    assert MLP.from_torch(module).activations == ["torch_test_softsign", "linear"]
 
 
 def test_training_goes_on_in_torch_from_where_microgd_left_it():

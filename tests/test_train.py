@@ -152,8 +152,8 @@ def test_the_default_optimizer_is_sgd():
     ([[1.0, 2.0]], [1.0], dict(engine="eager"), "MLP expected 1 inputs, got 2"),
     ([[1.0]], [1.0], dict(engine="fast"), "fit: engine must be one of 'auto', 'tape', 'batch', 'eager', got 'fast'"),
     ([[1.0]], [1.0], dict(seed=1.5), "fit: seed must be a whole number or None, got 1.5"),
-    ([[math.nan]], [1.0], {}, r"fit: X\[0\]\[0\] is nan, not a finite number"),
-    ([[1.0]], [math.inf], {}, r"fit: y\[0\] is inf, not a finite number"),
+    ([[math.nan]], [1.0], {}, r"fit: X\[0\]\[0\] must be a finite number, got nan"),
+    ([[1.0]], [math.inf], {}, r"fit: y\[0\] must be a finite number, got inf"),
 ])
 def test_bad_arguments(X, y, kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -324,7 +324,8 @@ def train_on(X, y, engine="auto"):
 
 @pytest.mark.parametrize("loss, y, message", [
     (hinge, [1, -1, 0, 1], r"fit: y\[2\]: hinge: label must be -1 or \+1, got 0"),
-    (binary_cross_entropy, [0.0, 1.0, 1.5, 0.0], r"fit: y\[2\]: binary_cross_entropy: target must be a number in"),
+    (binary_cross_entropy, [0.0, 1.0, 1.5, 0.0],
+     r"fit: y\[2\]: binary_cross_entropy: target must be a finite number in \[0, 1\], got 1.5"),
     (cross_entropy, [0, 1, 2, 1], r"fit: y\[2\]: cross_entropy: label must be a class index 0 to 1"),
     (cross_entropy, [0, 1, 0.5, 1], r"fit: y\[2\]: cross_entropy: label must be a class index 0 to 1"),
 ])

@@ -31,20 +31,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from .. import __version__, rules
-from ..drawing import RENDER_TIMEOUT, GraphTooLarge, RenderError, RenderTimeout
+from .. import __version__
+from ..check import DEFAULT_INTERVAL, FORMULA_ATOL, FORMULA_RTOL, MAX_EXAMPLES
+from ..drawing import RANKDIRS, RENDER_TIMEOUT, GraphTooLarge, RenderError, RenderTimeout
 from ..engine import DomainError, Value, no_grad
 from ..files import DestinationError, check_distinct, check_folder, check_writable, write_atomic
 from ..nn import activation_names
 from ..table import table
 from ..train import History
+from . import demo, pipeline
 from .formula import FormulaError, compile, functions, normal_name
 from .pipeline import NORMALIZE, DataError, Training, describe, predict_csv, prepare_training, rmse
 
 __all__ = ["main", "UsageError"]
 
 GRAPH_SUFFIXES = (".svg", ".png", ".dot", ".gv", ".html", ".htm")
-DEFAULT_INTERVAL = (-3.0, 3.0)
 DEMO_HELP = ("Tutorial 2 (the MLP worked example) end to end: its worked example beside the tutorial's numbers,\n"
              "training its 2-3-1 sigmoid network on its table, a graph picture and a step-through page of one\n"
              "backward pass.")
@@ -303,9 +304,7 @@ def _check(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     """Tutorial 2 end to end (microgd.app.demo.run_tutorial2): worked example, training, pictures."""
-    from .demo import run_tutorial2
-
-    run_tutorial2(args.out, epochs=args.epochs, lr=args.lr, seed=args.seed)
+    demo.run_tutorial2(args.out, epochs=args.epochs, lr=args.lr, seed=args.seed)
     return 0
 
 
@@ -415,32 +414,34 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     raw = argparse.RawDescriptionHelpFormatter
 
-    demo = commands.add_parser("demo", help="tutorial 2 (the MLP worked example), end to end",
-                               formatter_class=raw, description=DEMO_HELP)
-    demo.add_argument("--out", default="microgd-out", metavar="DIR",
-                      help="folder for the graph picture and the step-through page (default: %(default)s)")
-    demo.add_argument("--epochs", type=_positive_int, default=2000, metavar="N",
-                      help="training epochs (default: %(default)s)")
-    demo.add_argument("--lr", type=_rate, default=0.5, metavar="ETA",
-                      help="learning rate of the training (default: %(default)s; the worked update uses the "
-                           "tutorial's 0.1)")
-    demo.add_argument("--seed", type=int, default=0, help="shuffling of the rows (default: %(default)s)")
-    demo.set_defaults(run=_demo, inputs=(), outputs=(Destination("--out", "out", folder=True),))
+    tutorial = commands.add_parser("demo", help="tutorial 2 (the MLP worked example), end to end",
+                                   formatter_class=raw, description=DEMO_HELP)
+    tutorial.add_argument("--out", default=demo.OUT, metavar="DIR",
+                          help="folder for the graph picture and the step-through page (default: %(default)s)")
+    tutorial.add_argument("--epochs", type=_positive_int, default=demo.EPOCHS, metavar="N",
+                          help="training epochs (default: %(default)s)")
+    tutorial.add_argument("--lr", type=_rate, default=demo.LR, metavar="ETA",
+                          help="learning rate of the training (default: %(default)s; the worked update uses the "
+                               f"tutorial's {demo.TUTORIAL2_ETA})")
+    tutorial.add_argument("--seed", type=int, default=0, help="shuffling of the rows (default: %(default)s)")
+    tutorial.set_defaults(run=_demo, inputs=(), outputs=(Destination("--out", "out", folder=True),))
 
     train = commands.add_parser("train", help="train an MLP on a numeric CSV file", formatter_class=raw,
                                 description=TRAIN_HELP)
     train.add_argument("data", metavar="DATA.csv", help="a CSV file with a header row and numbers")
     train.add_argument("--target", required=True, metavar="COLUMN", help="the column to predict")
-    train.add_argument("--hidden", type=_sizes, default=[3], metavar="SIZES",
-                       help="hidden layer sizes, e.g. 3,3 (default: 3)")
-    train.add_argument("--activation", default=rules.sigmoid.name, choices=activation_names(), metavar="NAME",
+    train.add_argument("--hidden", type=_sizes, default=list(pipeline.HIDDEN), metavar="SIZES",
+                       help=f"hidden layer sizes, e.g. 3,3 (default: {','.join(map(str, pipeline.HIDDEN))})")
+    train.add_argument("--activation", default=pipeline.ACTIVATION, choices=activation_names(), metavar="NAME",
                        help=f"hidden activation: {', '.join(activation_names())} (default: %(default)s)")
-    train.add_argument("--epochs", type=_positive_int, default=1000, metavar="N", help="default: %(default)s")
-    train.add_argument("--lr", type=_rate, default=0.5, metavar="ETA",
+    train.add_argument("--epochs", type=_positive_int, default=pipeline.EPOCHS, metavar="N",
+                       help="default: %(default)s")
+    train.add_argument("--lr", type=_rate, default=pipeline.LR, metavar="ETA",
                        help="learning rate (default: %(default)s)")
-    train.add_argument("--normalize", default="0-1", choices=tuple(NORMALIZE),
+    train.add_argument("--normalize", default=pipeline.SCALE, choices=tuple(NORMALIZE),
                        help="min-max scaling range of inputs and target (default: %(default)s)")
-    train.add_argument("--seed", type=int, default=0, help="initial weights and shuffling (default: %(default)s)")
+    train.add_argument("--seed", type=int, default=pipeline.SEED,
+                       help="initial weights and shuffling (default: %(default)s)")
     train.add_argument("--save", metavar="MODEL.json", help="write the trained model here")
     train.add_argument("--plot", metavar="LOSS.png", help="plot the loss per epoch here (needs matplotlib)")
     train.set_defaults(run=_train, inputs=(("DATA.csv", "data"),),
@@ -462,7 +463,7 @@ def _parser() -> argparse.ArgumentParser:
     graph.add_argument("--out", default="graph.svg", metavar="FILE",
                        help="where to draw: .svg .png .dot .gv, or .html to step through backward "
                             "(default: %(default)s)")
-    graph.add_argument("--rankdir", default="LR", choices=("LR", "TB", "RL", "BT"),
+    graph.add_argument("--rankdir", default="LR", choices=RANKDIRS,
                        help="layout direction (default: %(default)s)")
     graph.add_argument("--max-nodes", type=_positive_int, default=500, metavar="N",
                        help="refuse a graph of more nodes than this (default: %(default)s)")
@@ -479,11 +480,11 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--wrt", metavar="NAME", help="the variable to differentiate by (needed if EXPR has several)")
     check.add_argument("--domain", action="append", type=_interval, default=[], metavar="NAME=LOW:HIGH",
                        help="the interval a variable is drawn from; repeat for each variable")
-    check.add_argument("--examples", type=_positive_int, default=200, metavar="N",
+    check.add_argument("--examples", type=_positive_int, default=MAX_EXAMPLES, metavar="N",
                        help="points to try at most (default: %(default)s)")
-    check.add_argument("--rtol", type=_tolerance(below_one=True), default=1e-7,
+    check.add_argument("--rtol", type=_tolerance(below_one=True), default=FORMULA_RTOL,
                        help="relative tolerance, in [0, 1) (default: %(default)g)")
-    check.add_argument("--atol", type=_tolerance(), default=1e-9,
+    check.add_argument("--atol", type=_tolerance(), default=FORMULA_ATOL,
                        help="absolute tolerance, >= 0; one that would pass the derivative 0 at every point tried "
                             "is an error (default: %(default)g)")
     check.set_defaults(run=_check, inputs=(), outputs=())

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
+from .. import checks
 from ..data import MinMaxScaler, tutorial2_table
 from ..engine import Value, gradients, no_grad
 from ..explain import explain
@@ -35,11 +36,12 @@ from ..table import table
 from ..train import fit
 from ..viz import RendererNotFound, draw_graph, draw_mlp, save
 
-__all__ = ["run_tutorial2", "tutorial2_network", "TUTORIAL2_WEIGHTS", "TUTORIAL2_ETA"]
+__all__ = ["run_tutorial2", "tutorial2_network", "TUTORIAL2_WEIGHTS", "TUTORIAL2_ETA", "OUT", "EPOCHS", "LR"]
 
 TUTORIAL2_WEIGHTS = [[[-0.5, -1.0, 0.5], [-0.5, 0.5, 0.5], [1.0, 0.0, 0.5]],  # h1, h2, h3: [w1, w2, b]
                      [[0.5, -1.0, 0.0, 0.5]]]                                 # y: [w1, w2, w3, b]
 TUTORIAL2_ETA = 0.1
+OUT, EPOCHS, LR = "microgd-out", 2000, 0.5  # run_tutorial2's folder, epochs and learning rate (microgd demo's)
 # tutorial 2's printed min-max scaling of its table, column by column
 TUTORIAL2_SCALED = {(0.0, 1.0): [["1.0", "0.5555", "0.8888", "0.0"], ["1.0", "0.5806", "0.0", "0.9032"]],
                 (-1.0, 1.0): [["1.0", "-0.1111", "0.7777", "-1.0"], ["1.0", "0.1613", "-1.0", "0.8064"]]}
@@ -50,7 +52,7 @@ def tutorial2_network() -> MLP:
     return MLP(2, [3, 1], activation="sigmoid", weights=TUTORIAL2_WEIGHTS)
 
 
-def run_tutorial2(out: str | os.PathLike = "microgd-out", epochs: int = 2000, lr: float = 0.5,
+def run_tutorial2(out: str | os.PathLike = OUT, epochs: int = EPOCHS, lr: float = LR,
                   seed: int | None = None, verbose: bool = True) -> list[Path]:
     """Reproduce tutorial 2 in folder ``out`` (created if missing); return the files written.
 
@@ -62,10 +64,8 @@ def run_tutorial2(out: str | os.PathLike = "microgd-out", epochs: int = 2000, lr
     Graphviz renderer only the graph's DOT source, without matplotlib no loss plot (a note says so).
     Ctrl-C during training raises KeyboardInterrupt once ``fit`` has stopped.
     """
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"run_tutorial2: epochs must be a whole number >= 1, got {epochs!r}")
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"run_tutorial2: lr must be a finite number > 0, got {lr!r}")
+    checks.whole(epochs, "run_tutorial2: epochs", 1)
+    checks.number(lr, "run_tutorial2: lr", above=0)
     say: Callable[..., None] = print if verbose else (lambda *_: None)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any, Union
 
+from .. import checks
 from ..engine import DomainError, Value
 from ..rules import OPS, Op
 
@@ -448,7 +449,7 @@ def _check_spelling(node: ast.Name, source: _Source) -> None:
 def _check_number(node: ast.Constant, source: _Source) -> list:
     value = node.value
     token = source.segment(node)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not checks.is_real(value):
         what = {str: "string", bytes: "bytes", complex: "complex number"}.get(type(value), "constant")
         raise source.error(f"{what} {token!r} is not allowed", token, source.start(node), _allowed())
     try:

@@ -22,6 +22,7 @@ import json
 import os
 from typing import Any, NamedTuple, Union
 
+from .. import checks
 from ..data import MAX_BYTES, MinMaxScaler, read_text
 from ..files import write_atomic
 from ..nn import MLP, Module, StateError
@@ -107,9 +108,9 @@ def _check_header(state: dict) -> None:
     if state.get("format") != FORMAT:
         raise StateError(f"not a microgd model (format {state.get('format')!r}, expected {FORMAT!r})")
     version = state.get("version")
-    if isinstance(version, int) and not isinstance(version, bool) and version > VERSION:
+    if checks.is_whole(version) and version > VERSION:
         raise StateError(f"written by a newer microgd (format version {version}); this one reads version {VERSION}")
-    if version != VERSION or isinstance(version, bool):
+    if not checks.is_whole(version) or version != VERSION:
         raise StateError(f"unsupported format version {version!r}, expected {VERSION}")
     missing = [k for k in _KEYS if k not in state]
     if missing:

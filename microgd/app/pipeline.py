@@ -32,11 +32,14 @@ from ..train import History, fit
 from .modelfile import Columns, Scaling, load_model, save_model
 
 __all__ = ["prepare_training", "Training", "predict_csv", "Prediction", "DataError", "rmse", "describe",
-           "NORMALIZE"]
+           "NORMALIZE", "HIDDEN", "ACTIVATION", "SCALE", "EPOCHS", "LR", "SEED"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 # the scaling ranges, and the output activation whose range covers the scaled target's
 NORMALIZE = {"0-1": ((0.0, 1.0), rules.sigmoid.name), "-1-1": ((-1.0, 1.0), rules.tanh.name)}
+# the defaults of prepare_training and Training.fit, which are microgd train's
+HIDDEN, ACTIVATION, SCALE, SEED = (3,), rules.sigmoid.name, "0-1", 0
+EPOCHS, LR = 1000, 0.5
 
 
 class DataError(ValueError):
@@ -68,7 +71,7 @@ class Training:
     scaling: Scaling
     model: MLP
 
-    def fit(self, epochs: int, lr: float, seed: int | None = 0, verbose: bool = True) -> History:
+    def fit(self, epochs: int = EPOCHS, lr: float = LR, seed: int | None = SEED, verbose: bool = True) -> History:
         """``epochs`` of per-sample SGD at rate ``lr`` on the scaled rows, shuffled with ``seed``, on the
         loss 1/2 (y - z)^2 (see :func:`microgd.train.fit`, whose History it returns)."""
         Xs, ys = self.scaling.inputs.transform(self.X), self.scaling.target.transform(self.y)
@@ -86,8 +89,8 @@ class Training:
         save_model(self.model, path, scaling=self.scaling, columns=self.columns)
 
 
-def prepare_training(path: PathLike, target: str, *, hidden: Sequence[int] = (3,), activation: str = rules.sigmoid.name,
-                     normalize: str = "0-1", seed: int | None = 0, distinct_names: bool = False) -> Training:
+def prepare_training(path: PathLike, target: str, *, hidden: Sequence[int] = HIDDEN, activation: str = ACTIVATION,
+                     normalize: str = SCALE, seed: int | None = SEED, distinct_names: bool = False) -> Training:
     """Load a numeric CSV file, scale every column min-max to ``normalize`` ("0-1" or "-1-1") and build
     an MLP with ``hidden`` layers of ``activation`` and one output (sigmoid for "0-1", tanh for "-1-1").
 

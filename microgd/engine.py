@@ -20,7 +20,7 @@ from operator import attrgetter
 from typing import Any, Union
 
 from . import rules
-from .rules import OPS, DomainError, Op, non_finite
+from .rules import OPS, DomainError, Op, RuleError, non_finite
 
 Number = Union[int, float]
 Operand = Union["Value", int, float]
@@ -34,10 +34,6 @@ _CONSTANT = object()  # the _rule of a Python number taking part in an op (a lea
 _stamp_of = attrgetter("_stamp")
 _data_of = attrgetter("data")
 _new = object.__new__
-
-
-class RuleError(TypeError):
-    """An op's vjp rule broke the registry's contract (e.g. returned the wrong number of entries)."""
 
 
 def _leaf_data(data: Any) -> float:
@@ -386,54 +382,32 @@ def local_step(node: Value, upstream: Any, value: Callable[[Value], Any] = _data
         >>> local_step(x * y, 1.0)
         (5.0, 2.0)
     """
-    out, inputs = value(node), [value(p) for p in node._parents]
-    if not _finite(upstream):
-        raise DomainError(f"backward: the gradient of {_named(node)} is {_number_of(upstream)!r}: the "
+    op, out, inputs = node._rule, value(node), [value(p) for p in node._parents]
+    if not rules.is_finite(upstream):
+        raise DomainError(f"backward: the gradient of {_named(node)} is {rules.number_of(upstream)!r}: the "
                           "contributions of its uses summed past the largest float")
     try:
-        contributions = node._rule.vjp(upstream, out, *inputs)
-    except ArithmeticError as error:  # DomainError, ZeroDivisionError, OverflowError in the rule's arithmetic
-        raise DomainError(f"backward of {_describe(node)}: the derivative is not a finite number ({error})") from error
+        contributions = op.vjp(upstream, out, *inputs)
     except Exception as error:
         kind = next((type(x).__name__ for x in (upstream, out, *inputs) if not isinstance(x, (int, float))), "float")
-        raise RuleError(f"the vjp rule of op {node.op!r} failed on {kind} inputs: {type(error).__name__}: {error}") \
-            from error
-    return _checked(node, contributions, (int, float, type(upstream), type(out), *map(type, inputs)))
-
-
-def _checked(node: Value, contributions: Any, numbers: tuple[type, ...]) -> tuple:
-    """A rule's result held to the contract: a tuple or list, one entry per input, each a finite number
-    (of the number type the rule was given)."""
-    n = len(node._parents)
-    if not isinstance(contributions, (tuple, list)):
-        raise RuleError(f"the vjp rule of op {node.op!r} returned a {type(contributions).__name__}, not a tuple "
-                        f"of {n} entries (one contribution per input)")
-    if len(contributions) != n:
-        raise RuleError(f"the vjp rule of op {node.op!r} returned {len(contributions)} entries for {n} "
-                        f"inputs (one contribution per input, in order)")
-    for k, c in enumerate(contributions):
-        if isinstance(c, bool) or not isinstance(c, numbers):
-            raise RuleError(f"the vjp rule of op {node.op!r} returned a {type(c).__name__} as entry {k + 1}, "
-                            f"not a number: {c!r}")
-        if not _finite(c):
-            raise DomainError(f"backward of {_describe(node)}: its contribution to input {k + 1} is "
-                              f"{_number_of(c)!r}, not a finite number")
-    return tuple(contributions)
+        raise rules.rule_failure(op, node._parents, error, kind) from error
+    number_types: tuple[type, ...] = (int, float, type(upstream), type(out), *map(type, inputs))
+    return rules.checked_contributions(op, contributions, node._parents, number_types)
 
 
 def _finite_sums(grads: dict[Value, Any]) -> dict[Value, Any]:
     """The sweep's gradients, each checked: a sum of finite contributions may pass the largest float."""
     for node, g in grads.items():
-        if not _finite(g):
-            raise DomainError(f"backward: the gradient of {_named(node)} is {_number_of(g)!r}: the contributions "
-                              "of its uses summed past the largest float")
+        if not rules.is_finite(g):
+            raise DomainError(f"backward: the gradient of {_named(node)} is {rules.number_of(g)!r}: the "
+                              "contributions of its uses summed past the largest float")
     return grads
 
 
 def _named(node: Value) -> str:
     """A node in a message: its op and operands, or a leaf's number (and label)."""
     if node._parents:
-        return _describe(node)
+        return rules.applied(node._rule, node._parents)
     return f"the leaf {node.data!r}{f' ({node.label})' if node.label else ''}"
 
 
@@ -443,20 +417,6 @@ def _accumulated(leaf: Value, total: float) -> float:
         raise DomainError(f"backward: the gradient of {_named(leaf)} is {total!r}: this call's gradient added to "
                           f"the {leaf.grad!r} it held passed the largest float")
     return total
-
-
-def _number_of(x: Any) -> Any:
-    return x.data if isinstance(x, Value) else x
-
-
-def _finite(x: Any) -> bool:
-    """A float or a Value's data is finite; other number types (symbols) are checked where they fold."""
-    number = _number_of(x)
-    return not isinstance(number, float) or isfinite(number)
-
-
-def _describe(node: Value) -> str:
-    return f"{node.op}({', '.join(repr(p.data) for p in node._parents)})"
 
 
 def backward_steps(root: Value, upstream: float = 1.0) -> Iterator[tuple[Value, float, tuple[float, ...]]]:

@@ -41,9 +41,11 @@ from .rules import Op
 
 __all__ = ["RenderError", "RendererNotFound", "RenderTimeout", "GraphTooLarge", "find_renderer", "run_renderer",
            "graph_nodes", "number_formatter", "new_graph", "expression_graph", "op_label", "html_rows", "grad_fill",
-           "shade", "is_folded", "drawn_inputs", "input_tails", "RENDER_TIMEOUT"]
+           "shade", "is_folded", "drawn_inputs", "input_tails", "RENDER_TIMEOUT", "RANKDIR", "MAX_NODES"]
 
 RANKDIRS = ("LR", "TB", "RL", "BT")
+RANKDIR = "LR"  # pictures read left to right, inputs first
+MAX_NODES = 500  # the largest graph a picture or a page draws (beyond it a picture is unreadable and slow)
 POSITIVE, NEGATIVE = (33, 102, 172), (178, 24, 43)  # blue: grad > 0, red: grad < 0 (ColorBrewer RdBu)
 FONT = "Helvetica"
 RENDER_TIMEOUT = 60.0  # seconds a renderer may take before it is stopped
@@ -227,7 +229,7 @@ def _op(node: Value) -> Op:
     return rule
 
 
-def expression_graph(nodes: Sequence[Value], *, number: Callable[[float], str], rankdir: str = "LR",
+def expression_graph(nodes: Sequence[Value], *, number: Callable[[float], str], rankdir: str = RANKDIR,
                      grads: Sequence[float] | None = None, grad_texts: Sequence[str] | None = None,
                      names: bool = False, caller: str = "draw_graph") -> graphviz.Digraph:
     """The DOT graph of ``nodes`` (``root.topo()``): a box per Value, a circle per op, an edge per input.

@@ -41,10 +41,11 @@ the gradient ``backward()`` computes (the sweep from the root, as backward runs 
 **Rules.** Each node's op is the one it was made with (``node.rule``), never looked up by name, so a graph
 built before an op is defined again is explained with its own rule.
 
-**Size.** At most ``max_equations`` equations are printed (default 40), then a note says how many were
-left out; ``explain(root, wrt=leaf)`` asks for one leaf. :meth:`Derivation.formula` writes out the closed
-form with every intermediate substituted, which grows fast with reuse: beyond ``MAX_FORMULA_OPS`` ops it
-is a ValueError (read the equations instead, or compile the graph with :func:`microgd.tape.trace`).
+**Size.** At most ``max_equations`` equations are printed (default :data:`MAX_EQUATIONS`, 40), then a note
+says how many were left out; ``explain(root, wrt=leaf)`` asks for one leaf. :meth:`Derivation.formula` writes
+out the closed form with every intermediate substituted, which grows fast with reuse: beyond
+``MAX_FORMULA_OPS`` ops it is a ValueError (read the equations instead, or compile the graph with
+:func:`microgd.tape.trace`).
 """
 
 from __future__ import annotations
@@ -58,12 +59,17 @@ from dataclasses import dataclass
 from itertools import chain, count
 from typing import Union
 
+from . import checks
 from .engine import Value, sweep
 from .rules import ATOM, OPS, PREFIX, PRODUCT
 from .symbolic import Expr, Symbol, printed
 
-__all__ = ["explain", "Derivation", "Equation", "Factor", "MAX_FORMULA_OPS"]
+__all__ = ["explain", "Derivation", "Equation", "Factor", "MAX_FORMULA_OPS", "MAX_EQUATIONS", "INLINE"]
 
+MAX_EQUATIONS = 40
+"""The most equations :func:`explain` prints by default (``max_equations=None`` prints all)."""
+INLINE = 16
+"""The largest expression (ops, names and numbers) :func:`explain` writes inline by default."""
 MAX_FORMULA_OPS = 20_000
 """The most ops :meth:`Derivation.formula` writes out (the closed form of a graph with much reuse is huge)."""
 
@@ -99,7 +105,7 @@ class Equation:
 Wrt = Union[Value, Iterable[Value], None]
 
 
-def explain(root: Value, wrt: Wrt = None, *, inline: int = 16, max_equations: int | None = 40,
+def explain(root: Value, wrt: Wrt = None, *, inline: int = INLINE, max_equations: int | None = MAX_EQUATIONS,
             digits: int = 4) -> Derivation:
     """The derivation of ``root``'s gradient with respect to ``wrt``: a leaf, a list of leaves, or None
     for every labelled leaf of the graph (every leaf if none is labelled; constants never). See the module
@@ -115,9 +121,8 @@ def explain(root: Value, wrt: Wrt = None, *, inline: int = 16, max_equations: in
     if not isinstance(root, Value):
         raise TypeError(f"explain: root must be a Value, got {type(root).__name__}: {root!r}")
     for option, given, least in (("inline", inline, 0), ("max_equations", max_equations, 1), ("digits", digits, 1)):
-        if not (given is None and option == "max_equations") and (
-                isinstance(given, bool) or not isinstance(given, int) or given < least):
-            raise ValueError(f"explain: {option} must be a whole number >= {least}, got {given!r}")
+        if given is not None or option != "max_equations":
+            checks.whole(given, f"explain: {option}", least)
     graph = _Graph(root, inline)
     leaves = _leaves(graph, wrt)
     form, equations = _equations(graph, leaves)

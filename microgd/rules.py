@@ -456,7 +456,8 @@ divide = define_op("/", forward=_div, vjp=lambda g, out, x, y: (g / y, -g * out 
                    formula=f"{{0:{PRODUCT}}} / {{1:{PREFIX}}}", text=f"{{0:{PRODUCT}}}/{{1:{PREFIX}}}",
                    latex=r"\frac{{{0}}}{{{1}}}", precedence=PRODUCT, domain=(REAL, (1.0, math.inf)))
 negate = define_op("neg", forward=operator.neg, vjp=lambda g, out, x: (-g,), symbol="−",
-                   formula=f"-{{0:{PREFIX}}}", text=f"−{{0:{PREFIX}}}", latex=f"-{{0:{PREFIX}}}", precedence=PREFIX)
+                   formula=f"-{{0:{PREFIX}}}", text=f"−{{0:{PREFIX}}}", latex=f"-{{0:{PREFIX}}}", precedence=PREFIX,
+                   array=lambda xp, x: -x)
 exp = define_op("exp", forward=_exp, vjp=lambda g, out, x: (g * out,), latex="e^{{{0}}}",
                 array=lambda xp, x: xp.exp(x))
 log = define_op("log", forward=_log, vjp=lambda g, out, x: (g / x,), latex=r"\log",

@@ -29,7 +29,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .drawing import expression_graph, grad_fill, graph_nodes, number_formatter, run_renderer
+from .drawing import MAX_NODES, RANKDIR, expression_graph, grad_fill, graph_nodes, number_formatter, run_renderer
 from .engine import RuleError, Value, backward_steps, local_step
 from .files import write_atomic
 from .symbolic import Symbol
@@ -69,8 +69,8 @@ class BackpropPage:
         return f"<microgd BackpropPage: {len(self.html)} characters of HTML; .save('page.html') writes it>"
 
 
-def backprop_html(root: Value, path: str | os.PathLike, number_format: str = ".4f", rankdir: str = "LR",
-                  max_nodes: int = 500, title: str = "", timeout: float | None = None) -> Path:
+def backprop_html(root: Value, path: str | os.PathLike, number_format: str = ".4f", rankdir: str = RANKDIR,
+                  max_nodes: int = MAX_NODES, title: str = "", timeout: float | None = None) -> Path:
     """Write one HTML file stepping through ``root``'s backward pass (next / previous / play / slider).
 
     Each step highlights the node whose gradient is final, the edge being applied and the arithmetic
@@ -85,7 +85,7 @@ def backprop_html(root: Value, path: str | os.PathLike, number_format: str = ".4
     return write_atomic(path, page.html.encode("utf-8"))
 
 
-def backprop_page(root: Value, number_format: str = ".4f", rankdir: str = "LR", max_nodes: int = 500,
+def backprop_page(root: Value, number_format: str = ".4f", rankdir: str = RANKDIR, max_nodes: int = MAX_NODES,
                   title: str = "", timeout: float | None = None) -> BackpropPage:
     """The page :func:`backprop_html` writes, as an object: shown inline by Jupyter, or ``.save(path)``.
 

@@ -10,17 +10,12 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from typing import Any
 
 from . import rules
 from .rules import OPS, Op
 
 __all__ = ["sequential", "state_dict_of"]
-
-_OPERATORS: dict[str, Callable[[Any, Any], Any]] = {rules.negate.name: lambda xp, x: -x}
-"""The array form of a registry op written with a Python operator, which the registry does not need."""
-
 
 def sequential(state: dict[str, Any]) -> Any:
     """A float64 ``torch.nn.Sequential``: per layer a ``Linear`` with the state's weights, then its activation
@@ -89,7 +84,7 @@ def _torch_activation(torch: Any, op: Op) -> Any:
     op's ``array`` form run on tensors (torch's autograd differentiates it)."""
     if op.torch is not None:
         return op.torch(torch)
-    if op.array is None and op.name not in _OPERATORS:
+    if op.array is None:
         raise ValueError(f"to_torch: activation {op.name!r} has no array form, so PyTorch cannot run it; define "
                          "it with define_op(..., array=lambda xp, x: ...), xp being numpy or torch")
     return _registry_activation(torch)(op.name)
@@ -116,7 +111,8 @@ def _registry_activation(torch: Any) -> Any:
             self.op = op
 
         def forward(self, x: Any) -> Any:
-            array = OPS[self.op].array or _OPERATORS[self.op]
+            array = OPS[self.op].array
+            assert array is not None  # checked when the module was made
             return array(torch, x).to(x.dtype)  # step's (x > 0) * 1.0 is torch's default dtype, float32
 
         def extra_repr(self) -> str:

@@ -28,6 +28,8 @@ from typing import Any, Union
 import graphviz
 
 from .drawing import (
+    MAX_NODES,
+    RANKDIR,
     RendererNotFound,
     RenderError,
     RenderTimeout,
@@ -140,8 +142,8 @@ def save(graph: Diagram | Any, path: PathLike, timeout: float | None = None) -> 
     return path
 
 
-def draw_graph(root: Value, rankdir: str = "LR", number_format: str = ".4f", show_grad: bool = True,
-               max_nodes: int = 500) -> Diagram:
+def draw_graph(root: Value, rankdir: str = RANKDIR, number_format: str = ".4f", show_grad: bool = True,
+               max_nodes: int = MAX_NODES) -> Diagram:
     """The computation graph of ``root``: every Value with its label, data and grad, every op, and
     every edge labelled with its local derivative d output / d input.
 
@@ -170,7 +172,7 @@ def draw_graph(root: Value, rankdir: str = "LR", number_format: str = ".4f", sho
     return Diagram(graph)
 
 
-def draw_dot(root: Value, rankdir: str = "LR", number_format: str = ".4f", max_nodes: int = 500) -> Diagram:
+def draw_dot(root: Value, rankdir: str = RANKDIR, number_format: str = ".4f", max_nodes: int = MAX_NODES) -> Diagram:
     """The picture of Karpathy's micrograd lecture: a record ``label | data 2.0000 | grad 0.0000`` per
     Value, an op node per operation, an arrow from each input to the op and from the op to its output.
 
@@ -212,7 +214,7 @@ def _record_text(text: str) -> str:
     return "".join("\\" + c if c in "{}|<>\\" else c for c in text.replace("&", "&amp;"))
 
 
-def draw_mlp(model: Any, show_grad: bool = False, rankdir: str = "LR", number_format: str = ".2f") -> Diagram:
+def draw_mlp(model: Any, show_grad: bool = False, rankdir: str = RANKDIR, number_format: str = ".2f") -> Diagram:
     """The architecture of an MLP (a ``microgd.nn.MLP``): inputs, then each neuron with its activation
     and bias; every edge labelled with its weight, coloured by sign (blue +, red −) and as wide as its
     size. With ``show_grad`` every weight and bias also shows its grad (after a backward).

@@ -33,8 +33,9 @@ from typing import Any, TextIO
 
 from .. import __version__
 from ..check import DEFAULT_INTERVAL, FORMULA_ATOL, FORMULA_RTOL, MAX_EXAMPLES
-from ..drawing import RANKDIRS, RENDER_TIMEOUT, GraphTooLarge, RenderError, RenderTimeout
+from ..drawing import MAX_NODES, RANKDIR, RANKDIRS, RENDER_TIMEOUT, GraphTooLarge, RenderError, RenderTimeout
 from ..engine import DomainError, Value, no_grad
+from ..explain import MAX_EQUATIONS
 from ..files import DestinationError, check_distinct, check_folder, check_writable, write_atomic
 from ..nn import activation_names
 from ..table import table
@@ -241,7 +242,8 @@ def _explain(args: argparse.Namespace) -> int:
                              f"(its variables: {', '.join(leaves) or 'none'})")
     if not wanted:
         raise UsageError("EXPR has no variables: there is no derivative to explain")
-    derivation = explain(root, wrt=[leaves[name] for name in wanted], max_equations=None if args.all else 40)
+    wrt = [leaves[name] for name in wanted]
+    derivation = explain(root, wrt=wrt, max_equations=None if args.all else MAX_EQUATIONS)
     print(derivation.latex() if args.latex else derivation.text())
     if args.formula:
         print()
@@ -463,9 +465,9 @@ def _parser() -> argparse.ArgumentParser:
     graph.add_argument("--out", default="graph.svg", metavar="FILE",
                        help="where to draw: .svg .png .dot .gv, or .html to step through backward "
                             "(default: %(default)s)")
-    graph.add_argument("--rankdir", default="LR", choices=RANKDIRS,
+    graph.add_argument("--rankdir", default=RANKDIR, choices=RANKDIRS,
                        help="layout direction (default: %(default)s)")
-    graph.add_argument("--max-nodes", type=_positive_int, default=500, metavar="N",
+    graph.add_argument("--max-nodes", type=_positive_int, default=MAX_NODES, metavar="N",
                        help="refuse a graph of more nodes than this (default: %(default)s)")
     graph.add_argument("--timeout", type=_seconds, default=RENDER_TIMEOUT, metavar="SECONDS",
                        help="stop the renderer after this long (default: %(default)g)")
@@ -499,7 +501,7 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--latex", action="store_true", help="print LaTeX (an aligned block) instead of text")
     explain.add_argument("--formula", action="store_true",
                          help="also print each closed form in the formula language")
-    explain.add_argument("--all", action="store_true", help="print every equation, not the first 40")
+    explain.add_argument("--all", action="store_true", help=f"print every equation, not the first {MAX_EQUATIONS}")
     explain.set_defaults(run=_explain, inputs=(), outputs=())
     return parser
 

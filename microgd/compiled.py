@@ -3,7 +3,7 @@
 and printed as Python, one line per input (the tape's way, for one node at a time), so the rule stays the
 one source of each derivative: change a rule (a patched ``vjp``, an op defined again) and the next backward
 compiles it again, since steps are found by the rule function itself. A rule that cannot run on symbols,
-and an op with constant inputs (whose rule may test them), run through :func:`microgd.engine.local_step`.
+and an op with constant inputs (whose rule may test them), are called as written, on floats.
 
 Its results are the engine's, bit for bit (a test holds them equal on random graphs): it adds each
 contribution to ``.grad`` in place, in the engine's order, each gradient starting from 0.0 as in the sweep,
@@ -39,8 +39,8 @@ HOT = (rules.add, rules.multiply, rules.tanh, rules.subtract, rules.relu, rules.
 Every other op's step is a compiled function, called from the loop."""
 
 MAX_ARITY = 1024
-"""Nodes with more parents run their rule through the engine: compiling a step costs time in proportion to
-its size (about 20 ms at 1,024 parents, seconds at 100,000), while the engine's call is cheap at such a width."""
+"""Nodes with more parents run their rule as written: compiling a step costs time in proportion to its size
+(about 20 ms at 1,024 parents, seconds at 100,000), while the rule's own call is cheap at such a width."""
 
 reading_backward = Value.backward
 """The engine's own ``Value.backward``, the one a learner reads (this module replaces it with :func:`backward`)."""
@@ -53,7 +53,7 @@ _stamp_of, _grad_of = attrgetter("_stamp"), attrgetter("grad")
 
 def step_source(op: Op, arity: int) -> str | None:
     """The statements that apply ``op``'s rule to ``node`` (a node of ``arity`` parents): each parent's
-    grad gets its contribution. None when the rule cannot be compiled (it runs through the engine then)."""
+    grad gets its contribution. None when the rule cannot be compiled (it is called as written then)."""
     return _rule_code(op, arity, Namespace(_LOOP_NAMES))
 
 
@@ -98,9 +98,14 @@ def _indented(text: str, depth: int) -> str:
     return "\n".join("    " * depth + line for line in text.splitlines())
 
 
-def _through_the_engine(node: Value) -> None:
-    """A rule the loop does not compile, applied by the engine's checked call."""
-    for parent, c in zip(node._parents, engine.local_step(node, node.grad)):
+def _as_written(node: Value) -> None:
+    """A rule the loop does not compile, called on floats. Its contract is checked where it is cheap (the count
+    here, numbers and finiteness by the loop's check at the end); the engine's backward names what broke."""
+    parents = node._parents
+    contributions = node._rule.vjp(node.grad, node.data, *[p.data for p in parents])
+    if len(contributions) != len(parents):
+        raise engine.RuleError("wrong number of contributions")  # fail() runs the engine, which names the op
+    for parent, c in zip(parents, contributions):
         parent.grad += c
 
 
@@ -109,7 +114,7 @@ def compiled_step(op: Op, arity: int) -> Step:
     names = Namespace(_LOOP_NAMES)
     body = _rule_code(op, arity, names)
     if body is None:
-        return _through_the_engine
+        return _as_written
     return _compile(f"def run(node):\n{_indented(body, 1)}\n", _bound(names), "run")
 
 
@@ -121,7 +126,7 @@ class _Steps(dict):
         try:
             found = self.get((vjp, arity))
         except TypeError:  # a rule object that cannot be a key
-            return _through_the_engine
+            return _as_written
         if found is None:
             found = self[vjp, arity] = compiled_step(node._rule, arity)
         return found
@@ -135,20 +140,19 @@ def _loop() -> Callable[[list, Callable[[Any, Exception], None]], None]:
     names = Namespace(_LOOP_NAMES)
     branches: list[str] = []
     rules_by_name: dict[str, Any] = {}
-    for op in HOT:
+    for k, op in enumerate(HOT):
         body = _rule_code(op, op.arity, names) if op.arity is not None else None
         if body is not None:
-            rule = names.name(f"{op.name}_rule", "rule")
+            rule = names.name(f"{op.name}_rule" if op.name.isidentifier() else "", f"rule{k}")
             rules_by_name[rule] = op.vjp
             branches.append(f"{'elif' if branches else 'if'} vjp is {rule}:\n{_indented(body, 1)}")
-    steps = names.name("steps", "steps")
-    fallback = (f"try:\n    compiled = {steps}[vjp, len(node._parents)]\n"
-                f"except (KeyError, TypeError):\n    compiled = {steps}.step_for(node)\ncompiled(node)")
+    fallback = ("try:\n    compiled = steps[vjp, len(node._parents)]\n"
+                "except (KeyError, TypeError):\n    compiled = steps.step_for(node)\ncompiled(node)")
     dispatch = "\n".join([*branches, "else:\n" + _indented(fallback, 1)]) if branches else fallback
     source = ("def run(order, fail):\n    node = None\n    try:\n        for node in order:\n"
               f"            vjp = node._rule.vjp\n{_indented(dispatch, 3)}\n"
               "    except Exception as error:\n        fail(node, error)\n")
-    return _compile(source, {**_bound(names), **rules_by_name, steps: _Steps()}, "run")
+    return _compile(source, {**_bound(names), **rules_by_name, "steps": _Steps()}, "run")
 
 
 _apply_rules = _loop()

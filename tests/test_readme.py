@@ -76,3 +76,21 @@ def test_each_console_block_runs(block, folder):
                               capture_output=True, text=True, timeout=120)
         expected = 1 if "# exits 1" in command else 0
         assert done.returncode == expected, f"{command}\n{done.stdout}\n{done.stderr}"
+
+
+def code_lines(text: str) -> list[str]:
+    """The lines of code in ``text``: comments and blank lines dropped, spacing normalised."""
+    lines = (re.sub(r"\s+#.*$", "", line).strip() for line in text.splitlines())
+    return [" ".join(line.split()) for line in lines if line and not line.startswith("#")]
+
+
+def test_the_sweep_shown_in_the_design_section_is_the_engines():
+    import inspect
+
+    from microgd import engine
+
+    (shown,) = re.findall(r"^```\n(def sweep\(.*?)^```", README, re.S | re.M)
+    source = inspect.getsource(engine.sweep)
+    body = source[source.index('"""', source.index('"""') + 3) + 3:]  # after the docstring
+    assert code_lines(shown)[1:] == code_lines(body)[:-1] + ["return grads"]
+    assert code_lines(body)[-1] == "return _finite_sums(grads)"  # the one line the README simplifies: the check

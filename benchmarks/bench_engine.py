@@ -3,8 +3,8 @@
     pip install -e ".[bench]"          # micrograd 0.1.0 and numpy; PyTorch is used when installed
     python benchmarks/bench_engine.py --repeat 9 [--baseline PATH_TO_ANOTHER_CHECKOUT]
 
-Rows (each a median over ``--repeat`` runs; the engines of a row take turns run by run, so a drift in the
-machine's speed reaches them alike; garbage collector on unless the row says off):
+Rows (each a median over ``--repeat`` runs; the engines of a row take turns run by run, in a new order each
+round, so a drift in the machine's speed reaches them alike; garbage collector on unless the row says off):
 
 (a) one training step of a 2-16-16-1 tanh MLP (linear output) on 64 points: forward, mean squared
     error, backward, SGD update. Columns: hand-written floats (the baseline of the row), microgd's
@@ -259,14 +259,18 @@ class Torch(Eager):
 # -- measuring ----------------------------------------------------------------------------------------------------
 
 def interleaved_medians(runs: dict[str, Callable[[], object]], repeat: int, collect: bool = True) -> dict[str, float]:
-    """Median seconds of each run, the runs taking turns (A B C A B C ...) after one warm-up each. Each run
-    starts after a full collection, so no engine pays for the garbage another one left behind."""
+    """Median seconds of each run, the runs taking turns after one warm-up each, in a new order each round
+    (seeded), so that no engine always runs after the same one (a fixed place in the turn moved an engine's
+    figure by up to 4%). Each run starts after a full collection, so no engine pays for the garbage another
+    one left behind."""
     for run in runs.values():
         run()
     times: dict[str, list[float]] = {name: [] for name in runs}
+    rounds = random.Random(0)
     try:
         for _ in range(repeat):
-            for name, run in runs.items():
+            for name in rounds.sample(list(runs), len(runs)):
+                run = runs[name]
                 gc.collect()
                 if not collect:
                     gc.disable()

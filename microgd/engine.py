@@ -469,12 +469,9 @@ def gradients(output: Value, inputs: Iterable[Value], create_graph: bool = False
         >>> gradients(x * x, [x])
         [6.0]
     """
-    if not create_graph:
-        grads = sweep(output)
-        return [grads.get(x, 0.0) for x in inputs]
-    if not _recording.get():
+    if create_graph and not _recording.get():
         raise RuntimeError("gradients(create_graph=True) cannot build a graph inside no_grad()")
-    grads = sweep(output, _const(1.0), value=_as_value)
+    grads = sweep(output, _const(1.0), value=_as_value) if create_graph else sweep(output)
     return [grads.get(x, 0.0) for x in inputs]
 
 

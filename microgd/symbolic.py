@@ -8,11 +8,13 @@ own forward, so domain errors still raise), ``x·1``, ``x + 0``, ``0·x``, ``--x
 one object (hash-consed), so ``x + x`` is seen whichever way the two halves were made. It is not a computer
 algebra system: nothing is expanded, factored or reordered.
 
-    >>> from microgd.rules import OPS
-    >>> x, g = Symbol.variable("x"), Symbol.variable("g")
-    >>> (d,) = OPS["sigmoid"].vjp(1.0, Symbol.variable("y"), x)   # the rule itself, run on symbols
+    >>> from microgd import Value
+    >>> from microgd.engine import local_step
+    >>> y = Value(0.5).sigmoid()                    # sigmoid's rule, run on symbols: y as "y", its input as "x"
+    >>> (d,) = local_step(y, 1.0, value=lambda v: Symbol.variable("y" if v is y else "x"))
     >>> d.formula(), d.text()
     ('y * (1.0 - y)', 'y(1 − y)')
+    >>> x, g = Symbol.variable("x"), Symbol.variable("g")
     >>> (x * x + x * x).formula(), (g * 1.0 + 0.0).formula()
     ('2.0 * (x * x)', 'g')
 """

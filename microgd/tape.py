@@ -332,7 +332,8 @@ def _parameter_names(f: Callable, n: int) -> list[str]:
 
 def _generate(f: Callable, out: Value, structures: list[Structure], arg_names: list[str], args: list) -> Tape:
     """The source of the tape: the graph's forward, then the engine's sweep run over symbols, printed as
-    Python. Every identifier comes from one :class:`~microgd.codegen.Namespace`, labels only as comments."""
+    Python. Every identifier comes from one :class:`~microgd.codegen.Namespace` (made from a label where it
+    can be; a label that is not its identifier is shown, escaped, in a comment)."""
     names = Namespace(reserved={"captured", "_reduce"})
     flat_args: list[Value] = []
     for arg, structure in zip(args, structures):

@@ -92,5 +92,5 @@ def test_the_sweep_shown_in_the_design_section_is_the_engines():
     (shown,) = re.findall(r"^```\n(def sweep\(.*?)^```", README, re.S | re.M)
     source = inspect.getsource(engine.sweep)
     body = source[source.index('"""', source.index('"""') + 3) + 3:]  # after the docstring
-    assert code_lines(shown)[1:] == code_lines(body)[:-1] + ["return grads"]
+    assert code_lines(shown)[1:] == [*code_lines(body)[:-1], "return grads"]
     assert code_lines(body)[-1] == "return _finite_sums(grads)"  # the one line the README simplifies: the check

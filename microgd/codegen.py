@@ -34,7 +34,7 @@ from .symbolic import Expr, Symbol
 __all__ = ["Namespace", "OPERATORS", "comment"]
 
 OPERATORS = (rules.add, rules.subtract, rules.multiply, rules.divide, rules.negate, rules.power, rules.powc,
-             rules.weighted_sum)
+             rules.cpow, rules.weighted_sum)
 """The ops printed as Python's operators (their built-in templates), which compute their forwards on floats
 wherever those are defined (``weighted_sum`` as its products added left to right, as its forward adds them).
 Outside, Python raises an ArithmeticError (``x / 0``, ``0.0 ** -1``) or gives what no number check lets

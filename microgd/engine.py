@@ -36,10 +36,13 @@ _data_of = attrgetter("data")
 _new = object.__new__
 
 
-def _leaf_data(data: Any) -> float:
-    """Check and convert what a user hands to ``Value(...)``: a finite real number."""
+def _leaf_data(data: Any, op: Op | None = None) -> float:
+    """Check and convert what a user hands to ``Value(...)``, or to ``op`` beside a Value: a finite real number.
+    Anything else (micrograd's Value, a string) is refused here, rather than failing later inside backward."""
     if type(data) is not float:
         if isinstance(data, (str, bytes, Value, complex)) or not hasattr(data, "__float__"):
+            if op is not None:
+                raise rules.not_a_number(op.name, data)
             raise TypeError(f"Value() takes a real number, got {type(data).__name__}: {data!r}")
         try:
             data = float(data)
@@ -55,9 +58,9 @@ def _operator(op: Op, name: str, reflected: bool = False) -> Callable[[Value, Op
     or a number. The node is made right here, without a further call: this is the hot path of every graph."""
     def method(self: Value, other: Operand) -> Value:
         if reflected:  # Python calls ``__radd__`` & co. with the number that stood on the left
-            a, b = _const(other), self  # type: ignore[arg-type]
+            a, b = _const(other, op), self
         else:
-            a, b = self, other if isinstance(other, Value) else _const(other)
+            a, b = self, other if isinstance(other, Value) else _const(other, op)
         data = op.forward(a.data, b.data)
         if not isfinite(data):
             raise non_finite(op.name, data, (a, b))
@@ -185,12 +188,10 @@ class Value:
 
     def __pow__(self, other: Operand) -> Value:
         """``x ** 2`` (a number exponent: op ``powc``) or ``x ** y`` (a Value exponent: op ``pow``)."""
-        if isinstance(other, Value):
-            return _apply(rules.powc if other.is_constant else rules.power, self, other)
-        return _apply(rules.powc, self, _const(other))
+        return _power(self, other if isinstance(other, Value) else _const(other, rules.powc))
 
-    def __rpow__(self, other: Number) -> Value:  # other ** self
-        return _apply(rules.power, _const(other), self)
+    def __rpow__(self, other: Number) -> Value:  # other ** self: op cpow
+        return _power(_const(other, rules.cpow), self)
 
     def __neg__(self) -> Value:
         return _unary(rules.negate, self)
@@ -229,10 +230,10 @@ class Value:
         if len(weights) != len(inputs):
             raise ValueError(f"weighted_sum: {len(weights)} weights but {len(inputs)} inputs")
         parents: tuple[Any, ...] = (*weights, *inputs, bias)
-        try:  # all Values, the common case: no wrapping pass
-            data = rules.weighted_sum.forward(*[v.data for v in parents])
-        except AttributeError:  # some are numbers
-            parents = tuple(v if isinstance(v, Value) else _const(v) for v in parents)
+        try:  # all Values, the common case: no wrapping pass (and no other type has _own_data: see below)
+            data = rules.weighted_sum.forward(*[v._own_data for v in parents])
+        except AttributeError:  # numbers among them (or what is neither: refused, naming the op)
+            parents = tuple(v if isinstance(v, Value) else _const(v, rules.weighted_sum) for v in parents)
             data = rules.weighted_sum.forward(*map(_data_of, parents))
         return _node(rules.weighted_sum, data, parents)
 
@@ -245,7 +246,8 @@ class Value:
             if isinstance(inputs[i], Value) and not inputs[i].is_constant:
                 raise TypeError(f"{op.name}: input {i + 1} is a constant of the op and must be a number, "
                                 f"got a Value")
-        return _apply(op, *[x if isinstance(x, Value) else _const(x) for x in inputs])
+        parents = [x if isinstance(x, Value) else _const(x, op) for x in inputs]
+        return _power(*parents) if op is rules.power else _apply(op, *parents)
 
     def __float__(self) -> float:
         raise TypeError(f"a Value is not a float: Python's math functions would drop it from the graph. "
@@ -270,19 +272,29 @@ class Value:
             node.grad = g if node._parents else _accumulated(node, node.grad + g)
 
 
-def _const(number: Number) -> Value:
-    """A Python number taking part in an op, as a leaf marked constant (never differentiated)."""
-    if type(number) is float and isfinite(number):  # the common case, without Value()'s checks
-        leaf = _new(Value)
-        leaf.data = number
-        leaf.grad = 0.0
-        leaf.label = ""
-        leaf._stamp = next(_stamps)
-        leaf._parents = ()
-    else:
-        leaf = Value(number)
+# The data slot under a second name, which no other type has: reading it costs what reading .data does, and an
+# object that merely has a .data (micrograd's Value) fails there, as a number does, so it is never recorded.
+Value._own_data = Value.__dict__["data"]  # type: ignore[attr-defined]
+
+
+def _const(number: Any, op: Op | None = None) -> Value:
+    """A Python number taking part in ``op``, as a leaf marked constant (never differentiated); anything else is
+    refused, naming the op."""
+    leaf = _new(Value)
+    leaf.data = number if type(number) is float and isfinite(number) else _leaf_data(number, op)
+    leaf.grad = 0.0
+    leaf.label = ""
+    leaf._stamp = next(_stamps)
+    leaf._parents = ()
     leaf._rule = _CONSTANT
     return leaf
+
+
+def _power(base: Value, exponent: Value) -> Value:
+    """``base ** exponent`` by the op that differentiates only what needs it (a constant never is): ``x ** 2``
+    is op powc, ``2 ** x`` op cpow (whose derivative at ``0 ** x`` is 0), ``x ** y`` op pow."""
+    op = rules.powc if exponent.is_constant else rules.cpow if base.is_constant else rules.power
+    return _node(op, op.forward(base.data, exponent.data), (base, exponent))
 
 
 def _node(op: Op, data: float, parents: tuple[Value, ...]) -> Value:

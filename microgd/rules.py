@@ -91,8 +91,15 @@ class Op:
         """``forward`` on plain numbers, its result checked: an inf or nan result is a DomainError."""
         if self.arity is not None and len(inputs) != self.arity:
             raise TypeError(f"{self.name} takes {self.arity} input(s), got {len(inputs)}")
-        result = self.forward(*inputs)
-        if not math.isfinite(result):
+        try:
+            result = self.forward(*inputs)
+            finite = math.isfinite(result)
+        except TypeError:
+            stranger = next((x for x in inputs if not _is_real(x)), None)
+            if stranger is None:
+                raise
+            raise not_a_number(self.name, stranger) from None
+        if not finite:
             raise non_finite(self.name, result, inputs)
         return float(result)
 
@@ -129,6 +136,20 @@ def non_finite(name: str, result: float, inputs: tuple) -> DomainError:
     """The error for an op whose result is inf or nan although its inputs are finite."""
     operands = ", ".join(repr(getattr(x, "data", x)) for x in inputs)
     return DomainError(f"{name}: the result is {result!r} for the operand(s) {operands}, not a finite number")
+
+
+def _is_real(x: Any) -> bool:
+    """``x`` is a real number to the ops: anything ``float()`` takes as one (numpy's and torch's scalars too), but
+    not a string or a complex number."""
+    return type(x) is float or (hasattr(x, "__float__") and not isinstance(x, (str, bytes, complex)))
+
+
+def not_a_number(name: str, x: Any) -> TypeError:
+    """The error for op ``name`` given ``x``, neither a real number nor a microgd Value (micrograd's Value, a
+    string): refused where it is given, rather than failing later inside backward."""
+    kind = type(x)
+    module = "" if kind.__module__ == "builtins" else f"{kind.__module__}."
+    return TypeError(f"{name}: an input is a {module}{kind.__qualname__}, not a real number or a microgd Value")
 
 
 class RuleError(TypeError):
@@ -232,6 +253,8 @@ def define_op(name: str, forward: Callable[..., float], vjp: Callable[..., tuple
             latex=latex if latex is not None else _call(latex_name, r"\left(", r"\right)", arity),
             precedence=precedence, domain=domain, kinks=tuple(kinks), constants=tuple(constants), array=array,
             function=formula is None, defined_at=where, torch=torch)
+    if array is not None and not where.startswith(_HERE + ":"):  # the built-in ones are held to it by tests
+        _check_array(op)
     _REGISTRY[name] = op
     return op
 
@@ -321,6 +344,76 @@ def _check_domain(name: str, domain: tuple | None, arity: int | None) -> tuple[I
     return tuple(checked)
 
 
+def _check_array(op: Op) -> None:
+    """Refuse an ``array`` form that disagrees with the forward, checked on numpy arrays. numpy is optional:
+    without it nothing is checked (torch, which takes seconds to import, is not tried instead)."""
+    try:
+        import numpy
+    except ImportError:
+        return
+    with numpy.errstate(all="ignore"):
+        found = _array_disagreement(op, numpy)
+    if found is not None:
+        raise ValueError(f"define_op({op.name!r}): {found}")
+
+
+def _array_disagreement(op: Op, xp: Any) -> str | None:
+    """How ``op``'s array form, run on float64 arrays of module ``xp`` (numpy or torch), disagrees with its forward
+    at a few points of the op's domain (a constant input a plain number, as the tape passes it), or None.
+    Points where the forward refuses its inputs are left out."""
+    assert op.array is not None
+    points, expected = [], []
+    for point in _sample_points(op):
+        try:
+            value = float(op.forward(*point))
+        except Exception:  # outside the op's domain: nothing to compare there
+            continue
+        if math.isfinite(value):
+            points.append(point)
+            expected.append(value)
+    if not points:
+        return None
+    inputs = [points[0][i] if i in op.constants else xp.asarray(column, dtype=xp.float64)
+              for i, column in enumerate(zip(*points))]
+    try:
+        result = op.array(xp, *inputs)
+    except Exception as error:
+        return f"its array form fails on {xp.__name__} arrays: {type(error).__name__}: {_line(error)}"
+    dtype = getattr(result, "dtype", None)
+    if dtype != xp.float64:
+        return f"its array form gives {f'{dtype} numbers' if dtype is not None else type(result).__name__} for " \
+               "float64 arrays"
+    got = result.tolist()
+    if not isinstance(got, list) or len(got) != len(points):
+        return f"its array form gives {got!r} for arrays of {len(points)} numbers"
+    for point, value, want in zip(points, got, expected):
+        if not math.isclose(value, want, rel_tol=1e-9, abs_tol=1e-12):
+            return f"its array form disagrees with its forward: {applied(op, point)} is {value!r} by the array " \
+                   f"form, {want!r} by the forward"
+    return None
+
+
+def _sample_points(op: Op) -> list[tuple[float, ...]]:
+    """Five points of ``op``'s domain, each input at its own spread of values (a constant input at one)."""
+    columns = []
+    for i, (lo, hi) in enumerate(op.domain):
+        if math.isinf(lo) and math.isinf(hi):
+            values = [-2.3, -0.37, 0.0, 0.61, 3.1]
+        elif math.isinf(lo) or math.isinf(hi):
+            bound, side = (lo, 1.0) if math.isinf(hi) else (hi, -1.0)
+            values = [bound + side * d for d in (0.13, 0.61, 1.7, 3.1, 7.3)]
+        else:
+            values = [lo + (hi - lo) * t for t in (0.11, 0.3, 0.5, 0.77, 0.93)]
+        k = i % len(values)
+        columns.append([values[k]] * len(values) if i in op.constants else values[k:] + values[:k])
+    return list(zip(*columns))
+
+
+def _line(error: Exception) -> str:
+    """An error's message on one line (its first)."""
+    return next(iter(str(error).splitlines()), "")
+
+
 # -- forwards with their domain checks --------------------------------------------------------------
 
 def _div(x: float, y: float) -> float:
@@ -378,8 +471,9 @@ def _logsumexp(*inputs: float) -> float:
 
 
 def _logsumexp_array(xp: Any, *inputs: Any) -> Any:
-    m = functools.reduce(xp.maximum, inputs)
-    return m + xp.log(functools.reduce(operator.add, [xp.exp(x - m) for x in inputs]))
+    arrays = _arrays(*inputs)
+    m = functools.reduce(xp.maximum, arrays)
+    return m + xp.log(functools.reduce(operator.add, [xp.exp(x - m) for x in arrays]))
 
 
 def _logsumexp_text(*pieces: Piece) -> str:
@@ -388,6 +482,19 @@ def _logsumexp_text(*pieces: Piece) -> str:
 
 def _logsumexp_latex(*pieces: Piece) -> str:
     return r"\log\left(" + " + ".join(f"e^{{{p}}}" for p in pieces) + r"\right)"
+
+
+def _arrays(*inputs: Any) -> list[Any]:
+    """An array form's inputs as arrays of one shape and dtype, their values kept (``x + 0.0 * y`` is ``x``): the
+    tape passes constants as Python numbers, which torch would make float32 (``torch.where(c, 1.0, 2.0)``) or
+    refuse (``torch.maximum``)."""
+    zero = functools.reduce(operator.add, [0.0 * x for x in inputs])
+    return [x + zero for x in inputs]
+
+
+def _xlogy_array(xp: Any, a: Any, b: Any) -> Any:
+    a, b = _arrays(a, b)
+    return a * xp.log(xp.where(a == 0, 1.0, b))
 
 
 def _xlogy(a: float, b: float) -> float:
@@ -422,14 +529,53 @@ def _weighted_sum_notation(times: str, plus: str) -> Callable[..., str]:
 
 
 def _product_notation(times: str) -> Callable[[Piece, Piece], str]:
-    """A product as mathematicians write it: ``2x``, ``2(y − t)``, ``y(1 − y)``, else ``a·b``."""
+    """A product as mathematicians write it: ``2x``, ``2(y − t)``, ``y(1 − y)``, else ``a·b``; written out where
+    side by side the two would read as one (``3·2^x``, not 32^x; ``2·e5``; ``2·|x|``) or the group as part of the
+    first factor's last operand (``x/y·(x − 1)``, ``x^y·(x − 1)``)."""
     def render(a: Piece, b: Piece) -> str:
-        if a.is_number and not b.is_number:
+        if a.is_number and not b.is_number and (b.precedence < POWER or not _continues_a_number(b.text)):
             return f"{a:{PRODUCT}}{b:{POWER}}"
-        if b.precedence < PREFIX and not b.is_number:
+        if b.precedence < PREFIX and not b.is_number and not _open_on_the_right(a.text):
             return f"{a:{PRODUCT}}({b})"
         return f"{a:{PRODUCT}}{times}{b:{PREFIX}}"
     return render
+
+
+def _continues_a_number(text: str) -> bool:
+    """Whether ``text`` right after a number would read as more of it (a digit, ``e5``) or close a ``|...|``."""
+    return text[:1].isdigit() or text[:1] in ".|" or (text[:1] in "eE" and text[1:2].isdigit())
+
+
+def _open_on_the_right(text: str) -> bool:
+    """Whether ``text`` ends in a quotient or a power written on the line (``x/y``, ``x^y``), whose last operand a
+    group right after it would seem to continue (LaTeX's ``\\frac{}{}`` and ``^{}`` are closed). Read from the
+    right, up to its last operator outside brackets (or two groups side by side, a product)."""
+    if "/" not in text and "^" not in text:
+        return False
+    depth = 0
+    for i in range(len(text) - 1, -1, -1):
+        c = text[i]
+        if depth == 0 and (c in "/^·+−- " or (c in ")]" and text[i + 1:i + 2] in ("(", "["))):
+            return c == "/" or (c == "^" and text[i + 1:i + 2] != "{")
+        depth += (c in ")]}") - (c in "([{")
+    return False
+
+
+def _power_latex(x: Piece, p: Piece) -> str:
+    """``x^{p}``, the base in parentheses unless it is an atom without a superscript of its own (LaTeX takes one
+    superscript per atom: ``(e^{u})^{v}``, ``(1 \\times 10^{-5})^{x}``)."""
+    base = f"({x})" if x.precedence < ATOM or _superscripted(x.text) else x.text
+    return f"{base}^{{{p}}}"
+
+
+def _superscripted(latex: str) -> bool:
+    """Whether LaTeX ``latex`` ends in a superscript (``e^{u}``, ``x^2``)."""
+    depth = 0
+    for i in range(len(latex) - 1, -1, -1):
+        depth += (latex[i] == "}") - (latex[i] == "{")
+        if depth == 0:
+            return latex[i - 1:i] == "^"
+    return False
 
 
 def _power_text(x, p) -> str:
@@ -463,20 +609,27 @@ exp = define_op("exp", forward=_exp, vjp=lambda g, out, x: (g * out,), latex="e^
 log = define_op("log", forward=_log, vjp=lambda g, out, x: (g / x,), latex=r"\log",
                 domain=(POSITIVE,), array=lambda xp, x: xp.log(x))
 xlogy = define_op("xlogy", forward=_xlogy, vjp=lambda g, out, a, b: (g * log(b), g * a / b),
-                  text=f"{{0:{PRODUCT}}}·log({{1}})", latex=f"{{0:{PRODUCT}}} \\log\\left({{1}}\\right)",
-                  domain=(REAL, POSITIVE), array=lambda xp, a, b: a * xp.log(xp.where(a == 0, 1.0, b)))
+                  text=f"({{0:{PRODUCT}}}·log({{1}}))",
+                  latex=f"\\left({{0:{PRODUCT}}} \\log\\left({{1}}\\right)\\right)",
+                  domain=(REAL, POSITIVE), array=_xlogy_array)
 power = define_op("pow", forward=_pow, vjp=lambda g, out, x, p: (g * p * x ** (p - 1), g * xlogy(out, x)),
                   symbol="**", formula=f"{{0:{ATOM}}} ** {{1:{PREFIX}}}", text=f"{{0:{ATOM}}}^{{1:{ATOM}}}",
-                  latex=f"{{0:{ATOM}}}^{{{{{{1}}}}}}", precedence=POWER, domain=(POSITIVE, (-2.0, 2.0)))
+                  latex=_power_latex, precedence=POWER, domain=(POSITIVE, (-2.0, 2.0)))
 powc = define_op("powc", forward=_pow, vjp=_powc_vjp, symbol="**", formula=f"{{0:{ATOM}}} ** {{1:{PREFIX}}}",
-                 text=_power_text, latex=f"{{0:{ATOM}}}^{{{{{{1}}}}}}", precedence=POWER,
+                 text=_power_text, latex=_power_latex, precedence=POWER,
                  domain=(POSITIVE, (-1.5, 3.0)), constants=(1,))
+cpow = define_op("cpow", forward=_pow, vjp=lambda g, out, c, x: (0.0, g * xlogy(out, c)), symbol="base",
+                 formula=f"{{0:{ATOM}}} ** {{1:{PREFIX}}}", text=f"{{0:{ATOM}}}^{{1:{ATOM}}}",
+                 latex=_power_latex, precedence=POWER, domain=(POSITIVE, (-2.0, 2.0)), constants=(0,),
+                 array=lambda xp, c, x: c ** x)
+"""A number to a Value's power, ``2 ** x``: the base is the op's constant, never differentiated, so ``0 ** x``
+has the derivative 0 for x > 0 (pow's rule would take ``0 ** (x - 1)``). Pictures read ``base 2``."""
 tanh = define_op("tanh", forward=math.tanh, vjp=lambda g, out, x: (g * (1.0 - out * out),), latex=r"\tanh",
                  array=lambda xp, x: xp.tanh(x), torch=lambda torch: torch.nn.Tanh())
 sigmoid = define_op("sigmoid", forward=_sigmoid, vjp=lambda g, out, x: (g * out * (1.0 - out),), symbol="σ",
                     latex=r"\sigma", array=_sigmoid_array, torch=lambda torch: torch.nn.Sigmoid())
 step = define_op("step", forward=lambda x: 1.0 if x > 0.0 else 0.0, vjp=lambda g, out, x: (0.0,),
-                 text="[{0} > 0]", latex="[{0} > 0]", kinks=(0.0,), array=lambda xp, x: (x > 0) * 1.0)
+                 text="[{0} > 0]", latex="[{0} > 0]", kinks=(0.0,), array=lambda xp, x: (x > 0) * xp.ones_like(x))
 sign = define_op("sign", forward=lambda x: float(x > 0.0) - float(x < 0.0), vjp=lambda g, out, x: (0.0,),
                  latex=r"\operatorname{sign}", kinks=(0.0,), array=lambda xp, x: xp.sign(x))
 relu = define_op("relu", forward=lambda x: x if x > 0.0 else 0.0, vjp=lambda g, out, x: (g * step(x),),

@@ -1,6 +1,8 @@
 """define_op, the registry's front door: a new op works everywhere with no other change; broken rules are named."""
 
 import math
+import re
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -172,3 +174,62 @@ def test_a_forward_giving_nan_or_inf_is_a_domain_error_naming_the_op():
 def test_a_constant_input_must_be_a_number():
     with pytest.raises(TypeError, match=r"powc: input 2 is a constant of the op and must be a number"):
         OPS["powc"](Value(2.0), Value(3.0))
+
+
+# -- the array form, checked against the forward ------------------------------------------------------------------
+
+@pytest.mark.parametrize("array, pattern", [
+    (lambda xp, x: xp.cos(x), r"define_op\('array_test'\): its array form disagrees with its forward: "
+                              r"array_test\([-\d.e]+\) is [-\d.e]+ by the array form, [-\d.e]+ by the forward$"),
+    (lambda xp, x: xp.sin(x).astype(xp.float32), r"define_op\('array_test'\): its array form gives float32 numbers "
+                                                 r"for float64 arrays"),
+    (lambda xp, x: xp.no_such_function(x), r"define_op\('array_test'\): its array form fails on numpy arrays: "
+                                           r"AttributeError: .*no_such_function"),
+    (lambda xp, x: x > 0, r"its array form gives bool numbers for float64 arrays"),
+], ids=["wrong", "float32", "failing", "bool"])
+def test_an_array_form_that_disagrees_with_the_forward_is_refused(array, pattern):
+    pytest.importorskip("numpy")
+    with pytest.raises(ValueError, match=pattern) as caught:
+        define_op("array_test", forward=math.sin, vjp=lambda g, out, x: (g,), array=array)
+    assert "\n" not in str(caught.value) and "array_test" not in OPS
+
+
+def test_the_array_check_names_the_point_and_both_values():
+    pytest.importorskip("numpy")
+    with pytest.raises(ValueError) as caught:
+        define_op("shifted_test", forward=lambda a, b: a - b, vjp=lambda g, out, a, b: (g, -g),
+                  domain=((0.0, 1.0), (2.0, 3.0)), array=lambda xp, a, b: b - a)
+    point = re.search(r"shifted_test\(([^)]*)\)", str(caught.value))[1]
+    a, b = map(float, point.split(", "))
+    assert str(caught.value).endswith(f"is {b - a!r} by the array form, {a - b!r} by the forward")
+    assert 0.0 <= a <= 1.0 and 2.0 <= b <= 3.0  # a point of the op's domain
+
+
+def test_an_array_form_that_agrees_is_accepted_with_its_constants_as_numbers():
+    pytest.importorskip("numpy")
+    seen = []
+
+    def scaled(xp, x, c):
+        seen.append(type(c))
+        return c * x
+
+    op = define_op("scaled_test", forward=lambda x, c: c * x, vjp=lambda g, out, x, c: (g * c, 0.0), constants=(1,),
+                   array=scaled)
+    assert op.array is scaled and seen == [float]
+    outside = define_op("sqrt_test", forward=math.sqrt, vjp=lambda g, out, x: (g / (2 * out),),
+                        array=lambda xp, x: xp.sqrt(x))  # the real line: points outside forward's domain are skipped
+    assert outside.name in OPS
+
+
+def test_without_numpy_the_array_form_is_not_checked(monkeypatch):
+    monkeypatch.setitem(sys.modules, "numpy", None)  # import numpy raises ImportError
+    op = define_op("unchecked_test", forward=math.sin, vjp=lambda g, out, x: (g,), array=lambda xp, x: xp.cos(x))
+    assert op.name in OPS
+
+
+def test_every_built_in_array_form_passes_the_check():
+    numpy = pytest.importorskip("numpy")
+    built_in = [op for op in OPS.values() if op.array is not None and op.defined_at.startswith(rules.__file__)]
+    assert len(built_in) >= 12
+    for op in built_in:
+        assert rules._array_disagreement(op, numpy) is None, op.name

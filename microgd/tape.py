@@ -28,25 +28,27 @@ batch of arrays at once (numpy, or torch tensors on any device).
 
 A tape sees one path through ``f``: a Python ``if`` on a Value's ``.data`` inside ``f`` picks its branch
 when the tape is made, and the tape keeps that branch for every input. :meth:`Tape.check` retraces on
-new inputs and says whether the structure (and every constant) is still the same.
+new inputs and says whether the structure (every constant, every captured Value) is still the same and
+the tape still gives the eager engine's numbers there. Every value along the way is checked finite, as the
+eager engine checks each op, and a DomainError names the op and its operands (in a batch, the sample).
 """
 
 from __future__ import annotations
 
-import builtins
 import contextlib
+import functools
 import inspect
-import keyword
 import linecache
 import math
-import re
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from itertools import count
-from operator import add
-from typing import Any
+from operator import add, is_
+from typing import Any, NoReturn
 
+from . import rules
 from .codegen import Namespace, comment
-from .engine import DomainError, Value, gradients, is_recording, sweep
+from .engine import DomainError, Value, _stamps, gradients, is_recording, sweep
 from .rules import Op
 from .symbolic import Expr, Symbol
 
@@ -54,16 +56,20 @@ __all__ = ["trace", "Tape"]
 
 Structure = Any  # None for a number, else a list of Structures (the nesting of one argument)
 _tapes = count()
+_PASSING = (rules.add, rules.subtract, rules.multiply, rules.negate, rules.weighted_sum)  # inf or nan in, so out
+_accumulating = threading.RLock()  # held while a tape adds to captured Values' .grad (reentrant: f may call a tape)
 
 
-def _structure(arg: Any, where: str) -> Structure:
+def _structure(arg: Any, where: str, who: str = "trace") -> Structure:
     """The nesting of an argument made of numbers and (nested) lists of numbers."""
     if isinstance(arg, (list, tuple)):
-        return [_structure(a, f"{where}[{i}]") for i, a in enumerate(arg)]
+        return [_structure(a, f"{where}[{i}]", who) for i, a in enumerate(arg)]
     if isinstance(arg, Value):
-        raise TypeError(f"trace: {where} is a Value; pass numbers (the Values f uses are captured by themselves)")
-    if isinstance(arg, bool) or not isinstance(arg, (int, float)) or not math.isfinite(arg):
-        raise TypeError(f"trace: {where} must be a finite number or a list of numbers, got {arg!r}")
+        raise TypeError(f"{who}: {where} is a Value; pass numbers (the Values f uses are captured by themselves)")
+    if isinstance(arg, bool) or not isinstance(arg, (int, float)):
+        raise TypeError(f"{who}: {where} must be a real number or a list of numbers, got {arg!r}")
+    if not math.isfinite(arg):
+        raise ValueError(f"{who}: {where} must be a finite number, got {arg!r}")
     return None
 
 
@@ -95,23 +101,6 @@ def _leaf_names(name: str, structure: Structure, separator: str = "") -> list[st
     return [n for i, s in enumerate(structure) for n in _leaf_names(f"{name}{separator}{i}", s, "_")]
 
 
-class _Namer:
-    """Unique Python names for the generated source, from labels where there are labels."""
-
-    def __init__(self, taken: set[str]):
-        self.taken = set(taken) | set(keyword.kwlist) | set(dir(builtins))
-
-    def __call__(self, wanted: str, fallback: str) -> str:
-        base = re.sub(r"\W", "_", wanted) if wanted else fallback
-        if not base or base[0].isdigit():
-            base = f"v_{base}"
-        name, k = base, 1
-        while name in self.taken:
-            name, k = f"{base}_{k}", k + 1
-        self.taken.add(name)
-        return name
-
-
 def _compile(source: str) -> Any:
     """Compiled, its lines kept where tracebacks and debuggers look for them."""
     filename = f"<microgd tape {next(_tapes)}>"
@@ -123,11 +112,10 @@ class Tape:
     """A traced function, compiled: call it on numbers, or on arrays with :meth:`batch`. Made by :func:`trace`."""
 
     def __init__(self, f: Callable[..., Any], structures: list[Structure], captured: list[Value], source: str,
-                 function: str, names: Namespace, batch_source: str):
+                 function: str, names: Namespace, checked_source: str, batch_sources: tuple[str, str]):
         self.f, self.structures, self.captured, self.source = f, structures, captured, source
-        self._function, self._names = function, names
-        self._code, self._batch_code = _compile(source), _compile(batch_source)
-        self._scalar = self._compiled(self._code, lambda op: op.forward)
+        self._function, self._names, self._batch_sources = function, names, batch_sources
+        self._scalar = self._compiled(_compile(checked_source), lambda op: op.forward)
         self._batched: dict[str, Callable[..., Any]] = {}
 
     def _compiled(self, code: Any, function_of: Callable[[Op], Callable[..., Any]]) -> Callable[..., Any]:
@@ -147,39 +135,47 @@ class Tape:
         return flat
 
     def _run(self, args: tuple) -> tuple[float, tuple, tuple]:
+        """The value and the gradients (the arguments', the captured Values') at ``args``, every line checked finite
+        as the eager engine checks each op (the generated function also returns the lines :func:`_checked` picks)."""
         flat = self._flat(args)
         try:
-            value, arg_grads, captured_grads = self._scalar(*flat, [p.data for p in self.captured])
-        except ArithmeticError:  # a rule's arithmetic left the floats: the eager engine names the op
-            self._raise_eager_error(args)
-            raise
-        if not _finite(value, arg_grads, captured_grads):
-            self._raise_eager_error(args)
-            raise DomainError(f"tape: a value or gradient is not finite at {args!r}")
-        return value, arg_grads, captured_grads
+            value, arg_grads, captured_grads, checked = self._scalar(*flat, [p.data for p in self.captured])
+            if _finite(checked, arg_grads, captured_grads):
+                return value, arg_grads, captured_grads
+        except (ArithmeticError, TypeError):  # the arithmetic left the floats (x / 0), or an argument is no real number
+            pass
+        self._raise_eager_error(args)
 
-    def _raise_eager_error(self, args: tuple) -> None:
+    def _raise_eager_error(self, args: tuple) -> NoReturn:
         """Replay ``args`` on the eager engine, whose ops raise DomainError naming the op and operands
-        (``gradients`` leaves every ``.grad`` alone)."""
+        (``gradients`` leaves every ``.grad`` alone), once every argument is checked a finite real number."""
+        for i, arg in enumerate(args):
+            _structure(arg, f"argument {i + 1}", "tape")
         leaves = [_leaves(arg, structure) for arg, structure in zip(args, self.structures)]
         out = self.f(*leaves)
         if isinstance(out, Value):
             gradients(out, self.captured)
+        raise DomainError(f"tape: a value or gradient is not finite at {args!r}, though f's are: f takes another "
+                          "path there than when traced (Tape.check tells)")
+
+    def _accumulate(self, grads: Sequence[float]) -> None:
+        """Add ``grads`` to the captured Values' ``.grad``, in one step no other thread's call cuts into."""
+        with _accumulating:
+            for p, g in zip(self.captured, grads):
+                p.grad += g
 
     def __call__(self, *args: Any) -> float:
         """f's value at ``args`` (numbers, nested like the traced ones); like ``backward()``, adds
         d f / d p to ``p.grad`` for every Value ``f`` captured, reading their current ``.data``."""
         value, _, captured_grads = self._run(args)
-        for p, g in zip(self.captured, captured_grads):
-            p.grad += g
+        self._accumulate(captured_grads)
         return value
 
     def value_and_grad(self, *args: Any) -> tuple[float, list[Any]]:
         """f's value and d f / d argument for each argument, nested like the arguments; captured
         Values' ``.grad`` accumulate as with a call."""
         value, arg_grads, captured_grads = self._run(args)
-        for p, g in zip(self.captured, captured_grads):
-            p.grad += g
+        self._accumulate(captured_grads)
         grads, start = [], 0
         for structure in self.structures:
             grad, start = _unflatten(arg_grads, structure, start)
@@ -197,33 +193,37 @@ class Tape:
             >>> tape.each([(1.0,), (3.0,)]), w.grad          # x * x summed: 1 + 9
             ([2.0, 18.0], 10.0)
         """
-        run, captured = self._scalar, [p.data for p in self.captured]
-        totals = [p.grad for p in self.captured]
-        values = []
-        for sample in samples:
-            args = tuple(sample)
-            try:
-                value, arg_grads, captured_grads = run(*self._flat(args), captured)
-                finite = _finite(value, arg_grads, captured_grads)
-            except ArithmeticError:
-                finite = False
-            if not finite:
-                self._run(args)  # the eager engine names the op and operands
-                raise DomainError(f"tape: a value or gradient is not finite at {args!r}")
-            values.append(value)
-            totals = list(map(add, totals, captured_grads))
-        for p, g in zip(self.captured, totals):
-            if not math.isfinite(g):
-                raise DomainError(f"tape: the gradient of {p!r} summed past the largest float")
-        for p, g in zip(self.captured, totals):
-            p.grad = g
+        run, values = self._scalar, []
+        with _accumulating:  # from reading each .grad to writing it: concurrent calls add after or before
+            captured, totals = [p.data for p in self.captured], [p.grad for p in self.captured]
+            for sample in samples:
+                args = tuple(sample)
+                flat = self._flat(args)
+                try:
+                    value, arg_grads, captured_grads, checked = run(*flat, captured)
+                    finite = _finite(checked, arg_grads, captured_grads)
+                except (ArithmeticError, TypeError):
+                    finite = False
+                if not finite:
+                    self._raise_eager_error(args)
+                values.append(value)
+                totals = list(map(add, totals, captured_grads))
+            _store(self.captured, totals)
         return values
 
     def check(self, *args: Any) -> bool:
-        """True if tracing ``f`` on ``args`` gives this tape's structure again: the same ops on the same
-        inputs and the same constants. False means ``f`` takes another path there (a Python ``if`` on
-        ``.data``, a number computed from the data): trace again, or use the eager engine for it."""
-        return trace(self.f, *args).source == self.source
+        """True if this tape is ``f`` at ``args``: tracing ``f`` there gives the same structure (the same ops on the
+        same inputs, the same constants, the same captured Values), and the tape's value and gradients there are
+        the eager engine's, to the last bit. False means ``f`` takes another path there (a Python ``if`` on
+        ``.data``, a number computed from the data, a captured Value replaced since, an op defined again): trace
+        again, or use the eager engine for it. No ``.grad`` changes."""
+        tape, out, leaves = _traced(self.f, args)
+        if (tape.source != self.source or tape.structures != self.structures
+                or len(tape.captured) != len(self.captured) or not all(map(is_, tape.captured, self.captured))):
+            return False
+        expected = [out.data, *gradients(out, [*leaves, *self.captured])]
+        value, arg_grads, captured_grads = self._run(args)
+        return [value, *arg_grads, *captured_grads] == expected
 
     def batch(self, *arrays: Any, in_order: bool = False) -> Any:
         """f's value for each sample of a batch: each argument with a leading batch axis (numpy arrays,
@@ -233,21 +233,24 @@ class Tape:
         calling the tape on each sample adds them (slower for large batches: ``fit`` uses it, so that its
         engines add in the same order). Needs numpy (``pip install "microgd[fast]"``) or torch. The batch runs
         the tape's lines on whole arrays, letting each array go after its last use and summing each gradient
-        as soon as it is complete, so a large batch holds few arrays at once.
+        as soon as it is complete, so a large batch holds few arrays at once. Everything is float64: complex
+        numbers are refused.
 
-        A sample outside an op's domain raises DomainError naming the sample, the op and its operands.
+        A sample outside an op's domain, or whose values leave the finite floats anywhere along the way,
+        raises DomainError naming the sample, the op and its operands.
         """
         if len(arrays) != len(self.structures):
             raise TypeError(f"tape.batch: takes {len(self.structures)} array(s), one per argument of f, "
                             f"got {len(arrays)}")
         xp = _array_module(arrays)
         device = next((a.device for a in arrays if _is_tensor(a)), None)
-        batches = [_array(xp, a, device) for a in arrays]
+        batches = [_argument_array(xp, a, device, f"argument {i + 1}") for i, a in enumerate(arrays)]
         size = _batch_size(batches, self.structures)
         columns = [column for a, s in zip(batches, self.structures) for column in _columns(a, s)]
         run = self._batched.get(xp.__name__)
-        if run is None:
-            run = self._batched[xp.__name__] = self._compiled(self._batch_code, lambda op: array_function(op, xp))
+        if run is None:  # torch raises on no overflow: its generated code adds up the lines to check, numpy's not
+            source = self._batch_sources[xp.__name__ == "torch"]
+            run = self._batched[xp.__name__] = self._compiled(_compile(source), lambda op: array_function(op, xp))
         reduced: list[Any] = [0.0] * len(self.captured)
 
         def hold(k: int, gradient: Any) -> None:
@@ -258,39 +261,62 @@ class Tape:
 
         try:
             with _raising_errors(xp):
-                value, arg_grads = run(*columns, [p.data for p in self.captured], hold if in_order else add_up)
+                captured = _captured_numbers(xp, self.captured, device)
+                value, arg_grads, lines = run(*columns, captured, hold if in_order else add_up)
                 values = _per_sample(xp, value, size, device)
-                finite = all(bool(xp.isfinite(_per_sample(xp, a, size, device)).all()) for a in (values, *arg_grads))
-                start = [p.grad for p in self.captured]
-                if in_order:
-                    totals = _in_sample_order(xp, start, [_per_sample(xp, g, size, device) for g in reduced], device)
-                else:
-                    totals = [s + g for s, g in zip(start, reduced)]
-            if not (finite and _finite(*totals)):
-                raise FloatingPointError
-        except ArithmeticError as error:
-            self._raise_at_sample(batches, size)
-            raise DomainError(f"tape.batch: {error or 'a value or gradient is not finite'}, although every sample "
-                              "alone is fine: a gradient summed over the batch past the largest float") from error
-        for p, g in zip(self.captured, totals):
-            p.grad = g
+                if not _all_finite(xp, (values, *arg_grads), size, device):
+                    raise FloatingPointError
+        except ArithmeticError as error:  # numpy raises where a value that is not finite is made
+            self._name_sample(batches, size)
+            self._raise_summed(error)
+        if not _all_finite(xp, (lines,), size, device):  # a sample's line is not finite, or only the lines' sum
+            self._name_sample(batches, size)
+        with _accumulating:
+            start = [p.grad for p in self.captured]
+            try:
+                with _raising_errors(xp):
+                    if in_order:
+                        grads = [_per_sample(xp, g, size, device) for g in reduced]
+                        totals = _in_sample_order(xp, start, grads, device)
+                    else:
+                        totals = [s + g for s, g in zip(start, reduced)]
+                    if not _finite(totals):
+                        raise FloatingPointError
+            except ArithmeticError as error:
+                self._name_sample(batches, size)
+                self._raise_summed(error)
+            for p, g in zip(self.captured, totals):
+                p.grad = g
         return values
 
-    def _raise_at_sample(self, batches: list, size: int) -> None:
-        """Replay the batch sample by sample to name the first one outside an op's domain."""
+    def _name_sample(self, batches: list, size: int) -> None:
+        """Replay the batch sample by sample to name the first one outside an op's domain (or not finite)."""
         for i in range(size):
             try:
                 self._run(tuple(b[i].tolist() for b in batches))
-            except ValueError as error:  # DomainError, or a number the eager engine refuses (nan, inf)
-                kind = DomainError if isinstance(error, DomainError) else ValueError
-                raise kind(f"tape.batch: sample {i}: {error}") from None
+            except (TypeError, ValueError) as error:  # DomainError, or a number the tape refuses (nan, inf)
+                kind = DomainError if isinstance(error, DomainError) else TypeError if isinstance(error, TypeError) \
+                    else ValueError
+                raise kind(f"tape.batch: sample {i}: {str(error).removeprefix('tape: ')}") from None
+
+    @staticmethod
+    def _raise_summed(error: ArithmeticError) -> NoReturn:
+        raise DomainError(f"tape.batch: {error or 'a value or gradient is not finite'}, although every sample alone "
+                          "is fine: a gradient summed over the batch past the largest float") from error
 
 
-def _finite(*numbers: float | Sequence[float]) -> bool:
-    """Every number (or number of a sequence) finite: one sum, unless it overflows (each counted then)."""
-    if math.isfinite(sum(x if isinstance(x, float) else sum(x) for x in numbers)):
-        return True
-    return all(math.isfinite(n) for x in numbers for n in ((x,) if isinstance(x, float) else x))
+def _store(captured: list[Value], totals: list[float]) -> None:
+    """Each captured Value's ``.grad`` set to its total, once every total is checked finite."""
+    if not _finite(totals):
+        p = next(p for p, g in zip(captured, totals) if not math.isfinite(g))
+        raise DomainError(f"tape: the gradient of {p!r} summed past the largest float")
+    for p, g in zip(captured, totals):
+        p.grad = g
+
+
+def _finite(*sequences: Sequence[float]) -> bool:
+    """Every number of the sequences finite: one sum each, unless one overflows (each number looked at then)."""
+    return math.isfinite(sum(map(sum, sequences))) or all(math.isfinite(x) for s in sequences for x in s)
 
 
 def _leaves(arg: Any, structure: Structure, names: list[str] | None = None) -> Any:
@@ -306,7 +332,17 @@ def trace(f: Callable[..., Any], *example_args: Any) -> Tape:
     Numbers and (nested) lists of numbers in ``example_args`` become leaf Values (the tape's
     arguments); Values that ``f`` reaches otherwise (e.g. a model's parameters) are captured: read
     at every call, their ``.grad`` accumulated like ``backward()``. ``f`` must return a Value.
+
+    A Value that ``f`` makes itself without recording how (``Value(0.0)``, or a result inside ``no_grad()``)
+    is a constant if ``f`` makes it again with the same number a step away from ``example_args`` (``f`` runs
+    a second time to see; one that ``f`` makes once and keeps, such as a parameter made on the first call,
+    is captured), and an error if not: the tape would replay a number read off the arguments as a stale constant.
     """
+    return _traced(f, example_args)[0]
+
+
+def _traced(f: Callable[..., Any], example_args: tuple) -> tuple[Tape, Value, list[Value]]:
+    """The tape of ``f`` at ``example_args``, and the graph it was made from: its output, its argument leaves."""
     if not callable(f):
         raise TypeError(f"trace: f must be a function, got {type(f).__name__}")
     if not is_recording():
@@ -314,11 +350,74 @@ def trace(f: Callable[..., Any], *example_args: Any) -> Tape:
     structures = [_structure(arg, f"argument {i + 1}") for i, arg in enumerate(example_args)]
     params = _parameter_names(f, len(example_args))
     leaf_names = [_leaf_names(p, s) for p, s in zip(params, structures)]
-    args = [_leaves(a, s, list(names)) for a, s, names in zip(example_args, structures, leaf_names)]
+    out, args, start = _record(f, example_args, structures, leaf_names)
+    nodes = out.topo()
+    arguments = {id(v) for v in args}
+    leaves = [v for v in nodes if not v.parents and not v.is_constant and id(v) not in arguments]
+    made = [v for v in leaves if v._stamp > start]
+    constants = _constants(f, made, nodes, example_args, structures) if made else set()
+    captured = [v for v in leaves if v not in constants]
+    names = [n for ns in leaf_names for n in ns]
+    return _generate(f, out, nodes, structures, names, args, captured, constants), out, args
+
+
+def _record(f: Callable[..., Any], example_args: Sequence, structures: list[Structure],
+            leaf_names: list[list[str]] | None = None) -> tuple[Value, list[Value], int]:
+    """``f`` run on leaf Values made from ``example_args`` (labelled from ``leaf_names``): its output, the
+    leaves in order, and a stamp older than every Value ``f`` made."""
+    names = leaf_names or [[] for _ in structures]
+    args = [_leaves(a, s, list(n)) for a, s, n in zip(example_args, structures, names)]
+    start = next(_stamps)
     out = f(*args)
     if not isinstance(out, Value):
         raise TypeError(f"trace: f must return a Value built from its arguments, got {type(out).__name__}")
-    return _generate(f, out, structures, [n for names in leaf_names for n in names], args)
+    flat: list[Value] = []
+    for arg, structure in zip(args, structures):
+        _flatten(arg, structure, flat, "")
+    return out, flat, start
+
+
+def _constants(f: Callable[..., Any], made: list[Value], nodes: list[Value], example_args: tuple,
+               structures: list[Structure]) -> set[Value]:
+    """Which Values of ``made`` (leaves ``f`` made without recording how) are constants: ``f`` makes each again,
+    with the same number, run a step away from ``example_args``. One that ``f`` made once and keeps is none (a
+    parameter made on the first call: captured); one whose number changes with the arguments, or may, is an error."""
+    first = _leaf_uses(nodes)
+    try:
+        again, _, start = _record(f, [_nudged(a, s) for a, s in zip(example_args, structures)], structures)
+        second = _leaf_uses(again.topo())
+    except Exception:  # f fails a step away: nothing to compare with
+        second, start = [], 0
+    paired = dict(zip(map(id, first), second)) if len(second) == len(first) else {}
+    constants = set()
+    for v in made:
+        other = paired.get(id(v))
+        if other is v:
+            continue
+        made_again = other is not None and other._stamp > start
+        if other is None or not made_again or other.data != v.data:
+            how = "changes" if made_again else "may change"
+            raise ValueError(f"trace: f made {v!r} without recording it (in no_grad(), or as Value(...) of a number), "
+                             f"and its number {how} with f's arguments: a tape would replay it as a constant; make it "
+                             "outside f, or compute it from the arguments with recorded ops")
+        constants.add(v)
+    return constants
+
+
+def _leaf_uses(nodes: list[Value]) -> list[Value]:
+    """The leaves of a graph (its nodes in ``topo()`` order) but its constants, in the order the graph's nodes
+    first use them: the same order each time ``f`` takes the same path, whenever each leaf was made."""
+    if not nodes[-1].parents:
+        return nodes[-1:]
+    uses = (p for v in nodes for p in v.parents)
+    return list({id(p): p for p in uses if not p.parents and not p.is_constant}.values())
+
+
+def _nudged(arg: Any, structure: Structure) -> Any:
+    """``arg`` with every number one unit in the last place nearer 0 (and 0 the smallest float above it)."""
+    if structure is None:
+        return math.nextafter(arg, 0.0) if arg else math.ulp(0.0)
+    return [_nudged(a, s) for a, s in zip(arg, structure)]
 
 
 def _parameter_names(f: Callable, n: int) -> list[str]:
@@ -330,22 +429,21 @@ def _parameter_names(f: Callable, n: int) -> list[str]:
     return params[:n] if len(params) >= n else [f"a{i}" for i in range(n)]
 
 
-def _generate(f: Callable, out: Value, structures: list[Structure], arg_names: list[str], args: list) -> Tape:
+def _generate(f: Callable, out: Value, nodes: list[Value], structures: list[Structure], arg_names: list[str],
+              flat_args: list[Value], captured: list[Value], constants: set[Value]) -> Tape:
     """The source of the tape: the graph's forward, then the engine's sweep run over symbols, printed as
     Python. Every identifier comes from one :class:`~microgd.codegen.Namespace` (made from a label where it
-    can be; a label that is not its identifier is shown, escaped, in a comment)."""
-    names = Namespace(reserved={"captured", "_reduce"})
-    flat_args: list[Value] = []
-    for arg, structure in zip(args, structures):
-        _flatten(arg, structure, flat_args, "")
-    arg_set = {id(v) for v in flat_args}
-    nodes = out.topo()
-    captured = [v for v in nodes if not v.parents and not v.is_constant and id(v) not in arg_set]
+    can be; a label that is not its identifier is shown, escaped, in a comment). Beside the source shown,
+    the same lines made to check themselves: the scalar function returns every line's value it must check
+    too, the torch batch adds them up as it goes."""
+    names = Namespace(reserved={"captured", "_reduce", "_seen"})
     code = _Code(names)
     for v, name in zip(flat_args, arg_names):
         code.leaf(v, name, "a")
     for k, v in enumerate(captured):
         code.leaf(v, v.label, f"p{k}")
+    for v in constants:
+        code.symbol[v] = v.data
     numbering = count()
     for v in nodes:
         if v.rule is not None:
@@ -353,18 +451,50 @@ def _generate(f: Callable, out: Value, structures: list[Structure], arg_names: l
     grads = sweep(out, 1.0, value=code.value, finished=lambda v, g: code.line(g, f"d_{code.name_of(v)}", "d"))
     wanted = [code.line(grads.get(v, 0.0), f"d_{code.name_of(v)}", "d") for v in [*flat_args, *captured]]
     arg_grads, captured_grads = wanted[:len(flat_args)], wanted[len(flat_args):]
-    body = [f"    {name} = {names.python(expr, code.variables)}{note}" for name, expr, note in code.lines]
-    tail = (f"    return {code.python(code.symbol[out])}, ({_tuple([code.python(g) for g in arg_grads])}), "
+    value = code.value(out)
+    body = [f"    {name} = {text}{note}" for (name, _, note), text in zip(code.lines, code.texts)]
+    tail = (f"    return {code.python(value)}, ({_tuple([code.python(g) for g in arg_grads])}), "
             f"({_tuple([code.python(g) for g in captured_grads])})")
     # the function's name may be a local's too: only the module's names (ops, constants) must stay apart
-    function = Namespace({*names.functions, *names.constants, "captured", "_reduce"}).name(
+    function = Namespace({*names.functions, *names.constants, "captured", "_reduce", "_seen"}).name(
         getattr(f, "__name__", ""), "f")
     head = [f"def {function}({', '.join([*(code.names[v] for v in flat_args), 'captured'])}):"]
     if captured:
         head.append(f"    ({_tuple([code.names[v] for v in captured])}) = captured{code.labels(captured)}")
     source = "\n".join([*head, *body, tail]) + "\n"
-    batch_source = _lean(head, code, code.symbol[out], arg_grads, captured_grads)
-    return Tape(f, structures, captured, source, function, names, batch_source)
+    checked = _checked(code, [value, *arg_grads, *captured_grads])
+    checked_source = "\n".join([*head, *body, f"{tail}, ({_tuple([code.python(value), *checked])})"]) + "\n"
+    batch_sources = (_lean(head, code, value, arg_grads, captured_grads, set()),
+                     _lean(head, code, value, arg_grads, captured_grads, set(checked)))
+    return Tape(f, structures, captured, source, function, names, checked_source, batch_sources)
+
+
+def _checked(code: _Code, returned: list[Expr]) -> list[str]:
+    """The lines whose values the replay checks finite, so that it refuses every line the eager engine refuses
+    (it checks each op's result and each gradient): each line read where an inf or nan may vanish (``tanh(inf)``
+    is 1.0), and each line neither read nor returned. Any other line is read only through operators that pass
+    an inf or nan on, into a line that is checked or returned (the returned numbers are checked too)."""
+    kept = {g.name for g in returned if isinstance(g, Symbol)}
+    guarded = set().union(*(_guarded(expr) for _, expr, _ in code.lines))
+    return [name for i, (name, _, _) in enumerate(code.lines)
+            if name in guarded or (code.last_use[name] == i and name not in kept)]
+
+
+def _guarded(expr: Expr) -> set[str]:
+    """The variables ``expr`` reads where an inf or nan may not show in its value: anywhere but as an operand of
+    ``+``, ``-``, ``*``, a weighted sum or a numerator (IEEE arithmetic: ``inf * 0.0`` is nan, ``1.0 / inf`` 0.0)."""
+    found: set[str] = set()
+    seen: set[tuple[int, bool]] = set()
+    stack = [(expr, False)] if isinstance(expr, Symbol) else []
+    while stack:
+        node, hidden = stack.pop()
+        if (id(node), hidden) not in seen:
+            seen.add((id(node), hidden))
+            if node.is_variable and hidden:
+                found.add(node.name)
+            stack += [(a, hidden or not (node.op in _PASSING or (node.op is rules.divide and k == 0)))
+                      for k, a in enumerate(node.args) if isinstance(a, Symbol)]
+    return found
 
 
 class _Code:
@@ -415,34 +545,51 @@ class _Code:
     def python(self, expr: Expr) -> str:
         return self.namespace.python(expr, self.variables)
 
+    # read once every line is made:
 
-def _lean(head: list[str], code: _Code, value: Expr, arg_grads: list[Expr], captured_grads: list[Expr]) -> str:
+    @functools.cached_property
+    def texts(self) -> list[str]:
+        """Each line's expression as Python."""
+        return [self.python(expr) for _, expr, _ in self.lines]
+
+    @functools.cached_property
+    def last_use(self) -> dict[str, int]:
+        """For each line's name, the index of the last line that reads it (its own if none)."""
+        last_use: dict[str, int] = {}
+        for i, (name, expr, _) in enumerate(self.lines):
+            last_use[name] = i
+            for node in expr.walk():
+                if node.is_variable and node.name in last_use:
+                    last_use[node.name] = i
+        return last_use
+
+
+def _lean(head: list[str], code: _Code, value: Expr, arg_grads: list[Expr], captured_grads: list[Expr],
+          checked: set[str]) -> str:
     """The tape's lines again, for whole arrays and lean on memory: after its last use each array is let go
     (``del``), and each captured Value's gradient is handed to ``_reduce(k, gradient)`` as soon as it is
-    complete, so that a large batch does not hold every intermediate array at once."""
-    last_use: dict[str, int] = {}
-    for i, (name, expr, _) in enumerate(code.lines):
-        last_use[name] = i
-        for node in expr.walk():
-            if node.is_variable and node.name in last_use:
-                last_use[node.name] = i
+    complete, so that a large batch does not hold every intermediate array at once. The lines named in
+    ``checked`` are added up in ``_seen``, returned third (for torch, which raises on no overflow)."""
     ending: dict[int, list[str]] = {}
-    for name, i in last_use.items():
+    for name, i in code.last_use.items():
         ending.setdefault(i, []).append(name)
     kept = {g.name for g in (value, *arg_grads) if isinstance(g, Symbol)}
     handed: dict[str, list[int]] = {}
     for k, g in enumerate(captured_grads):
         handed.setdefault(code.python(g), []).append(k)
-    body = []
-    for i, (name, expr, _) in enumerate(code.lines):
-        body.append(f"    {name} = {code.python(expr)}")
+    body = ["    _seen = 0.0"] if checked else []
+    for i, ((name, _, _), text) in enumerate(zip(code.lines, code.texts)):
+        body.append(f"    {name} = {text}")
+        if name in checked:
+            body.append(f"    _seen = _seen + {name}")
         done = ending.get(i, [])
         body += [f"    _reduce({k}, {n})" for n in done for k in handed.pop(n, [])]
         if [n for n in done if n not in kept]:
             body.append(f"    del {', '.join(n for n in done if n not in kept)}")
     body += [f"    _reduce({k}, {g})" for g, ks in handed.items() for k in ks]  # numbers, arguments, captured
     head = [head[0].replace("captured):", "captured, _reduce):"), *head[1:]]
-    tail = f"    return {code.python(value)}, ({_tuple([code.python(g) for g in arg_grads])})"
+    tail = (f"    return {code.python(value)}, ({_tuple([code.python(g) for g in arg_grads])}), "
+            f"{'_seen' if checked else '0.0'}")
     return "\n".join([*head, *body, tail]) + "\n"
 
 
@@ -475,6 +622,33 @@ def _array(xp: Any, data: Any, device: Any) -> Any:
     return xp.asarray(data, dtype=float)
 
 
+def _argument_array(xp: Any, data: Any, device: Any, where: str) -> Any:
+    """An argument of a batch as a float64 array (:func:`_array`); complex numbers and other objects refused."""
+    dtype = str(getattr(data, "dtype", "")).removeprefix("torch.")  # numpy's complex128, torch's torch.complex64
+    if "complex" in dtype:
+        raise TypeError(f"tape.batch: {where} holds complex numbers ({dtype}); the tape computes with real numbers "
+                        "(pass the real part, .real, if that is what you mean)")
+    try:
+        return _array(xp, data, device)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"tape.batch: {where} must be an array of real numbers: {error}") from None
+
+
+def _captured_numbers(xp: Any, captured: list[Value], device: Any) -> list[Any]:
+    """The captured Values' numbers for a batch: floats for numpy, 0-d float64 tensors on the batch's device for
+    torch (whose functions take no Python float)."""
+    numbers = [p.data for p in captured]
+    if xp.__name__ == "torch" and numbers:
+        return list(_array(xp, numbers, device).unbind())
+    return numbers
+
+
+def _all_finite(xp: Any, arrays: Iterable[Any], size: int, device: Any) -> bool:
+    """Every number of every array (or plain number) finite."""
+    return all(math.isfinite(a) if isinstance(a, float) else bool(xp.isfinite(_per_sample(xp, a, size, device)).all())
+               for a in arrays)
+
+
 def _per_sample(xp: Any, x: Any, size: int, device: Any) -> Any:
     """``x`` as one number per sample: an array of shape (size,) as it is, a number (the same for every
     sample: it did not depend on the batch) repeated."""
@@ -500,18 +674,32 @@ def _in_sample_order(xp: Any, start: list[float], grads: list[Any], device: Any)
 def _batch_size(batches: list, structures: list[Structure]) -> int:
     sizes = set()
     for i, (b, s) in enumerate(zip(batches, structures)):
-        depth = _depth(s)
-        if b.ndim != depth + 1:
-            raise ValueError(f"tape.batch: argument {i + 1} should have {depth + 1} axes (the batch, then the "
-                             f"argument's own shape), got shape {tuple(b.shape)}")
+        shape = _shape(s)
+        if shape is None:
+            raise ValueError(f"tape.batch: argument {i + 1} was traced as lists of different lengths, which no array "
+                             "holds: call the tape on each sample (tape.each)")
+        if b.ndim == 0 or tuple(b.shape[1:]) != shape:
+            sample = f"the traced argument's shape {shape}" if shape else "a number"
+            raise ValueError(f"tape.batch: argument {i + 1} should have shape {_shown(('n', *shape))}: n samples of "
+                             f"{sample}, got shape {tuple(b.shape)}")
         sizes.add(b.shape[0])
     if len(sizes) != 1:
         raise ValueError(f"tape.batch: the arguments have different batch sizes {sorted(sizes)}")
     return sizes.pop()
 
 
-def _depth(structure: Structure) -> int:
-    return 0 if structure is None else 1 + _depth(structure[0]) if structure else 1
+def _shape(structure: Structure) -> tuple[int, ...] | None:
+    """The array shape of an argument's nesting: () for a number; None for lists of different lengths."""
+    if structure is None:
+        return ()
+    shapes = {_shape(s) for s in structure} or {()}
+    inner = shapes.pop()
+    return (len(structure), *inner) if inner is not None and not shapes else None
+
+
+def _shown(shape: tuple) -> str:
+    """A shape as Python shows a tuple, its items unquoted: ``(n, 3)``, ``(n,)``."""
+    return f"({', '.join(map(str, shape))}{',' if len(shape) == 1 else ''})"
 
 
 def _columns(batch: Any, structure: Structure, index: tuple = ()) -> list:
@@ -533,6 +721,8 @@ def array_function(op: Op, xp: Any) -> Callable[..., Any]:
     """``op`` on whole arrays of module ``xp`` (numpy or torch): its registry ``array`` form, else for
     numpy its float forward element by element."""
     array = op.array
+    if array is not None and getattr(xp, "__name__", "") == "torch":  # float64 throughout: ``(x > 0) * 1.0`` is float32
+        return lambda *inputs: xp.as_tensor(array(xp, *inputs), dtype=xp.float64)
     if array is not None:
         return lambda *inputs: array(xp, *inputs)
     if getattr(xp, "__name__", "") == "numpy":

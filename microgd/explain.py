@@ -33,7 +33,10 @@ is one chain, a factor per step (above). Otherwise the derivation is a list of a
 in backward's order, ``δ_n = Σ δ_c · ∂c/∂n`` over the consumers ``c`` of ``n``: one for each node whose δ
 is a sum or is used more than once, while a δ used once is substituted where it is used, so that a
 network reads as in the textbook (``δ_s_o = (y − z) · y(1 − y)``, ``δ_s_h1 = δ_s_o · w_o1 · a_h1(1 − a_h1)``).
-Each leaf's derivative comes right after the last δ it needs, as its gradient is final there.
+Each leaf's derivative comes right after the last δ it needs, as its gradient is final there. A factor ∂c/∂n is
+c's derivative through its input n alone (c's other inputs held fixed); where c also depends on n through other
+named nodes, that is not the whole derivative of c by n, and it is written with a bar, ∂̄c/∂n (LaTeX
+``\\bar{\\partial}``): ``∂f/∂a = ∂̄f/∂a + ∂f/∂s · ∂s/∂a`` for ``f = s·a``, ``s = a·a``.
 
 **Numbers.** A factor's value is the same sweep run on the engine's floats; each δ and each derivative is
 the gradient ``backward()`` computes (the sweep from the root, as backward runs it; no ``.grad`` changes).
@@ -41,8 +44,10 @@ the gradient ``backward()`` computes (the sweep from the root, as backward runs 
 **Rules.** Each node's op is the one it was made with (``node.rule``), never looked up by name, so a graph
 built before an op is defined again is explained with its own rule.
 
-**Size.** At most ``max_equations`` equations are printed (default :data:`MAX_EQUATIONS`, 40), then a note
-says how many were left out; ``explain(root, wrt=leaf)`` asks for one leaf. :meth:`Derivation.formula` writes
+**Size.** At most ``max_equations`` equations are printed (default :data:`MAX_EQUATIONS`, 40), and at most as
+many definitions under "where"; a sum of more terms or a product of more factors than that is printed as its
+first and last ones around "…"; a last line says what was left out. ``explain(root, wrt=leaf)`` asks for one
+leaf. Its work grows in proportion to the graph (and to what is printed). :meth:`Derivation.formula` writes
 out the closed form with every intermediate substituted, which grows fast with reuse: beyond
 ``MAX_FORMULA_OPS`` ops it is a ValueError (read the equations instead, or compile the graph with
 :func:`microgd.tape.trace`).
@@ -53,11 +58,13 @@ from __future__ import annotations
 import keyword
 import re
 import unicodedata
-from collections import Counter
-from collections.abc import Iterable
+from bisect import bisect_right
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import chain, count
-from typing import Union
+from functools import cached_property
+from itertools import count
+from typing import TypeVar, Union
 
 from . import checks
 from .engine import Value, sweep
@@ -74,12 +81,14 @@ MAX_FORMULA_OPS = 20_000
 """The most ops :meth:`Derivation.formula` writes out (the closed form of a graph with much reuse is huge)."""
 
 _WIDTH = 80  # an equation whose stages fit in this many characters is printed on one line
+_DIRECT = "∂\u0304"  # ∂̄, ∂ with a bar: a derivative through one input alone that is not the whole derivative
 
 
 @dataclass(frozen=True)
 class Factor:
-    """One factor of a term: a local derivative (``symbol`` ∂c/∂n, its formula and its value by the same
-    rule on the engine's floats), or ``δ_c``, the δ of a node whose own equation comes earlier."""
+    """One factor of a term: a local derivative (``symbol`` ∂c/∂n, or ∂̄c/∂n where c also depends on n through
+    other named nodes; its formula and its value by the same rule on the engine's floats), or ``δ_c``, the δ of a
+    node whose own equation comes earlier."""
 
     symbol: str
     symbol_latex: str
@@ -125,9 +134,11 @@ def explain(root: Value, wrt: Wrt = None, *, inline: int = INLINE, max_equations
             checks.whole(given, f"explain: {option}", least)
     graph = _Graph(root, inline)
     leaves = _leaves(graph, wrt)
-    form, equations = _equations(graph, leaves)
-    shown = equations if max_equations is None else equations[:max_equations]
-    return Derivation(graph, leaves, form, shown, len(equations) - len(shown), digits)
+    plan = _Plan(graph, leaves)
+    order = plan.order()
+    shown = order if max_equations is None else order[:max_equations]
+    return Derivation(graph, leaves, plan.form, [plan.equation(n) for n in shown], len(order) - len(shown), digits,
+                      max_equations)
 
 
 class Derivation:
@@ -136,9 +147,9 @@ class Derivation:
     ``equations``, ``form`` ("chain" or "delta"), ``wrt``, ``omitted`` (equations past ``max_equations``)."""
 
     def __init__(self, graph: _Graph, wrt: list[Value], form: str, equations: list[Equation], omitted: int,
-                 digits: int):
+                 digits: int, limit: int | None):
         self._graph, self.wrt, self.form = graph, tuple(wrt), form
-        self.equations, self.omitted, self._digits = tuple(equations), omitted, digits
+        self.equations, self.omitted, self._digits, self._limit = tuple(equations), omitted, digits, limit
 
     @property
     def root(self) -> Value:
@@ -160,6 +171,8 @@ class Derivation:
             >>> f = explain(y).local(y, s)
             >>> f.symbol, f.text, round(f.value, 4)
             ('∂y/∂s', 'y(1 − y)', 0.235)
+
+        Its symbol has a bar, ∂̄node/∂parent, where node also depends on parent through other named nodes.
         """
         if node not in self._graph.names or not node.parents or parent not in self._graph.local(node):
             raise ValueError(f"explain: {parent!r} is not an input of {node!r} between named nodes of this "
@@ -188,27 +201,43 @@ class Derivation:
         lines: list[str] = []
         before: list[str] = []
         for equation in self.equations:
-            these = _lay_out(equation, "text", self._digits)
+            these = _lay_out(equation, "text", self._digits, self._limit)
             if lines and (equation.lhs.startswith("δ") or (self.form == "chain" and len(these) + len(before) > 2)):
                 lines.append("")
             lines += these
             before = these
-        lines += _where(self._graph, self.equations, "text")
-        if self.omitted:
-            lines.append(self._note())
+        lines += _where(self._graph, self._definitions[0], "text")
+        if self._note:
+            lines.append(f"… {self._note}")
         return "\n".join(lines)
 
     def latex(self) -> str:
-        r"""The derivation as a LaTeX ``aligned`` block, one row per line of :meth:`text`."""
-        rows = [row for equation in self.equations for row in _lay_out(equation, "latex", self._digits)]
-        rows += _where(self._graph, self.equations, "latex")
-        if self.omitted:
-            rows.append(r"&\ldots\ \text{" + self._note().removeprefix("… ").replace("_", r"\_") + "}")
+        r"""The derivation as a LaTeX ``aligned`` block, one row per line of :meth:`text`; labels are escaped, so
+        that none can break the LaTeX or, shown in a notebook, leave the math."""
+        rows = [row for equation in self.equations for row in _lay_out(equation, "latex", self._digits, self._limit)]
+        rows += _where(self._graph, self._definitions[0], "latex")
+        if self._note:
+            rows.append(rf"&\ldots\ \text{{{_latex_text(self._note)}}}")
         return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
 
+    @cached_property
+    def _definitions(self) -> tuple[list[Value], int]:
+        """The nodes "where" defines, at most ``max_equations`` of them in the graph's order, and how many more."""
+        found = _defined(self._graph, self.equations, self._limit)
+        shown = found if self._limit is None else found[:self._limit]
+        return sorted(shown, key=self._graph.index.__getitem__), len(found) - len(shown)
+
+    @cached_property
     def _note(self) -> str:
-        return (f"… {self.omitted} more equation{'s' * (self.omitted > 1)} not shown (explain(root, wrt=leaf) "
-                "for one leaf, max_equations=None for all)")
+        """What printing leaves out (``22 more equations not shown (...)``), or ""."""
+        terms, factors = _left_out(self.equations, self._limit)
+        counts = [(self.omitted, "equation", ""), (self._definitions[1], "definition", ""),
+                  (factors, "factor", " of long products"), (terms, "term", " of long sums")]
+        parts = [f"{n} more {noun}{'s' * (n > 1)}{of}" for n, noun, of in counts if n]
+        if not parts:
+            return ""
+        listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+        return f"{listed} not shown (explain(root, wrt=leaf) for one leaf, max_equations=None for all)"
 
     def __str__(self) -> str:
         return self.text()
@@ -247,6 +276,8 @@ class _Graph:
                     named.update(inner)
                     size[v] = 1 + len(v.parents)
         self.names = _names(self.nodes, named, root)
+        self.named = list(self.names)  # parents first
+        self.positions = [self.index[v] for v in self.named]
         self.sym: dict[Value, Expr] = {}
         for v in self.nodes:
             if v.is_constant:
@@ -257,6 +288,8 @@ class _Graph:
                 self.sym[v] = self.definition(v)
         self.grads = sweep(root)  # backward's gradients
         self._local: dict[Value, dict[Value, tuple[Expr, float]]] = {}
+        self._factors: dict[tuple[Value, Value], Factor] = {}
+        self._indirect: dict[Value, set[Value]] = {}
         self._closed: dict[Value, Expr] | None = None
 
     def definition(self, v: Value) -> Expr:
@@ -278,14 +311,47 @@ class _Graph:
                                          if m in self.names and m is not node}
         return found
 
+    @cached_property
+    def users(self) -> dict[Value, list[Value]]:
+        """For each named node, the named nodes computed from it (whose :meth:`local` has it), newest first."""
+        users: dict[Value, list[Value]] = {v: [] for v in self.named}
+        for v in reversed(self.named):
+            for m in self.local(v) if v.parents else ():
+                users[m].append(v)
+        return users
+
+    def indirect(self, n: Value) -> set[Value]:
+        """The users of ``n`` that also depend on it through another named node: for them ∂user/∂n, the derivative
+        through ``n`` alone, is not the whole derivative. One pass over the named nodes between its users."""
+        found = self._indirect.get(n)
+        if found is None:
+            users, found = self.users[n], set()
+            if len(users) > 1:
+                first = bisect_right(self.positions, self.index[users[-1]])
+                last = bisect_right(self.positions, self.index[users[0]])
+                marked, reaching = set(users), set()  # reaching: the nodes that depend on a user of n
+                for v in self.named[first:last]:  # parents first
+                    if any(m in marked or m in reaching for m in self.local(v)):
+                        reaching.add(v)
+                found = marked & reaching
+            self._indirect[n] = found
+        return found
+
     def factor(self, node: Value, m: Value) -> Factor:
-        expr, value = self.local(node)[m]
-        text = printed(expr, "text")
-        return Factor(f"∂{self.names[node]}/∂{self.names[m]}",
-                      rf"\frac{{\partial {self.latex_name(node)}}}{{\partial {self.latex_name(m)}}}",
-                      text.text, printed(expr, "latex").text, value, text.precedence,
-                      is_one=not isinstance(expr, Symbol) and expr == 1.0,
-                      mentions=(self.names[node], self.names[m], *_variables(expr)))
+        """∂node/∂m as a factor (made once): ∂̄node/∂m where it is not the whole derivative (:meth:`indirect`)."""
+        found = self._factors.get((node, m))
+        if found is None:
+            expr, value = self.local(node)[m]
+            text = printed(expr, "text")
+            direct = node in self.indirect(m)
+            partial, partial_latex = (_DIRECT, r"\bar{\partial}") if direct else ("∂", r"\partial")
+            found = self._factors[node, m] = Factor(
+                f"{partial}{self.names[node]}/∂{self.names[m]}",
+                rf"\frac{{{partial_latex} {self.latex_name(node)}}}{{\partial {self.latex_name(m)}}}",
+                text.text, printed(expr, "latex").text, value, text.precedence,
+                is_one=not isinstance(expr, Symbol) and expr == 1.0,
+                mentions=(self.names[node], self.names[m], *_variables(expr)))
+        return found
 
     def delta(self, node: Value) -> Factor:
         name = f"δ_{self.names[node]}"
@@ -311,9 +377,10 @@ def _forward(v: Value, inputs: list[Expr]) -> Expr:
     return rule(*inputs)
 
 
-def _formula_functions() -> set[str]:
-    """The names the formula language calls as functions (the registry's ops written ``name(...)``)."""
-    return {name for name, op in OPS.items() if op.function}
+def _function_names() -> set[str]:
+    """The names the formula language and the text call as functions: the registry's ops written ``name(...)``
+    and the symbols their text is written with (``σ``), so that no node's name followed by ``(`` reads as a call."""
+    return {name for op in OPS.values() if op.function for name in (op.name, op.symbol)}
 
 
 def _identifier(label: str) -> str:
@@ -325,18 +392,21 @@ def _identifier(label: str) -> str:
 def _names(nodes: list[Value], named: set[Value], root: Value) -> dict[Value, str]:
     """A unique name for each named node: labels first (the first node with a label keeps it), then
     ``label_2`` for a repeated label, ``f`` for an unlabelled root, ``v1``, ``v2``, ... for the others."""
-    taken = _formula_functions() | set(keyword.kwlist)
+    taken = _function_names() | set(keyword.kwlist)
     names: dict[Value, str] = {}
     for v in nodes:
         if v in named and v.label and _identifier(v.label) not in taken:
             names[v] = _identifier(v.label)
             taken.add(names[v])
     numbers = count(1)
+    suffixes: dict[str, Iterator[int]] = {}  # per base, the suffixes not tried yet: each name is tried once
     for v in nodes:
         if v in named and v not in names:
             if v.label or v is root:
-                base = _identifier(v.label) if v.label else "f"
-                name = next(n for n in chain([base], (f"{base}_{k}" for k in count(2))) if n not in taken)
+                name = _identifier(v.label) if v.label else "f"
+                if name in taken:
+                    tries = suffixes.setdefault(name, count(2))
+                    name = next(n for n in (f"{name}_{k}" for k in tries) if n not in taken)
             else:
                 name = next(n for n in (f"v{k}" for k in numbers) if n not in taken)
             names[v] = name
@@ -370,53 +440,70 @@ def _leaves(graph: _Graph, wrt: Wrt) -> list[Value]:
 
 # -- the equations -----------------------------------------------------------------------------------
 
-def _equations(graph: _Graph, leaves: list[Value]) -> tuple[str, list[Equation]]:
-    """The chain form when each leaf has one path from the root through named nodes, else the delta form."""
-    root, wanted = graph.root, set(leaves)
-    reaches: dict[Value, bool] = {}
-    for v in graph.names:  # parents first
-        reaches[v] = v in wanted or (bool(v.parents) and any(reaches[m] for m in graph.local(v)))
-    relevant = [v for v in reversed(graph.names) if reaches[v]]  # newest first: backward's order
-    consumers: dict[Value, list[Value]] = {v: [] for v in relevant}
-    paths = Counter({root: 1})
-    for n in relevant:
-        for m in graph.local(n) if n.parents else ():
-            if reaches[m]:
-                consumers[m].append(n)
-                paths[m] = min(2, paths[m] + paths[n])
-    form = "chain" if all(paths[w] == 1 for w in leaves) else "delta"
+class _Plan:
+    """The equations over the named nodes that lead to the leaves asked for: the chain form when each leaf has
+    one path from the root through named nodes, else the delta form; which equations there are, in backward's
+    order (:meth:`order`), and each one made on demand (:meth:`equation`)."""
 
-    def own_line(n: Value) -> bool:
-        uses = sum(reaches[m] for m in graph.local(n))
-        return form == "delta" and n is not root and (len(consumers[n]) > 1 or uses > 1)
+    def __init__(self, graph: _Graph, leaves: list[Value]):
+        self.graph, self.leaves = graph, leaves
+        wanted = set(leaves)
+        reaches: dict[Value, bool] = {}
+        for v in graph.named:  # parents first
+            reaches[v] = v in wanted or (bool(v.parents) and any(reaches[m] for m in graph.local(v)))
+        self.relevant = [v for v in reversed(graph.named) if reaches[v]]  # newest first: backward's order
+        paths = Counter({graph.root: 1})
+        for n in self.relevant:
+            for m in graph.local(n) if n.parents else ():
+                if reaches[m]:
+                    paths[m] = min(2, paths[m] + paths[n])
+        self.form = "chain" if all(paths[w] == 1 for w in leaves) else "delta"
+        # a δ of its own: a sum (n has several users) or used more than once (n leads to the leaves through
+        # several of its inputs)
+        self.own_line = {n for n in self.relevant if self.form == "delta" and n.parents and n is not graph.root
+                         and (len(graph.users[n]) > 1 or sum(reaches[m] for m in graph.local(n)) > 1)}
 
-    prefix: dict[Value, tuple[Factor, ...]] = {root: ()}  # what δ_n is in a product: itself, or its one term
+    def order(self) -> list[Value]:
+        """The nodes whose equations the derivation has: in the delta form each δ of its own, and each leaf right
+        after the last δ it needs; in the chain form the leaves."""
+        if self.form == "chain":
+            return list(self.leaves)
+        after: defaultdict[Value, list[Value]] = defaultdict(list)
+        for w in self.leaves:
+            after[self.graph.users[w][-1]].append(w)
+        order: list[Value] = []
+        for n in self.relevant:
+            if n in self.own_line:
+                order.append(n)
+            order += after.get(n, ())
+        return order
 
-    def terms(n: Value) -> tuple[tuple[Factor, ...], ...]:
-        return tuple((*prefix[c], graph.factor(c, n)) for c in consumers[n]) if n is not root else ((),)
+    def equation(self, n: Value) -> Equation:
+        """``δ_n = Σ δ_c · ∂c/∂n`` for a δ of its own, ``∂root/∂n = ...`` for a leaf."""
+        graph = self.graph
+        if n in self.own_line:
+            delta = graph.delta(n)
+            return Equation(delta.symbol, delta.symbol_latex, self.terms(n), delta.value)
+        return Equation(f"∂{graph.names[graph.root]}/∂{graph.names[n]}",
+                        rf"\frac{{\partial {graph.latex_name(graph.root)}}}{{\partial {graph.latex_name(n)}}}",
+                        self.terms(n), graph.grads[n])
 
-    lhs = graph.names[root]
-    leaf_equations = {w: Equation(f"∂{lhs}/∂{graph.names[w]}",
-                                  rf"\frac{{\partial {graph.latex_name(root)}}}{{\partial {graph.latex_name(w)}}}",
-                                  (), graph.grads[w]) for w in leaves}
-    equations: list[Equation] = []
-    for n in relevant:
-        if n.parents and n is not root:
-            if own_line(n):
-                delta = graph.delta(n)
-                equations.append(Equation(delta.symbol, delta.symbol_latex, terms(n), delta.value))
-                prefix[n] = (delta,)
-            else:
-                (prefix[n],) = terms(n)
-        if form == "delta":
-            equations += [_with_terms(leaf_equations[w], terms(w)) for w in leaves if consumers[w][-1] is n]
-    if form == "chain":
-        equations = [_with_terms(leaf_equations[w], terms(w)) for w in leaves]
-    return form, equations
+    def terms(self, n: Value) -> tuple[tuple[Factor, ...], ...]:
+        """δ_n's terms, one per user c of n: what δ_c is in a product, times ∂c/∂n."""
+        if n is self.graph.root:
+            return ((),)
+        return tuple((*self.prefix(c), self.graph.factor(c, n)) for c in self.graph.users[n])
 
-
-def _with_terms(equation: Equation, terms: tuple[tuple[Factor, ...], ...]) -> Equation:
-    return Equation(equation.lhs, equation.lhs_latex, terms, equation.value)
+    def prefix(self, n: Value) -> tuple[Factor, ...]:
+        """What δ_n is in a product: δ_n itself when it has an equation of its own, else its one term written out
+        (the factors along its one path to the root, or to a δ of its own)."""
+        factors: list[Factor] = []
+        while n is not self.graph.root and n not in self.own_line:
+            (c,) = self.graph.users[n]
+            factors.append(self.graph.factor(c, n))
+            n = c
+        head = () if n is self.graph.root else (self.graph.delta(n),)
+        return (*head, *reversed(factors))
 
 
 # -- printing ----------------------------------------------------------------------------------------
@@ -453,24 +540,62 @@ def _sum(terms: list[list[tuple[str, int]]], style: str) -> str:
     return out
 
 
-def _stages(equation: Equation, style: str, digits: int) -> list[str]:
+_Item = TypeVar("_Item")
+
+
+def _trim(items: Sequence[_Item], limit: int | None) -> list[_Item | None]:
+    """``items``; when there are more than ``limit``, the first and the last ones, ``limit`` in all, around a None."""
+    if limit is None or len(items) <= limit:
+        return list(items)
+    head = limit // 2
+    return [*items[:head], None, *items[len(items) - limit + head:]]
+
+
+def _printed_factors(equation: Equation, limit: int | None) -> Iterator[Factor]:
+    """The factors of ``equation`` that printing shows (long sums and products are trimmed to ``limit``)."""
+    for term in _trim(equation.terms, limit):
+        yield from (f for f in _trim(term or (), limit) if f is not None)
+
+
+def _left_out(equations: tuple[Equation, ...], limit: int | None) -> tuple[int, int]:
+    """How many terms of long sums, and factors of the long products shown, printing leaves out."""
+    if limit is None:
+        return 0, 0
+    terms = sum(max(0, len(e.terms) - limit) for e in equations)
+    factors = sum(max(0, len(t) - limit) for e in equations for t in _trim(e.terms, limit) if t is not None)
+    return terms, factors
+
+
+def _stage(equation: Equation, limit: int | None, dots: str, show: Callable[[Factor], tuple[str, int] | None]
+           ) -> list[list[tuple[str, int]]]:
+    """Each term's factors as ``show`` prints them (text, precedence; None leaves a factor out), a long sum or
+    product trimmed to ``limit`` terms or factors around ``dots``."""
+    stage = []
+    for term in _trim(equation.terms, limit):
+        shown = [(dots, ATOM)] if term is None else [(dots, ATOM) if f is None else show(f) for f in _trim(term, limit)]
+        stage.append([p for p in shown if p is not None])
+    return stage
+
+
+def _stages(equation: Equation, style: str, digits: int, limit: int | None) -> list[str]:
     """The right-hand sides: the partial derivatives, their formulas, their values, the engine's result."""
     latex = style == "latex"
-    partials = [[(f.symbol_latex if latex else f.symbol, ATOM) for f in term] for term in equation.terms]
-    formulas = [[(f.latex if latex else f.text, f.precedence) for f in term if not f.is_one]
-                for term in equation.terms]
-    values = [[(_number(f.value, digits, style), PREFIX if f.value < 0 else ATOM) for f in term if not f.is_one]
-              for term in equation.terms]
+    dots = r"\cdots" if latex else "…"
+    partials = _stage(equation, limit, dots, lambda f: (f.symbol_latex if latex else f.symbol, ATOM))
+    formulas = _stage(equation, limit, dots,
+                      lambda f: None if f.is_one else (f.latex if latex else f.text, f.precedence))
+    values = _stage(equation, limit, dots, lambda f: None if f.is_one else
+                    (_number(f.value, digits, style), PREFIX if f.value < 0 else ATOM))
     return [_sum(partials, style), _sum(formulas, style), _sum(values, style),
             _number(equation.value, digits, style)]
 
 
-def _lay_out(equation: Equation, style: str, digits: int) -> list[str]:
+def _lay_out(equation: Equation, style: str, digits: int, limit: int | None) -> list[str]:
     """An equation's lines (text) or rows (LaTeX): on one line when it fits in _WIDTH characters, else one
     stage a line under the first; a stage the same as the one before it is left out (decided on the text)."""
-    text = _stages(equation, "text", digits)
+    text = _stages(equation, "text", digits, limit)
     keep = [i for i, s in enumerate(text) if s != ([equation.lhs, *text][i])]
-    stages = _stages(equation, style, digits) if style == "latex" else text
+    stages = _stages(equation, style, digits, limit) if style == "latex" else text
     one_line = len(" = ".join([equation.lhs, *(text[i] for i in keep)])) <= _WIDTH
     if style == "latex":
         rows = [f"{equation.lhs_latex} &= " + " = ".join(stages[i] for i in keep)] if one_line else \
@@ -482,29 +607,49 @@ def _lay_out(equation: Equation, style: str, digits: int) -> list[str]:
     return [f"{equation.lhs} = {stages[keep[0]]}", *(f"{pad} = {stages[i]}" for i in keep[1:])]
 
 
-def _where(graph: _Graph, equations: tuple[Equation, ...], style: str) -> list[str]:
-    """What the names the user did not choose stand for (generated names, labels made unique or made
-    identifiers) among those the equations mention, with their definitions, and what those mention in turn."""
+def _defined(graph: _Graph, equations: tuple[Equation, ...], limit: int | None) -> list[Value]:
+    """The nodes whose names the user did not choose (generated names, labels made unique or made identifiers)
+    among those the printed equations mention, then those their definitions mention in turn, nearest first."""
     by_name = {name: v for v, name in graph.names.items()}
-    pending = [graph.root, *(by_name[n] for e in equations for term in e.terms for f in term for n in f.mentions)]
-    shown: set[Value] = set()
-    while pending:
-        v = pending.pop()
-        if v not in shown and graph.names[v] != v.label:
-            shown.add(v)
-            if v.parents:
-                pending += [by_name[name] for name in _variables(graph.definition(v))]
+    queue = [graph.root, *(by_name[n] for e in equations for f in _printed_factors(e, limit) for n in f.mentions)]
+    seen: set[Value] = set()
+    found: list[Value] = []
+    for v in queue:  # the queue grows as definitions mention more names
+        if v not in seen:
+            seen.add(v)
+            if graph.names[v] != v.label:
+                found.append(v)
+                if v.parents:
+                    queue += [by_name[name] for name in _variables(graph.definition(v))]
+    return found
+
+
+def _where(graph: _Graph, nodes: list[Value], style: str) -> list[str]:
+    """The "where" lines: what each of ``nodes`` stands for (its definition, a leaf's value), and its label where
+    that is not its name."""
     lines: list[str] = []
-    for v in sorted(shown, key=graph.index.__getitem__):
+    for v in nodes:
         meaning = printed(graph.definition(v), style).text if v.parents else _number(v.data, 4, style)
         note = f"labelled {v.label!r}" if v.label else "" if v.parents else "a leaf without a label"
         if style == "latex":
             head = r"\text{where}\quad " if not lines else ""
-            lines.append(f"{head}{graph.latex_name(v)} &= {meaning}" + (rf"\quad\text{{({note})}}" if note else ""))
+            lines.append(f"{head}{graph.latex_name(v)} &= {meaning}" +
+                         (rf"\quad\text{{({_latex_text(note)})}}" if note else ""))
         else:
             head = "where " if not lines else "      "
             lines.append(f"{head}{graph.names[v]} = {meaning}" + (f"  ({note})" if note else ""))
     return lines
+
+
+_LATEX_TEXT = str.maketrans({"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "#": r"\#", "%": r"\%",
+                             "&": r"\&", "_": r"\_", "^": r"\textasciicircum{}", "~": r"\textasciitilde{}",
+                             "<": r"\textless{}", ">": r"\textgreater{}"})
+
+
+def _latex_text(text: str) -> str:
+    r"""``text`` for LaTeX's ``\text{...}``: each character LaTeX reads as markup escaped, and ``<`` and ``>`` too, so
+    that a label neither breaks the LaTeX nor, shown in a notebook, ends the math or opens an HTML tag."""
+    return text.translate(_LATEX_TEXT)
 
 
 def _variables(expr: Expr) -> list[str]:

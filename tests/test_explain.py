@@ -289,8 +289,7 @@ def test_every_ops_latex_parses():
     x, y = Value(0.7, label="x"), Value(1.3, label="y")
     for op in OPS.values():
         inputs = [x, y, Value(0.4, label="z"), Value(0.2, label="u"), Value(-0.6, label="v")][:op.arity or 5]
-        if op.constants:
-            inputs = [x, 2.0]
+        inputs = [2.0 if i in op.constants else v for i, v in enumerate(inputs)]  # x ** 2, 2 ** y
         d = explain(op(*inputs), inline=0)
         assert_latex_parses(d)
 

@@ -21,7 +21,7 @@ from .table import table
 
 __all__ = ["gradcheck", "numeric_gradient", "check_formula", "GradcheckError", "FormulaMismatch", "FormulaReport",
            "ToleranceError", "EPS", "DEFAULT_INTERVAL", "DEFAULT_DOMAIN", "MAX_EXAMPLES", "FORMULA_RTOL",
-           "FORMULA_ATOL"]
+           "FORMULA_ATOL", "RTOL_LIMIT"]
 
 EPS = 1e-6
 """The finite differences' step (scaled by ``max(1, |x|)``) of :func:`numeric_gradient` and :func:`gradcheck`."""
@@ -36,6 +36,11 @@ FORMULA_RTOL = 1e-7
 """:func:`check_formula`'s relative tolerance."""
 FORMULA_ATOL = 1e-9
 """:func:`check_formula`'s absolute tolerance."""
+RTOL_LIMIT = 0.5
+"""A relative tolerance must be below it: ``|a - b| <= rtol * max(|a|, |b|)`` holds for every ``b`` within a
+factor ``1 / (1 - rtol)`` of ``a``, so from 0.5 up a value twice the right one agrees (0.99: 100 times it)."""
+_RTOL_NOTE = (f"from {RTOL_LIMIT:g} up it accepts twice the value: rtol=r accepts anything within a factor "
+              "1/(1 - r) of it")
 
 
 class GradcheckError(AssertionError):
@@ -65,9 +70,8 @@ def _close(a: float, b: float, rtol: float, atol: float) -> bool:
 
 
 def _tolerances(rtol: float, atol: float, who: str) -> tuple[float, float]:
-    """``rtol`` and ``atol`` checked: finite numbers >= 0, and ``rtol`` below 1 (a relative tolerance of 1
-    accepts 0 as every value, so it could reject nothing)."""
-    return (checks.number(rtol, f"{who}: rtol", at_least=0, below=1, note="1 would accept 0 for any value"),
+    """``rtol`` and ``atol`` checked: finite numbers >= 0, and ``rtol`` below :data:`RTOL_LIMIT`."""
+    return (checks.number(rtol, f"{who}: rtol", at_least=0, below=RTOL_LIMIT, note=_RTOL_NOTE),
             checks.number(atol, f"{who}: atol", at_least=0))
 
 
@@ -155,7 +159,7 @@ def gradcheck(f: Callable[..., Value], *inputs: float, eps: float = EPS, rtol: f
     derivative is compared with central differences of ``f``; with ``order=2`` every second
     derivative (the Hessian, from the engine's differentiable first derivatives) is also
     compared with central differences of the engine's first derivatives. Agreement means
-    ``|engine - numeric| <= atol + rtol * max(|engine|, |numeric|)``; ``rtol`` must be in [0, 1), ``atol``
+    ``|engine - numeric| <= atol + rtol * max(|engine|, |numeric|)``; ``rtol`` must be in [0, 0.5), ``atol``
     finite and >= 0, and ``eps`` finite, > 0 and large enough to move every input (else a ValueError).
 
     Returns True, or raises :class:`GradcheckError` with a table of every derivative.
@@ -330,7 +334,8 @@ def check_formula(f: Callable[..., Value], formula: Callable[..., float], wrt: s
     returns a :class:`FormulaReport`.
 
     Agreement means ``|engine - formula| <= atol + rtol * max(|engine|, |formula|)``. The tolerances must
-    leave the check able to fail: ``rtol`` in [0, 1) and ``atol`` finite and >= 0, checked first; and after
+    leave the check able to fail: ``rtol`` in [0, 0.5) (from 0.5 up twice the derivative would agree, see
+    :data:`RTOL_LIMIT`) and ``atol`` finite and >= 0, checked first; and after
     the search, tolerances that would also have passed the formula 0 at every point compared (``atol`` at
     least the largest |derivative| seen, less its ``rtol`` share) are a :class:`ToleranceError`, not a
     pass. A derivative that is 0 at every point compared has no scale to judge ``atol`` by.

@@ -29,6 +29,7 @@ Rows = list[list[float]]
 PathLike = Union[str, "os.PathLike[str]"]
 _STATE_KEYS = ("feature_range", "data_min_", "data_max_")
 MAX_BYTES = 64 * 2**20  # what load_csv and model files read at most: an endless input stops here
+_CHUNK = 2**20
 
 
 class ConstantColumnError(ValueError):
@@ -240,8 +241,10 @@ def read_text(path: PathLike, max_bytes: int = MAX_BYTES, encoding: str = "utf-8
     """The text of the file at ``path``, reading at most ``max_bytes`` (64 MiB by default): a larger file,
     or an endless one such as ``/dev/zero``, is a ValueError naming it, as is one that is not UTF-8 text."""
     source = os.fspath(path)
+    data = bytearray()  # grown a chunk at a time: read(max_bytes + 1) would set aside max_bytes whatever the size
     with open(source, "rb") as f:
-        data = f.read(max_bytes + 1)
+        while len(data) <= max_bytes and (chunk := f.read(min(_CHUNK, max_bytes + 1 - len(data)))):
+            data += chunk
     if len(data) > max_bytes:
         raise ValueError(f"{source}: larger than {_size(max_bytes)}, more than microgd reads "
                          "(an endless input such as /dev/zero?)")

@@ -40,8 +40,8 @@ from .engine import Value
 from .rules import Op
 
 __all__ = ["RenderError", "RendererNotFound", "RenderTimeout", "GraphTooLarge", "find_renderer", "run_renderer",
-           "graph_nodes", "number_formatter", "new_graph", "expression_graph", "op_label", "html_rows", "grad_fill",
-           "shade", "is_folded", "drawn_inputs", "input_tails", "RENDER_TIMEOUT", "RANKDIR", "MAX_NODES"]
+           "graph_nodes", "number_formatter", "new_graph", "expression_graph", "op_label", "label_text", "html_rows",
+           "grad_fill", "shade", "is_folded", "drawn_inputs", "input_tails", "RENDER_TIMEOUT", "RANKDIR", "MAX_NODES"]
 
 RANKDIRS = ("LR", "TB", "RL", "BT")
 RANKDIR = "LR"  # pictures read left to right, inputs first
@@ -254,10 +254,10 @@ def expression_graph(nodes: Sequence[Value], *, number: Callable[[float], str], 
             continue
         rows = []
         if v.label or names:
-            rows.append(f"<b>{html.escape(v.label)}</b>" if v.label else f'<font color="#777777">v{i}</font>')
+            rows.append(f"<b>{label_text(v.label)}</b>" if v.label else f'<font color="#777777">v{i}</font>')
         rows.append(f"data {number(v.data)}")
         if grad_texts is not None:
-            rows.append(html.escape(grad_texts[i]))
+            rows.append(label_text(grad_texts[i]))
         kind = "interior" if v.parents else "parameter" if v.label else "input"
         style = {"interior": "rounded,filled", "parameter": "filled,bold", "input": "filled"}[kind]
         fill = grad_fill(grads[i], scale) if grads is not None else "#f7f7f7" if kind == "interior" else "white"
@@ -272,7 +272,7 @@ def _draw_op(graph: graphviz.Digraph, v: Value, i: int, index: dict, tails: dict
              upstream: float | None, scale: float) -> None:
     """The op node of node ``i``, its edge into the node and one edge per drawn input (from its trunk if any)."""
     label = op_label(v)
-    graph.node(f"v{i}op", html.escape(label), id=f"v{i}op", shape="circle" if len(label) <= 3 else "ellipse",
+    graph.node(f"v{i}op", label_text(label), id=f"v{i}op", shape="circle" if len(label) <= 3 else "ellipse",
                width="0.42", margin="0.02", style="filled", fillcolor="#eeeeee", fontsize="12", **{"class": "op"})
     graph.edge(f"v{i}op", f"v{i}", id=f"o{i}", **{"class": "out"})
     locals_ = v.local_grads()
@@ -291,6 +291,17 @@ def _draw_op(graph: graphviz.Digraph, v: Value, i: int, index: dict, tails: dict
         else:
             attrs["label"] = number(locals_[k])
         graph.edge(tails.get((i, k), f"v{index[x]}"), f"v{i}op", **attrs)
+
+
+def label_text(text: str) -> str:
+    r"""``text`` drawn as it is in a Graphviz label, HTML-like or quoted: its markup characters escaped, and
+    each backslash doubled, since Graphviz reads ``\N``, ``\G``, ``\L``, ``\n`` ... in a label as escapes
+    (the node's name, the graph's, a line break); both renderers read a doubled backslash as one.
+
+        >>> print(label_text(r"C:\Users\Name <b>"))
+        C:\\Users\\Name &lt;b&gt;
+    """
+    return html.escape(text).replace("\\", "\\\\")
 
 
 def html_rows(rows: Sequence[str]) -> str:

@@ -26,6 +26,7 @@ __all__ = ["write_atomic", "check_writable", "check_folder", "check_distinct", "
 
 PathLike = Union[str, "os.PathLike[str]"]
 _TEMPORARY = re.compile(r"\.microgd-(\d+)-[0-9a-f]{8}\.tmp")
+_CAP_FOWNER = 3  # the capability to act on files as their owner (linux/capability.h)
 
 
 class DestinationError(ValueError):
@@ -100,8 +101,10 @@ def _running(pid: int) -> bool:
 
 def check_writable(path: PathLike, option: str = "") -> Path:
     """Check, before any long work, that a file can be written at ``path``: its folder exists and takes
-    a new file (tried for real: read-only filesystems and ``/proc`` fail here), and ``path`` is not a
-    folder. Raises :class:`DestinationError` naming the path as typed (and the option, when given).
+    a new file (tried for real: read-only filesystems and ``/proc`` fail here), ``path`` is not a
+    folder, and a file already there may be replaced by us (it is writable, and not another user's in a
+    shared folder with the sticky bit, such as /tmp). Raises :class:`DestinationError` naming the path as
+    typed (and the option, when given).
 
         >>> check_writable("model.json")
         PosixPath('model.json')
@@ -118,7 +121,31 @@ def check_writable(path: PathLike, option: str = "") -> Path:
     _probe(folder, where)
     if target.exists() and not os.access(target, os.W_OK):
         raise DestinationError(f"{where} cannot be written: it is read-only")
+    if target.exists() and not _may_replace(target):
+        raise DestinationError(f"{where} belongs to another user in a shared folder (sticky bit, as /tmp): only its "
+                               "owner may replace it; choose another name")
     return Path(shown)
+
+
+def _may_replace(target: Path) -> bool:
+    """Whether the writer's last step, renaming its temporary over ``target``, will be allowed where the folder
+    takes new files: the kernel's rule for a folder with the sticky bit (/tmp, mode 1777) is that only the
+    file's owner, the folder's owner or a process with CAP_FOWNER may replace a file, however writable it is
+    (a probe cannot show this: it is a file of ours, and a link to the target could not be removed again)."""
+    folder = os.stat(target.parent)
+    if not folder.st_mode & stat.S_ISVTX:
+        return True
+    return os.geteuid() in (os.stat(target).st_uid, folder.st_uid) or _owns_any_file()
+
+
+def _owns_any_file() -> bool:
+    """CAP_FOWNER in the effective capabilities (Linux's /proc/self/status), else whether we are root."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            mask = next(line.split()[1] for line in status if line.startswith(b"CapEff:"))
+    except (OSError, StopIteration):
+        return os.geteuid() == 0
+    return bool(int(mask, 16) >> _CAP_FOWNER & 1)
 
 
 def check_folder(path: PathLike, option: str = "") -> Path:

@@ -7,7 +7,9 @@ a classifier's decision boundary.
     ...                      "prediction.svg", ylabel="prediction")
 
 Figures are drawn with matplotlib's Agg canvas directly, never through pyplot, so plotting
-changes no global matplotlib state (your notebook's backend stays as it is).
+changes no global matplotlib state (your notebook's backend stays as it is). Titles, axis labels and
+series names are drawn as they are given: text between two ``$`` is not read as mathematics (a file or
+column name such as ``$\\frac$`` would be a matplotlib error after training).
 """
 
 from __future__ import annotations
@@ -102,6 +104,13 @@ def _save(figure, path: PathLike, format: str) -> None:
     write_atomic(Path(path), buffer.getvalue())
 
 
+def _words(axes, xlabel: str, ylabel: str, title: str) -> None:
+    """The axis labels and the title, drawn as given (never read as mathematics between two ``$``)."""
+    axes.set_xlabel(xlabel, parse_math=False)
+    axes.set_ylabel(ylabel, parse_math=False)
+    axes.set_title(title, parse_math=False)
+
+
 def _draw(series: dict, path: PathLike, xlabel: str, ylabel: str, title: str, log_scale: bool, caller: str):
     format = _format(path, caller)
     figure = _figure(caller, (7, 4.2))
@@ -113,11 +122,12 @@ def _draw(series: dict, path: PathLike, xlabel: str, ylabel: str, title: str, lo
         axes.plot(range(1, len(values) + 1), values, label=name, marker=marker, markersize=4, linewidth=1.8)
     if log_scale:
         axes.set_yscale("log")
-    axes.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    _words(axes, xlabel, ylabel, title)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.grid(True, alpha=0.3)
     if len(series) > 1:
-        axes.legend()
+        for text in axes.legend().get_texts():
+            text.set_parse_math(False)
     _save(figure, path, format)
     return figure
 
@@ -152,7 +162,8 @@ def plot_decision_boundary(model, X: Sequence[Sequence[float]], y: Sequence[floa
         axes.scatter([p[0] for p in points], [p[1] for p in points], c=colour, marker=marker, s=30,
                      edgecolors="white", linewidths=0.8, label=f"class {label} ({len(points)} points)")
     figure.colorbar(shading, ax=axes, label="model's probability of class 1")
-    axes.set(xlabel="x0", ylabel="x1", title=title, aspect="equal")
+    _words(axes, "x0", "x1", title)
+    axes.set_aspect("equal")
     boundary = Line2D([], [], color="black", linewidth=1.6, label="decision boundary (p = 0.5)")
     axes.legend(handles=[*axes.get_legend_handles_labels()[0], boundary], loc="upper right", framealpha=0.9)
     _save(figure, path, format)

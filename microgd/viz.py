@@ -18,7 +18,6 @@ rendered by Graphviz's ``dot`` when it is on PATH, else by ``graphviz-pure``
 
 from __future__ import annotations
 
-import html
 import itertools
 import os
 from collections.abc import Iterable
@@ -39,6 +38,7 @@ from .drawing import (
     graph_nodes,
     html_rows,
     input_tails,
+    label_text,
     new_graph,
     number_formatter,
     op_label,
@@ -200,7 +200,7 @@ def draw_dot(root: Value, rankdir: str = RANKDIR, number_format: str = ".4f", ma
             fields = (_record_text(v.label), f"data {number(v.data)}", f"grad {number(v.grad)}")
             graph.node(f"v{i}", "{ " + " | ".join(fields) + " }", shape="record")
         if v.parents:
-            graph.node(f"v{i}op", html.escape(op_label(v)))
+            graph.node(f"v{i}op", label_text(op_label(v)))
             graph.edge(f"v{i}op", f"v{i}")
     tails = input_tails(graph, nodes)
     for j, i, k in inputs:
@@ -245,7 +245,7 @@ def draw_mlp(model: Any, show_grad: bool = False, rankdir: str = RANKDIR, number
             column.attr(rank="same")
             for j, neuron in enumerate(layer.neurons, 1):
                 name = _neuron_name(li, j, len(layers), len(layer.neurons))
-                rows = [f"<b>{name}</b>", html.escape(neuron.activation), f"b {number(neuron.b.data)}"]
+                rows = [f"<b>{name}</b>", label_text(neuron.activation), f"b {number(neuron.b.data)}"]
                 if show_grad:
                     rows.append(f'<font point-size="9">grad {number(neuron.b.grad)}</font>')
                 node_id = f"l{li}n{j}"

@@ -146,7 +146,8 @@ def test_domain_errors_propagate_with_their_message():
         gradcheck(lambda x: (x * x) ** 0.5, 0.0)
 
 
-RTOL = r"rtol must be a finite number in \[0, 1\) \(1 would accept 0 for any value\)"
+RTOL = (r"rtol must be a finite number in \[0, 0\.5\) \(from 0\.5 up it accepts twice the value: rtol=r accepts "
+        r"anything within a factor 1/\(1 - r\) of it\)")
 
 
 @pytest.mark.parametrize("inputs, kwargs, error, pattern", [
@@ -162,6 +163,7 @@ RTOL = r"rtol must be a finite number in \[0, 1\) \(1 would accept 0 for any val
     ((1e300,), {"eps": 1e-300}, ValueError, r"eps=1e-300 is too small to move input 0 \(1e\+300\)"),
     ((1.0,), {"atol": -1.0}, ValueError, r"gradcheck: atol must be a finite number >= 0, got -1.0"),
     ((1.0,), {"rtol": 1.0}, ValueError, r"gradcheck: " + RTOL + ", got 1.0"),
+    ((1.0,), {"rtol": 0.5}, ValueError, r"gradcheck: " + RTOL + ", got 0.5"),
     ((1.0,), {"rtol": math.nan}, ValueError, r"gradcheck: " + RTOL + ", got nan"),
 ])
 def test_gradcheck_rejects_bad_arguments(inputs, kwargs, error, pattern):
@@ -321,6 +323,8 @@ def test_points_where_the_engines_gradient_overflows_are_skipped_as_outside_the_
     ({"max_examples": True}, r"check_formula: max_examples must be a whole number >= 1, got True"),
     ({"rtol": -1.0}, r"check_formula: " + RTOL + ", got -1.0"),
     ({"rtol": 1.0}, r"check_formula: " + RTOL + ", got 1.0"),
+    ({"rtol": 0.99}, r"check_formula: " + RTOL + ", got 0.99"),
+    ({"rtol": 0.5}, r"check_formula: " + RTOL + ", got 0.5"),
     ({"atol": -1e-9}, r"check_formula: atol must be a finite number >= 0, got -1e-09"),
     ({"atol": math.inf}, r"check_formula: atol must be a finite number >= 0, got inf"),
     ({"rtol": math.nan}, r"check_formula: " + RTOL + ", got nan"),
@@ -341,6 +345,15 @@ def test_a_tolerance_that_would_pass_the_formula_0_everywhere_is_an_error_not_a_
     flat = check_formula(lambda w: w * 0.0, lambda w: 0.0, domain={"w": (0, 1)}, atol=1.0, max_examples=10)
     assert flat.examples == 10  # a derivative 0 everywhere gives no scale: any atol is allowed
 
+
+def test_a_relative_tolerance_must_tell_a_formula_from_twice_its_value():
+    """--rtol 0.99 passed a formula 100 times the derivative: |a - b| <= rtol * max(|a|, |b|) holds for any b
+    within a factor 1/(1 - rtol) of a, so from rtol 0.5 up twice the derivative passes. Below it, it fails."""
+    for factor in (2.0, 0.5):
+        scaled = lambda w, x, t, k=factor: k * corrected_tutorial1_formula(w, x, t)  # noqa: E731
+        with pytest.raises(FormulaMismatch):
+            check_formula(error, scaled, rtol=0.49, max_examples=20)
+    assert check_formula(error, corrected_tutorial1_formula, rtol=0.49, max_examples=20).examples == 20
 
 def test_the_formula_must_take_every_domain_name():
     with pytest.raises(ValueError, match=r"no interval for 'b', an argument of formula"):

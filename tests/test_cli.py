@@ -273,6 +273,8 @@ BAD = {
     "check: --atol passing anything": ["check", "w*x", "--formula", "2*x", "--wrt", "w", "--atol", "1e300"],
     "check: negative --rtol": ["check", "w*x", "--formula", "x", "--wrt", "w", "--rtol", "-1"],
     "check: --rtol of 1": ["check", "w*x", "--formula", "2*x", "--wrt", "w", "--rtol", "1"],
+    "check: --rtol passing 100 times the derivative": ["check", "w*x", "--formula", "100*x", "--wrt", "w",
+                                                       "--rtol", "0.99"],
     "check: negative --atol": ["check", "w*x", "--formula", "x", "--wrt", "w", "--atol=-1e-9"],
     "check: --domain not in EXPR": ["check", "w*x*t", "--formula", "x*t", "--wrt", "w", "--domain", "T=0:1"],
     "check: --formula beyond EXPR": ["check", "w*x", "--formula", "x + 0*t", "--wrt", "w"],
@@ -322,7 +324,10 @@ def test_messages_name_what_was_wrong(tmp_path):
             in run(*BAD["check: --atol passing anything"], cwd=tmp_path)[2])
     assert "--domain T: EXPR has no variable 'T' (its variables: w, x, t)" in run(*BAD["check: --domain not in EXPR"],
                                                                                 cwd=tmp_path)[2]
-    assert "argument --rtol: '-1' must be >= 0 and below 1" in run(*BAD["check: negative --rtol"], cwd=tmp_path)[2]
+    assert "argument --rtol: '-1' must be >= 0 and below 0.5" in run(*BAD["check: negative --rtol"], cwd=tmp_path)[2]
+    assert ("argument --rtol: '0.99' would accept a formula 100 times the derivative (a relative tolerance r accepts "
+            "anything within a factor 1/(1 - r)): use one below 0.5, which tells a formula from twice its value"
+            in run(*BAD["check: --rtol passing 100 times the derivative"], cwd=tmp_path)[2])
     assert "(5000 digits) is too large for a float at column 1" in run(*BAD["5,000-digit integer"], cwd=tmp_path)[2]
     assert "'ｘ' is read by Python as 'x'" in run(*BAD["var read as another (NFKC)"], cwd=tmp_path)[2]
     assert "'ｘ' is read by Python as 'x'" in run(*BAD["name read as another (NFKC)"], cwd=tmp_path)[2]

@@ -1,11 +1,16 @@
 """The atomic writer and the destination checks: nothing microgd writes can cost the user a file."""
 
+import contextlib
 import errno
+import io
 import os
+import pickle
+import shutil
 import signal
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -142,3 +147,94 @@ def test_a_failed_write_names_the_path_asked_for_never_the_temporary(tmp_path, m
         write_atomic(path, "new")
     assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(path)
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["model.json"]
+
+
+# -- a shared folder (sticky bit, as /tmp): only a file's owner may replace it --
+
+OTHER_UID = 65534  # "nobody": any uid will do, root may become it without a passwd entry
+as_another_user_is_possible = hasattr(os, "fork") and os.geteuid() == 0
+needs_root = pytest.mark.skipif(not as_another_user_is_possible and not os.environ.get("CI"),
+                                reason="acting as another user needs root (and fork)")
+
+
+def as_another_user(work):
+    """``work()`` run in a forked child as OTHER_UID (the interpreter and the imported modules are already in
+    memory: the child may not be able to read them from disk); its result, or the error it raised, as text."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never back into pytest
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setgid(OTHER_UID)
+            os.setuid(OTHER_UID)
+            result = ("returned", work())
+        except BaseException as error:
+            result = ("raised", f"{type(error).__name__}: {error}")
+        with os.fdopen(write, "wb") as pipe:
+            pickle.dump(result, pipe)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        answer = pipe.read()
+    os.waitpid(pid, 0)
+    return pickle.loads(answer)
+
+
+@pytest.fixture
+def shared_folder():
+    """A folder everyone may write in, with the sticky bit (mode 1777, as /tmp), holding a world-writable file
+    of root's; beside the system's temporary folder, since pytest's own are closed to other users."""
+    folder = Path(tempfile.mkdtemp(prefix="microgd-shared-"))
+    os.chmod(folder, 0o1777)
+    theirs = folder / "model.json"
+    theirs.write_text("their model")
+    os.chmod(theirs, 0o666)
+    yield folder
+    shutil.rmtree(folder)
+
+
+@needs_root
+def test_a_file_of_another_user_in_a_sticky_folder_is_refused_before_the_work(shared_folder):
+    theirs = shared_folder / "model.json"
+    assert os.access(theirs, os.W_OK)  # world-writable: yet only its owner may replace it here
+    assert as_another_user(lambda: check_writable(theirs, "--save")) == (
+        "raised", f"DestinationError: --save '{theirs}' belongs to another user in a shared folder (sticky bit, "
+                  "as /tmp): only its owner may replace it; choose another name")
+    assert theirs.read_text() == "their model" and os.listdir(shared_folder) == ["model.json"]
+
+
+@needs_root
+def test_a_new_file_or_ones_own_file_in_a_sticky_folder_is_fine(shared_folder):
+    mine = shared_folder / "mine.json"
+
+    def save_twice():
+        check_writable(mine, "--save")
+        write_atomic(mine, "first")
+        check_writable(mine, "--save")
+        return write_atomic(mine, "second").read_text()
+
+    assert as_another_user(save_twice) == ("returned", "second")
+    assert os.stat(mine).st_uid == OTHER_UID
+    check_writable(mine, "--save")  # root may replace anyone's file (CAP_FOWNER)
+
+
+@needs_root
+def test_train_save_onto_another_users_file_in_a_sticky_folder_trains_nothing_and_loses_nothing(shared_folder):
+    from microgd.app import cli
+
+    data = shared_folder / "data.csv"
+    data.write_text("x,y\n0,0\n1,1\n2,4\n")
+    args = ["train", str(data), "--target", "y", "--epochs", "1"]
+    assert cli.main([*args, "--save", str(shared_folder / "root.json")]) == 0  # everything it needs is imported
+
+    def train():
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            status = cli.main([*args, "--save", str(shared_folder / "model.json")])
+        return status, out.getvalue(), err.getvalue()
+
+    status, out, err = as_another_user(train)[1]
+    assert (status, out) == (2, "") and err.startswith(f"microgd: error: --save '{shared_folder / 'model.json'}' "
+                                                        "belongs to another user in a shared folder")
+    assert err.count("\n") == 1 and (shared_folder / "model.json").read_text() == "their model"

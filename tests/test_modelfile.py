@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from microgd.app.modelfile import Columns, Scaling, StateError, load_model, save_model
+from microgd.app.modelfile import Columns, Scaling, StateError, load_model, parameter_count, save_model
 from microgd.data import MinMaxScaler
 from microgd.nn import MLP, Layer, Neuron
 
@@ -229,3 +229,28 @@ def test_save_replaces_an_old_file_and_respects_the_umask(tmp_path):
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
     assert files(tmp_path) == ["model.json"]
+
+
+@pytest.mark.parametrize("sizes", [[999, 1], [1] * 501, [2, 249, 1]], ids=["wide input", "deep", "wide layer"])
+def test_the_largest_networks_within_the_bound_load_whatever_their_column_names(tmp_path, sizes):
+    """The count of lists and values a file may hold follows from the bound on parameters; brackets, braces,
+    commas and quotes in column names do not count against it."""
+    bound = parameter_count(sizes)
+    assert 990 <= bound <= 1000
+    model = MLP(sizes[0], sizes[1:], activation="linear", seed=0)
+    names = [f'x[{i}],{{"' for i in range(sizes[0])]
+    scaling = Scaling(MinMaxScaler().fit([[0.0] * sizes[0], [1.0] * sizes[0]]), MinMaxScaler().fit([0.0, 1.0]))
+    save_model(model, tmp_path / "m.json", scaling=scaling, columns=Columns(names, "y,[{"))
+    assert load_model(tmp_path / "m.json", max_parameters=bound).columns.inputs == names
+    with pytest.raises(StateError, match=rf"more than microgd builds \({bound - 1}\): load_model\(path, "
+                                         r"max_parameters=\.\.\.\) reads it anyway"):
+        load_model(tmp_path / "m.json", max_parameters=bound - 1)
+
+
+def test_a_string_of_escaped_quotes_that_never_ends_is_refused_in_one_pass(tmp_path):
+    """Where each string ends is found by the JSON reader: a regular expression for strings backtracks here, in
+    quadratic time (20,000 quotes: 12 s)."""
+    path = tmp_path / "m.json"
+    path.write_text('{"format": "microgd-mlp", "columns": {"inputs": ["' + '\\",' * 200_000)
+    with pytest.raises(StateError, match=r"m.json: holds more values than a model of at most 1,000 parameters does"):
+        load_model(path, max_parameters=1000)

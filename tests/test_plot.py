@@ -104,3 +104,18 @@ def test_decision_boundary_of_a_classifier(tmp_path):
         plot_decision_boundary(model, [[0.0]], [0.0], tmp_path / "bad.png")
     with pytest.raises(ValueError, match="use .png or .svg"):
         plot_decision_boundary(model, X, y, tmp_path / "boundary.jpg")
+
+
+def test_text_is_drawn_as_it_is_never_read_as_mathematics(tmp_path):
+    """matplotlib reads text between two $ as mathematics: a file or column name such as $\\frac$ was an error."""
+    texts = {"title": r"$\frac$ and $5", "xlabel": "cost in $ (x_1)", "ylabel": r"$\sqrt{2}$", "name": r"a $\b$ c"}
+    plot_series({texts["name"]: [0.3, 0.2], "$2$": [0.1, 0.1]}, tmp_path / "series.svg", xlabel=texts["xlabel"],
+                ylabel=texts["ylabel"], title=texts["title"])
+    assert {*texts.values(), "$2$"} <= svg_texts(tmp_path / "series.svg")
+    plot_history([0.3, 0.2], tmp_path / "loss.svg", title=r"$\frac$.csv")
+    from microgd.nn import MLP
+
+    model = MLP(2, [1], activation="sigmoid", weights=[[[4.0, 4.0, -2.0]]])
+    plot_decision_boundary(model, [[0.0, 0.0], [1.0, 1.0]], [0.0, 1.0], tmp_path / "boundary.svg", title="$x$",
+                           resolution=4)
+    assert {r"$\frac$.csv", "$x$"} <= svg_texts(tmp_path / "loss.svg") | svg_texts(tmp_path / "boundary.svg")

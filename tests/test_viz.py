@@ -108,26 +108,27 @@ def test_a_constant_exponent_is_part_of_its_op_and_other_numbers_are_plain_const
     u = Value(0.5, label="u")
     square = u ** 2
     shifted = 0.3 - square
-    scaled = 2 ** shifted  # a number base: op pow with a constant input that the op does not declare
+    scaled = 2 ** shifted  # a number base: op cpow, whose constant base is part of its op too
     scaled.backward()
     nodes = scaled.topo()
     source = draw_graph(scaled).source
     i, j, k = (nodes.index(v) for v in (square, shifted, scaled))
-    exponent = square.parents[1]
-    assert 'label="** 2"' in statement(source, f"v{i}op")
-    assert not re.search(rf"\bv{nodes.index(exponent)} ", source)  # the 2 is no node and no edge
+    exponent, base = square.parents[1], scaled.parents[0]
+    assert 'label="** 2"' in statement(source, f"v{i}op") and 'label="base 2"' in statement(source, f"v{k}op")
+    for folded in (exponent, base):
+        assert not re.search(rf"\bv{nodes.index(folded)} ", source)  # the 2 is no node and no edge
     assert [line for line in source.splitlines() if f"-> v{i}op " in line] == [statement(source, f"e{i}_0")]
     assert "0.0000" not in source
-    for n, constant, op in ((j, shifted.parents[0], "−"), (k, scaled.parents[0], "**")):
-        c = nodes.index(constant)
-        assert f'label="{op}"' in statement(source, f"v{n}op")
-        assert "shape=plaintext" in statement(source, f"v{c}") and "class=const" in statement(source, f"v{c}")
-        edge = statement(source, f"e{n}_0")
-        assert edge.startswith(f"\tv{c} -> v{n}op") and "style=dashed" in edge and "label=" not in edge
+    c = nodes.index(shifted.parents[0])
+    assert 'label="−"' in statement(source, f"v{j}op")
+    assert "shape=plaintext" in statement(source, f"v{c}") and "class=const" in statement(source, f"v{c}")
+    edge = statement(source, f"e{j}_0")
+    assert edge.startswith(f"\tv{c} -> v{j}op") and "style=dashed" in edge and "label=" not in edge
     assert "label=<" in statement(source, f"e{j}_1") and "label=<" in statement(source, f"e{k}_1")
     # the lecture's picture and the page treat constants the same way
     lecture = draw_dot(scaled).source
     assert 'label="** 2"' in lecture and f"v{nodes.index(exponent)} " not in lecture
+    assert 'label="base 2"' in lecture and f"v{nodes.index(base)} " not in lecture
     assert f"v{nodes.index(shifted.parents[0])} [label=0.3 " in lecture
 
 
@@ -497,6 +498,42 @@ def test_draw_dot_shows_any_label_as_it_is(tmp_path):
     svg = ET.parse(save(draw_dot(x * 2), tmp_path / "x.svg")).getroot()
     record = next(g for g in svg.iter(f"{SVG}g") if g.findtext(f"{SVG}title") == "v0")
     assert [t.text for t in record.iter(f"{SVG}text")] == [label, "data 1.0000", "grad 0.0000"]
+
+
+BACKSLASHED = [r"\Gamma", r"C:\Users\Name", r"a\nb\lc", "ends in \\", r"x\\y", r"\G\N\E\T\H\L"]
+
+
+@pytest.fixture
+def renderer(monkeypatch):
+    """graphviz-pure, which reads a DOT label's escapes as Graphviz's dot does (always there in CI)."""
+    program = graphviz_pure()
+    if program is None and not os.environ.get("CI"):
+        pytest.skip("graphviz-pure is not installed")
+    monkeypatch.setattr(microgd.drawing, "find_renderer", lambda: program)
+    return program
+
+
+def svg_texts(svg):
+    return {t.text for t in ET.fromstring(svg).iter(f"{SVG}text")}
+
+
+@pytest.mark.parametrize("view", ["draw_graph", "draw_dot", "backprop_page"])
+def test_labels_and_op_symbols_are_drawn_literally_whatever_their_backslashes(view, renderer, forget_defined_ops):
+    r"""Graphviz reads \N, \G, \L, \n ... in a label as escapes (the node's name, the graph's, a line break):
+    a label is text, drawn as it is, by either renderer."""
+    same = define_op("same", forward=lambda x: x, vjp=lambda g, out, x: (g,), symbol=r"\N")
+    total = Value(1.0, label=BACKSLASHED[0])
+    for text in BACKSLASHED[1:]:
+        total = total + Value(1.0, label=text)
+    root = same(total)
+    root.label = r"\L"
+    root.backward()
+    if view == "backprop_page":
+        page = backprop_page(root).html
+        texts = svg_texts(page[page.index("<svg"):page.index("</svg>") + 6])
+    else:
+        texts = svg_texts({"draw_graph": draw_graph, "draw_dot": draw_dot}[view](root).pipe("svg"))
+    assert {*BACKSLASHED, r"\N", r"\L"} <= texts
 
 
 def test_labels_and_op_symbols_are_escaped_in_the_graph_picture():

@@ -32,16 +32,17 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .. import __version__
-from ..check import DEFAULT_INTERVAL, FORMULA_ATOL, FORMULA_RTOL, MAX_EXAMPLES
+from ..check import DEFAULT_INTERVAL, FORMULA_ATOL, FORMULA_RTOL, MAX_EXAMPLES, RTOL_LIMIT
 from ..drawing import MAX_NODES, RANKDIR, RANKDIRS, RENDER_TIMEOUT, GraphTooLarge, RenderError, RenderTimeout
 from ..engine import DomainError, Value, no_grad
 from ..explain import MAX_EQUATIONS
 from ..files import DestinationError, check_distinct, check_folder, check_writable, write_atomic
 from ..nn import activation_names
-from ..table import table
+from ..table import table, visible
 from ..train import History
 from . import demo, pipeline
 from .formula import FormulaError, compile, functions, normal_name
+from .modelfile import MAX_PARAMETERS, NetworkTooLarge, parameter_count
 from .pipeline import NORMALIZE, DataError, Training, describe, predict_csv, prepare_training, rmse
 
 __all__ = ["main", "UsageError"]
@@ -90,7 +91,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, with usage mistakes reported on one line (the full usage is one --help away)."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        self.exit(2, f"{self.prog}: error: {visible(message)} (see '{self.prog} --help')\n")
 
 
 def _assignment(text: str) -> tuple[str, str]:
@@ -134,15 +135,26 @@ def _interval(text: str) -> tuple[str, tuple[float, float]]:
     return name, (low, high)
 
 
-def _tolerance(below_one: bool = False) -> Callable[[str], float]:
-    """The type of ``--rtol``/``--atol``: a finite number >= 0 (below 1 for a relative tolerance)."""
-    def parse(text: str) -> float:
-        value = _number(text, "a tolerance")
-        if value < 0 or (below_one and value >= 1):
-            raise argparse.ArgumentTypeError(f"{text!r} must be >= 0" + (" and below 1 (1 would accept 0 as every "
-                                             "derivative)" if below_one else ""))
-        return value
-    return parse
+def _atol(text: str) -> float:
+    """The type of ``--atol``: a finite number >= 0."""
+    value = _number(text, "a tolerance")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
+def _rtol(text: str) -> float:
+    """The type of ``--rtol``: a finite number >= 0 and below RTOL_LIMIT (from there on, twice the derivative
+    passes; at 1 and above, anything does)."""
+    value = _number(text, "a tolerance")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0 and below {RTOL_LIMIT:g}")
+    if value >= RTOL_LIMIT:
+        accepted = "any formula" if value >= 1 else f"a formula {1 / (1 - value):.3g} times the derivative"
+        raise argparse.ArgumentTypeError(f"{text!r} would accept {accepted} (a relative tolerance r accepts anything "
+                                         f"within a factor 1/(1 - r)): use one below {RTOL_LIMIT:g}, which tells a "
+                                         "formula from twice its value")
+    return value
 
 
 def _rate(text: str) -> float:
@@ -221,10 +233,10 @@ def _graph(args: argparse.Namespace) -> int:
     except RenderTimeout as error:
         raise UsageError(f"{error.program} took more than {error.seconds:g} s to lay out EXPR's graph and was stopped: "
                          f"draw a smaller graph, or allow more time with --timeout {2 * error.seconds:g}") from None
-    print(f"{args.expr} = {root.data:.6g}")
+    print(f"{visible(args.expr)} = {root.data:.6g}")
     for name, leaf in leaves.items():
         print(f"  d/d{name} = {leaf.grad:.6g}")
-    print(f"wrote {out}")
+    print(f"wrote {visible(str(out))}")
     return 0
 
 
@@ -281,8 +293,8 @@ def _check(args: argparse.Namespace) -> int:
     def formula(**point):
         with no_grad():
             return derivative(**point).data
-    print(f"f({', '.join(domain)}) = {args.expr}")
-    print(f"d f/d {wrt} by hand: {args.formula}")
+    print(f"f({', '.join(domain)}) = {visible(args.expr)}")
+    print(f"d f/d {wrt} by hand: {visible(args.formula)}")
     print("domain: " + ", ".join(f"{name} in [{lo:g}, {hi:g}]" for name, (lo, hi) in domain.items()))
     try:
         report = check_formula(f, formula, wrt=wrt, domain=domain, max_examples=args.examples,
@@ -320,6 +332,10 @@ def _sizes(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"{text!r} is not a list of layer sizes such as 3 or 4,3") from None
     if any(n < 1 for n in sizes):
         raise argparse.ArgumentTypeError(f"{text!r}: every layer needs at least 1 neuron")
+    least = parameter_count([1, *sizes, 1])  # one input, one output: whatever the data, no fewer
+    if least > MAX_PARAMETERS:
+        raise argparse.ArgumentTypeError(f"{text!r} asks for a network of at least {least:,} parameters, more than "
+                                         f"microgd builds ({MAX_PARAMETERS:,})")
     return sizes
 
 
@@ -330,11 +346,14 @@ def _train(args: argparse.Namespace) -> int:
     plot = Path(args.plot) if args.plot else None
     if plot is not None and importlib.util.find_spec("matplotlib") is None:
         raise UsageError('--plot needs matplotlib: pip install "microgd[plot]"')
-    training = prepare_training(args.data, args.target, hidden=args.hidden, activation=args.activation,
-                                normalize=args.normalize, seed=args.seed, distinct_names=save is not None)
+    try:
+        training = prepare_training(args.data, args.target, hidden=args.hidden, activation=args.activation,
+                                    normalize=args.normalize, seed=args.seed, distinct_names=save is not None)
+    except NetworkTooLarge as error:  # the file's columns make the network of --hidden too large
+        raise UsageError(f"--hidden {','.join(map(str, args.hidden))}: {error}") from None
     lo, hi = NORMALIZE[args.normalize][0]
-    print(f"{args.data}: {len(training.X)} rows, inputs {', '.join(training.columns.inputs)} -> target "
-          f"{args.target}, all scaled to [{lo:g}, {hi:g}]")
+    print(f"{visible(args.data)}: {len(training.X)} rows, inputs {visible(', '.join(training.columns.inputs))} -> "
+          f"target {visible(args.target)}, all scaled to [{lo:g}, {hi:g}]")
     print(f"model: {describe(training.model)}, {len(training.model.parameters())} parameters; {args.epochs} epochs "
           f"of SGD, learning rate {args.lr}, one sample at a time")
     if save is None and plot is None and _reader_gone():
@@ -350,18 +369,20 @@ def _train(args: argparse.Namespace) -> int:
     if plot is not None:
         from ..plot import plot_history
 
-        plot_history(history, plot, title=f"{Path(args.data).name}: mean loss per epoch")
+        plot_history(history, plot, title=f"{visible(Path(args.data).name)}: mean loss per epoch")
     predictions, y = training.predictions(), training.y
     print(f"mean loss per epoch: {history[0]:.6g} (epoch 1) -> {history[-1]:.6g} (epoch {len(history)})")
-    print(f"root mean squared error on the training rows: {rmse(predictions, y):.6g} (in {args.target}'s units)")
+    print(f"root mean squared error on the training rows: {rmse(predictions, y):.6g} (in {visible(args.target)}'s "
+          "units)")
     shown = min(len(y), 10)
     print(table((args.target, "prediction"), [(f"{t:g}", f"{p:.6g}") for t, p in zip(y[:shown], predictions)]))
     if shown < len(y):
         print(f"  ... {len(y) - shown} more rows")
     if save is not None:
-        print(f"wrote {save} (with its scaling and column names: microgd predict {save} DATA.csv)")
+        saved = visible(str(save))
+        print(f"wrote {saved} (with its scaling and column names: microgd predict {saved} DATA.csv)")
     if plot is not None:
-        print(f"wrote {plot}")
+        print(f"wrote {visible(str(plot))}")
     return 0
 
 
@@ -370,11 +391,11 @@ def _interrupted(training: Training, history: History, save: Path | None) -> int
     if save is None:
         print("microgd: interrupted; nothing saved (no --save)", file=sys.stderr)
     elif history.steps == 0:
-        print(f"microgd: interrupted before the first step; {save} not written", file=sys.stderr)
+        print(f"microgd: interrupted before the first step; {visible(str(save))} not written", file=sys.stderr)
     else:
         training.save(save)
         print(f"microgd: interrupted; saved the model at its last completed step ({len(history)} epoch(s), "
-              f"{history.steps} step(s)) to {save}", file=sys.stderr)
+              f"{history.steps} step(s)) to {visible(str(save))}", file=sys.stderr)
     return 130
 
 
@@ -388,9 +409,10 @@ def _predict(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.data} already has a column 'prediction', the one --out adds")
 
     n = len(result.rows)
-    print(f"{args.data}: {n} rows; {args.model}: {describe(result.model)}, inputs {', '.join(result.inputs)}")
+    print(f"{visible(args.data)}: {n} rows; {visible(args.model)}: {describe(result.model)}, inputs "
+          f"{visible(', '.join(result.inputs))}")
     for note in result.notes:
-        print(note)
+        print(visible(note))
     shown = n if out is None else min(n, 10)
     if result.truth is None:
         print(table(("row", "prediction"), [(i, f"{p:.12g}") for i, p in enumerate(result.predictions[:shown], 1)]))
@@ -398,12 +420,12 @@ def _predict(args: argparse.Namespace) -> int:
         print(table(("row", result.target, "prediction", "error"),
                     [(i, f"{t:.12g}", f"{p:.12g}", f"{p - t:+.6g}")
                      for i, (t, p) in enumerate(zip(result.truth[:shown], result.predictions), 1)]))
-        print(f"root mean squared error against the file's {result.target}: {result.rmse:.6g}")
+        print(f"root mean squared error against the file's {visible(str(result.target))}: {result.rmse:.6g}")
     if shown < n:
-        print(f"  ... {n - shown} more rows in {out}")
+        print(f"  ... {n - shown} more rows in {visible(str(out))}")
     if out is not None:
         write_atomic(out, result.csv())
-        print(f"wrote {out}")
+        print(f"wrote {visible(str(out))}")
     return 0
 
 
@@ -484,9 +506,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="the interval a variable is drawn from; repeat for each variable")
     check.add_argument("--examples", type=_positive_int, default=MAX_EXAMPLES, metavar="N",
                        help="points to try at most (default: %(default)s)")
-    check.add_argument("--rtol", type=_tolerance(below_one=True), default=FORMULA_RTOL,
-                       help="relative tolerance, in [0, 1) (default: %(default)g)")
-    check.add_argument("--atol", type=_tolerance(), default=FORMULA_ATOL,
+    check.add_argument("--rtol", type=_rtol, default=FORMULA_RTOL,
+                       help=f"relative tolerance, in [0, {RTOL_LIMIT:g}): from {RTOL_LIMIT:g} up it would pass twice "
+                            "the derivative (default: %(default)g)")
+    check.add_argument("--atol", type=_atol, default=FORMULA_ATOL,
                        help="absolute tolerance, >= 0; one that would pass the derivative 0 at every point tried "
                             "is an error (default: %(default)g)")
     check.set_defaults(run=_check, inputs=(), outputs=())
@@ -527,9 +550,11 @@ def _check_destinations(args: argparse.Namespace) -> None:
 
 
 def _one_line(error: BaseException) -> str:
+    """The error's message as one line, with every character a terminal would obey (a line break, ESC) shown
+    escaped: names from files and arguments are printed as they are spelled, never acted on."""
     if isinstance(error, OSError) and error.filename is not None and error.strerror:
-        return f"{error.strerror}: {error.filename}"
-    return " ".join(str(error).split())
+        return f"{error.strerror}: {visible(str(error.filename))}"
+    return visible(str(error))
 
 
 def _join_normalize(argv: Sequence[str]) -> list[str]:

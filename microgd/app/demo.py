@@ -32,7 +32,7 @@ from ..optim import SGD
 from ..plot import plot_history
 from ..rules import PRODUCT
 from ..stepper import backprop_html
-from ..table import table
+from ..table import table, visible
 from ..train import fit
 from ..viz import RendererNotFound, draw_graph, draw_mlp, save
 
@@ -93,11 +93,11 @@ def run_tutorial2(out: str | os.PathLike = OUT, epochs: int = EPOCHS, lr: float 
     say()
     written = _pictures(folder, Xs[0], ys[0], model, say)
     for path in written:
-        say(f"wrote {path}")
+        say(f"wrote {visible(str(path))}")
     try:
         plot_history(history, folder / "tutorial2_loss.png", title="Tutorial 2's network: mean loss per epoch")
         written.append(folder / "tutorial2_loss.png")
-        say(f"wrote {written[-1]}")
+        say(f"wrote {visible(str(written[-1]))}")
     except ModuleNotFoundError as error:
         say(f"(no loss plot: {error})")
     return written

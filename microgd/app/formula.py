@@ -336,6 +336,13 @@ def compile(text: str, names: Iterable[str] | None = None) -> Formula:
         if bad in source.text:
             what = "a null byte" if bad == "\x00" else "'#' (comments are not part of a formula)"
             raise source.error(f"formula contains {what}", bad, source.text.index(bad))
+    try:
+        source.text.encode("utf-8")
+    except UnicodeEncodeError as error:  # bytes of an argument that were not UTF-8 (surrogateescape)
+        bad = source.text[error.start]
+        byte = ord(bad) - 0xDC00
+        what = f"the byte {byte:#04x} (not UTF-8 text)" if 0x80 <= byte <= 0xFF else f"{bad!r} (half a surrogate pair)"
+        raise source.error(f"formula holds {what}", bad, error.start) from None
     if not source.code.strip():
         raise FormulaError("empty formula: write an expression such as 'sigmoid(w*x + b)'")
     try:

@@ -22,14 +22,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Union, cast
 
-from .. import rules
+from .. import checks, rules
 from ..data import ConstantColumnError, MinMaxScaler, ScaleOverflowError, load_csv
 from ..engine import DomainError, Value, no_grad
 from ..losses import half_squared_error
 from ..nn import MLP, Module
 from ..optim import SGD
 from ..train import History, fit
-from .modelfile import Columns, Scaling, load_model, save_model
+from .modelfile import Columns, Scaling, check_network, load_model, save_model
 
 __all__ = ["prepare_training", "Training", "predict_csv", "Prediction", "DataError", "rmse", "describe",
            "NORMALIZE", "HIDDEN", "ACTIVATION", "SCALE", "EPOCHS", "LR", "SEED"]
@@ -95,7 +95,9 @@ def prepare_training(path: PathLike, target: str, *, hidden: Sequence[int] = HID
     an MLP with ``hidden`` layers of ``activation`` and one output (sigmoid for "0-1", tanh for "-1-1").
 
     A file that cannot be trained on (malformed, no input column, a constant column, repeated names
-    when ``distinct_names``, as saving needs) is a :class:`DataError` naming the file and the column.
+    when ``distinct_names``, as saving needs) is a :class:`DataError` naming the file and the column; a
+    network of more than :data:`~microgd.app.modelfile.MAX_PARAMETERS` weights and biases, which the file's
+    columns and ``hidden`` make, is a :class:`~microgd.app.modelfile.NetworkTooLarge`, before it is built.
     """
     source = os.fspath(path)
     feature_range, output = NORMALIZE[normalize]
@@ -118,6 +120,8 @@ def prepare_training(path: PathLike, target: str, *, hidden: Sequence[int] = HID
                             "nothing to learn from or scale; drop it") from None
         except ScaleOverflowError as error:
             raise DataError(f"{source}: column {columns[error.column]!r}: {error.reason}") from None
+    if all(checks.is_whole(n) and n >= 1 for n in hidden):  # else MLP says what is wrong with them
+        check_network([len(names), *hidden, 1])
     model = MLP(len(names), [*hidden, 1], activations=[activation] * len(hidden) + [output], seed=seed)
     return Training(source, X, y, Columns(names, target), scaling, model)
 

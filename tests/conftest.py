@@ -1,4 +1,6 @@
-"""Hypothesis profiles: `ci` (the default) is deterministic and bounded; HYPOTHESIS_PROFILE=dev searches wider."""
+"""Hypothesis profiles: `ci` (the default) is deterministic and bounded; HYPOTHESIS_PROFILE=dev searches wider.
+(PyTorch's marker and fixture, ``requires_torch`` and ``torch_or_skip``, live in the conftest.py above, which
+the docstring examples share.)"""
 
 import os
 
@@ -22,3 +24,4 @@ def forget_defined_ops():
     yield
     rules._REGISTRY.clear()
     rules._REGISTRY.update(before)
+

@@ -3,7 +3,9 @@
 and printed as Python, one line per input (the tape's way, for one node at a time), so the rule stays the
 one source of each derivative: change a rule (a patched ``vjp``, an op defined again) and the next backward
 compiles it again, since steps are found by the rule function itself. A rule that cannot run on symbols,
-and an op with constant inputs (whose rule may test them), are called as written, on floats.
+and an op with constant inputs (whose rule may test them), are called as written, on floats; a node given a
+micrograd-style ``_backward`` closure (:class:`~microgd.engine.Closure`) runs the engine's own step for it,
+:func:`~microgd.engine.local_step`.
 
 Its results are the engine's, bit for bit (a test holds them equal on random graphs): it adds each
 contribution to ``.grad`` in place, in the engine's order, each gradient starting from 0.0 as in the sweep,
@@ -109,8 +111,17 @@ def _as_written(node: Value) -> None:
         parent.grad += c
 
 
-def compiled_step(op: Op, arity: int) -> Step:
+def _closure_step(node: Value) -> None:
+    """A micrograd-style node (its rule a :class:`~microgd.engine.Closure`): the engine's own step, its
+    contributions added as the sweep adds them."""
+    for parent, c in zip(node._parents, engine.local_step(node, node.grad)):
+        parent.grad += c
+
+
+def compiled_step(op: Op | engine.Closure, arity: int) -> Step:
     """``op``'s rule for a node of ``arity`` parents as a function of the node."""
+    if isinstance(op, engine.Closure):
+        return _closure_step
     names = Namespace(_LOOP_NAMES)
     body = _rule_code(op, arity, names)
     if body is None:
@@ -190,7 +201,9 @@ def backward(self: Value) -> None:
     held = [(leaf, g) for leaf in leaves if (g := leaf.grad) or copysign(1.0, g) < 0.0]  # all but the 0.0s
 
     def fail(node: Value | None = None, error: Exception | None = None) -> None:
-        """Leave it to the engine's own backward, whose error names the op."""
+        """Leave it to the engine's own backward, whose error names the op: every leaf back to what it held."""
+        for leaf in leaves:
+            leaf.grad = 0.0
         for leaf, before in held:
             leaf.grad = before
         reading_backward(self)

@@ -1,6 +1,7 @@
 """Value: a scalar that records the operations applied to it, and reverse-mode differentiation over the
-recorded graph (iterative: no recursion limit, any depth). Every derivative is a rule of :mod:`microgd.rules`,
-and :func:`sweep` is the one place that applies them: backward stores what it finds in ``.grad``. (The
+recorded graph (iterative: no recursion limit, any depth). Every derivative is a rule of :mod:`microgd.rules`
+(or a node's micrograd-style ``_backward`` closure, a :class:`Closure`), and :func:`sweep` is the one place
+that applies them: backward stores what it finds in ``.grad``. (The
 package installs a faster backward on top, :mod:`microgd.compiled`, held equal to this one bit for bit.)
 
     >>> from microgd import Value
@@ -14,10 +15,11 @@ from __future__ import annotations
 import contextvars
 import functools
 import itertools
+import numbers
 from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from math import isfinite
 from operator import attrgetter
-from typing import Any, Union
+from typing import Any, NoReturn, Union
 
 from . import rules
 from .rules import OPS, DomainError, Op, RuleError, non_finite
@@ -25,8 +27,8 @@ from .rules import OPS, DomainError, Op, RuleError, non_finite
 Number = Union[int, float]
 Operand = Union["Value", int, float]
 
-__all__ = ["Value", "DomainError", "RuleError", "sweep", "local_step", "backward_order", "backward_steps", "no_grad",
-           "is_recording", "gradients", "grad"]
+__all__ = ["Value", "Closure", "DomainError", "RuleError", "sweep", "local_step", "backward_order", "backward_steps",
+           "no_grad", "is_recording", "gradients", "grad"]
 
 _recording: contextvars.ContextVar[bool] = contextvars.ContextVar("microgd_recording", default=True)
 _stamps = itertools.count()  # creation order: every node is newer than its parents
@@ -86,7 +88,9 @@ class Value:
     """A scalar in a computation graph: ``data``, ``grad`` and how it was made.
 
     Compatible with micrograd's ``Value``: the same constructor, ``data``, ``grad``,
-    operators, ``backward()``, ``_prev``, ``_op`` and ``_backward()``. Inputs must be finite real
+    operators, ``backward()``, ``_prev``, ``_op`` and ``_backward()``; an op added micrograd's way
+    (``out = Value(data, (self,), 'sin')``, then ``out._backward = closure``) works in backward, ``gradients``,
+    ``grad`` on numbers, the pictures and the page (see :class:`Closure`). Inputs must be finite real
     numbers (``Value(nan)`` is a ValueError, ``Value("a")`` a TypeError); an op outside its domain
     (``log(0)``, ``(-8) ** 0.5``, ``x / 0``, ``exp(1000)``) raises :class:`DomainError`.
 
@@ -104,14 +108,16 @@ class Value:
         self._rule: Any = None
         self._stamp = next(_stamps)
         self.label = label
-        if _children:  # micrograd's internal way to make a node: Value(data, (a, b), '+')
-            op, children = OPS.get(_op), tuple(_children)
-            if op is None:
-                raise RuleError(f"Value(..., _op={_op!r}): no op of that name in microgd.rules.OPS; "
-                                "add one with microgd.define_op")
-            if (op.arity is not None and len(children) != op.arity) or not all(isinstance(c, Value) for c in children):
-                raise RuleError(f"Value(..., _op={_op!r}): the op takes {op.arity or 'any number of'} Value(s) as "
-                                f"_children, got {children!r}")
+        if _children:  # micrograd's way to make a node: Value(data, (a, b), '+'), then out._backward = closure
+            children = tuple(_children)
+            if not isinstance(_op, str):
+                raise TypeError(f"Value(..., _op={_op!r}): the op's name must be a string")
+            if not all(isinstance(c, Value) for c in children):
+                raise RuleError(f"Value(..., _op={_op!r}): _children must be Values (wrap a number: Value(2.0)), "
+                                f"got {children!r}")
+            op: Op | Closure | None = OPS.get(_op)
+            if op is None or (op.arity is not None and len(children) != op.arity):
+                op = Closure(_op, None)  # its rule: the closure assigned next (micrograd's way)
             if _recording.get():
                 self._parents, self._rule = children, op
 
@@ -123,9 +129,10 @@ class Value:
         return self._rule.name if self._parents else ""
 
     @property
-    def rule(self) -> Op | None:
+    def rule(self) -> Op | Closure | None:
         """The registry entry this node was made with (None for a leaf): views read the op from here, so
-        a graph keeps its rules when an op is defined again."""
+        a graph keeps its rules when an op is defined again. A node made micrograd's way (``Value(data,
+        children, 'sin')`` and a ``_backward`` closure) has a :class:`Closure` instead."""
         return self._rule if self._parents else None
 
     @property
@@ -156,17 +163,30 @@ class Value:
         return local_step(self, upstream) if self._parents else ()
 
     @property
-    def _backward(self) -> Callable[[], None]:
-        """micrograd's per-node step, ``o._backward()``: adds this node's contribution to each parent's grad."""
+    def _backward(self) -> Callable[[], Any]:
+        """micrograd's per-node step, ``o._backward()``: adds this node's contribution to each parent's grad.
+        On a node given a closure (``out._backward = closure``, micrograd's way to add an op) it is that
+        closure itself."""
+        rule = self._rule
+        if rule.__class__ is Closure and rule.closure is not None:
+            return rule.closure
+
         def step() -> None:
             for parent, c in zip(self._parents, self.contributions(self.grad)):
                 parent.grad += c
         return step
 
     @_backward.setter
-    def _backward(self, closure: object) -> None:
-        raise AttributeError("microgd nodes carry no _backward closures: every op's derivative is a rule in the "
-                             "registry (microgd.rules.OPS); add an op with microgd.define_op")
+    def _backward(self, closure: Callable[[], Any]) -> None:
+        """micrograd's way to give a node its derivative: a function of no arguments that adds to each
+        input's ``.grad`` (reading ``out.grad``). It becomes this node's rule (:class:`Closure`)."""
+        if not callable(closure):
+            raise TypeError(f"_backward takes a function of no arguments (micrograd's closure), got "
+                            f"{type(closure).__name__}: {closure!r}")
+        if self._rule is _CONSTANT:
+            raise AttributeError(f"{self!r} is a constant (a Python number in an op): it is never differentiated "
+                                 "and takes no _backward")
+        self._rule = Closure(self._rule.name if self._parents else "", closure)
 
     def topo(self) -> list[Value]:
         """Every node of the graph once, parents before children, ``self`` last.
@@ -214,6 +234,18 @@ class Value:
     def relu(self) -> Value:
         """max(self, 0); its derivative at 0 is 0, as in PyTorch."""
         return _unary(rules.relu, self)
+
+    def sin(self) -> Value:
+        """The sine of self (radians)."""
+        return _unary(rules.sin, self)
+
+    def cos(self) -> Value:
+        """The cosine of self (radians)."""
+        return _unary(rules.cos, self)
+
+    def sqrt(self) -> Value:
+        """The square root (self >= 0); its derivative at 0 is no number: backward there is a DomainError."""
+        return _unary(rules.sqrt, self)
 
     def __abs__(self) -> Value:
         return _unary(rules.absolute, self)
@@ -270,6 +302,64 @@ class Value:
         """
         for node, g in sweep(self).items():
             node.grad = g if node._parents else _accumulated(node, node.grad + g)
+
+
+class Closure:
+    """The rule of a node made micrograd's way: ``out = Value(data, (a, b), 'name')``, then ``out._backward =
+    closure``, a function of no arguments that adds to each input's ``.grad`` (reading ``out.grad``).
+
+    :func:`local_step` applies it over the graph's own floats, so backward, ``gradients``, ``grad`` on numbers,
+    the pictures and the step-through page all run it: ``out.grad`` is set to the upstream gradient and each
+    input's ``.grad`` to 0.0, the closure is called, each input's ``.grad`` is read as its contribution (an
+    input given twice: its total at its first place, 0.0 at the others), and every ``.grad`` is put back. It
+    has numbers, not a formula, so over any other number type (symbols for explain and the tape, Values for
+    second derivatives) it is refused, naming the op. ``closure`` is None for a node made with a name that is
+    no registry op (or with children the registry's op does not take) and given no ``_backward`` yet.
+    """
+
+    __slots__ = ("name", "closure")
+    constants: tuple[int, ...] = ()  # read by the pictures, as an Op's
+    arity = None
+
+    def __init__(self, name: str, closure: Callable[[], Any] | None):
+        self.name, self.closure = name, closure
+
+    @property
+    def symbol(self) -> str:
+        """How pictures show the op: its name (``_backward`` for a node made with the name '')."""
+        return self.name or "_backward"
+
+    @staticmethod
+    def vjp(*numbers: Any) -> NoReturn:
+        """A closure has no vjp formula: it runs on the graph's own nodes, in :func:`local_step`."""
+        raise RuleError("a micrograd-style _backward closure has no vjp formula: it runs on the graph's own nodes "
+                        "(microgd.engine.local_step); define the op with microgd.define_op(...) for a formula")
+
+    def __call__(self, *inputs: Any) -> NoReturn:
+        """The op applied again, as the tape and explain apply each node's op to symbols: refused, naming it."""
+        raise self.refusal(inputs)
+
+    def refusal(self, numbers: Sequence[Any], inputs: int | None = None) -> RuleError:
+        """Why this rule cannot run over ``numbers`` (those of a node with ``inputs`` inputs)."""
+        if self.closure is None:
+            known = OPS.get(self.name)
+            why = (f"no op of microgd.rules.OPS is named {self.name!r}" if known is None else
+                   f"microgd's op {self.name!r} takes {known.arity} input(s), this node has {inputs}")
+            return RuleError(f"op {self.name!r} has no derivative: {why}, and the node was given no _backward. "
+                             "Give it one micrograd's way (out._backward = _backward, a function adding to each "
+                             "input's .grad), or define the op with microgd.define_op(...)")
+        if any(isinstance(x, Value) for x in numbers):
+            what = "second derivatives (gradients(create_graph=True), grad of grad)"
+        elif all(isinstance(x, float) for x in numbers):
+            what = "a sweep over numbers other than the graph's own floats"
+        else:  # symbols: the tape and its batches, and explain, run the rules over them
+            what = "formulas (explain, the tape)"
+        return RuleError(f"op {self.name!r} is a micrograd-style _backward closure: it has numbers, not a formula, "
+                         f"so {what} cannot use it; define it with microgd.define_op(...) to get every view "
+                         "(backward, gradients, grad on numbers and the pictures run the closure as it is)")
+
+    def __repr__(self) -> str:
+        return f"<microgd _backward closure of op {self.name!r}>"
 
 
 # The data slot under a second name, which no other type has: reading it costs what reading .data does, and an
@@ -398,6 +488,8 @@ def local_step(node: Value, upstream: Any, value: Callable[[Value], Any] = _data
     if not rules.is_finite(upstream):
         raise DomainError(f"backward: the gradient of {_named(node)} is {rules.number_of(upstream)!r}: the "
                           "contributions of its uses summed past the largest float")
+    if op.__class__ is Closure:  # a micrograd-style node: its closure, run on the nodes themselves
+        return _closure_step(node, op, upstream, out, inputs)
     try:
         contributions = op.vjp(upstream, out, *inputs)
     except Exception as error:
@@ -405,6 +497,33 @@ def local_step(node: Value, upstream: Any, value: Callable[[Value], Any] = _data
         raise rules.rule_failure(op, node._parents, error, kind) from error
     number_types: tuple[type, ...] = (int, float, type(upstream), type(out), *map(type, inputs))
     return rules.checked_contributions(op, contributions, node._parents, number_types)
+
+
+def _closure_step(node: Value, rule: Any, upstream: Any, out: Any, inputs: list[Any]) -> tuple:
+    """:func:`local_step` for a node whose rule is a :class:`Closure`: over the graph's own floats only, the
+    closure run with ``node.grad = upstream`` and each input's grad 0.0, each input's grad read back as its
+    contribution (an input given twice: its total at the first place, 0.0 at the others), every grad put back."""
+    parents = node._parents
+    own = (isinstance(upstream, (int, float)) and not isinstance(upstream, bool) and type(out) is float
+           and out == node.data and all(type(x) is float and x == p.data for x, p in zip(inputs, parents)))
+    if rule.closure is None or not own:
+        raise rule.refusal((upstream, out, *inputs), len(parents))
+    found = dict.fromkeys(parents, 0.0)
+    held = [(v, v.grad) for v in (node, *found)]
+    try:
+        node.grad = upstream
+        for parent in found:
+            parent.grad = 0.0
+        rule.closure()
+        for parent in found:
+            found[parent] = parent.grad
+    except Exception as error:
+        raise rules.rule_failure(rule, parents, error, "float") from error
+    finally:
+        for v, grad_before in held:
+            v.grad = grad_before
+    contributions = [found.pop(parent, 0.0) for parent in parents]
+    return rules.checked_contributions(rule, contributions, parents, (int, float))
 
 
 def _finite_sums(grads: dict[Value, Any]) -> dict[Value, Any]:
@@ -492,16 +611,31 @@ def _as_value(node: Value) -> Any:
     return node.data if node.is_constant else node
 
 
+def _argument(a: Any, differentiated: bool) -> Any:
+    """Argument ``a`` as :func:`grad` hands it to ``f``: a number as a Value (a leaf if ``differentiated``, else a
+    constant, as a Python number in an op is: ``x ** n`` stays the power by a constant), a Value as it is (a
+    constant to differentiate, as from an outer ``grad``, as a new leaf), anything else (a bool, a list) as it is."""
+    if isinstance(a, Value):
+        return Value(a.data) if differentiated and a.is_constant else a
+    if differentiated:
+        return Value(a)
+    return _const(a) if isinstance(a, numbers.Real) and not isinstance(a, bool) else a
+
+
 def grad(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0) -> Callable[..., Any]:
     """The derivative of ``f`` with respect to argument ``argnums`` (an int or a tuple).
 
-    Called on numbers it returns floats; called on Values it builds a
-    differentiable graph, so ``grad(grad(f))`` is the exact second derivative.
+    ``f`` gets every argument as a Value, so it may use Value's ops on any of them (``(-y).exp()``): a number
+    at a position not differentiated comes as a constant (a Python number in an op: never differentiated),
+    other objects (a bool, a list) as they are. Called on numbers it returns floats; called on Values it builds
+    a differentiable graph, so ``grad(grad(f))`` is the exact second derivative.
 
         >>> grad(lambda x: x * x * x)(2.0)
         12.0
         >>> grad(grad(lambda x: x * x * x))(2.0)
         12.0
+        >>> grad(lambda x, y: x * (-y).exp())(3.0, 0.0)   # y is a Value too (not differentiated)
+        1.0
     """
     wanted = (argnums,) if isinstance(argnums, int) else tuple(argnums)
 
@@ -511,7 +645,7 @@ def grad(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0) -> Callable[
                 raise IndexError(f"grad: argnums {i} is out of range for {len(args)} argument(s)")
         positions = [i % len(args) for i in wanted]
         create_graph = any(isinstance(a, Value) for a in args)
-        args = tuple(a if i not in positions or isinstance(a, Value) else Value(a) for i, a in enumerate(args))
+        args = tuple(_argument(a, i in positions) for i, a in enumerate(args))
         if create_graph and not _recording.get():
             raise RuntimeError("grad() on Values cannot build a graph inside no_grad()")
         out = f(*args)

@@ -4,8 +4,8 @@
     >>> from microgd.losses import half_squared_error
     >>> y = Value(0.75)
     >>> loss = half_squared_error(y, 1.0)      # tutorial 2's "mse": 1/2 (y - z)^2
-    >>> loss.data
-    0.03125
+    >>> loss.data, loss.label                   # every loss is labelled L, as pictures and explain show it
+    (0.03125, 'L')
     >>> loss.backward(); y.grad                 # d loss / d y = y - z
     -0.25
 """
@@ -22,6 +22,7 @@ __all__ = ["squared_error", "half_squared_error", "mse", "binary_cross_entropy",
            "over_outputs"]
 
 Scalar = Union[Value, int, float]
+LOSS = "L"  # the label of every loss these functions return (tutorial 2's L)
 F = TypeVar("F", bound=Callable[..., Value])
 
 
@@ -35,6 +36,12 @@ def _value(x: Scalar, what: str) -> Value:
 
 def _number(x: Scalar) -> float:
     return x.data if isinstance(x, Value) else x
+
+
+def _named(loss: Value) -> Value:
+    """The loss node, labelled ``L`` (the name pictures, the backprop page, explain and a tape's source give it)."""
+    loss.label = LOSS
+    return loss
 
 
 def over_outputs(loss: F) -> F:
@@ -55,12 +62,16 @@ def over_outputs(loss: F) -> F:
 
 def squared_error(pred: Scalar, target: Scalar) -> Value:
     """``(pred - target)^2``, tutorial 1's error."""
-    return (_value(pred, "squared_error: pred") - target) ** 2
+    return _named(_squared(pred, target, "squared_error"))
+
+
+def _squared(pred: Scalar, target: Scalar, who: str) -> Value:
+    return (_value(pred, f"{who}: pred") - target) ** 2
 
 
 def half_squared_error(pred: Scalar, target: Scalar) -> Value:
     """``1/2 (pred - target)^2``, tutorial 2's loss: its derivative is just ``pred - target``."""
-    return 0.5 * (_value(pred, "half_squared_error: pred") - target) ** 2
+    return _named(0.5 * (_value(pred, "half_squared_error: pred") - target) ** 2)
 
 
 def mse(preds: Sequence[Scalar], targets: Sequence[Scalar]) -> Value:
@@ -73,10 +84,10 @@ def mse(preds: Sequence[Scalar], targets: Sequence[Scalar]) -> Value:
         raise ValueError(f"mse: {len(preds)} predictions but {len(targets)} targets")
     if not preds:
         raise ValueError("mse: needs at least one prediction")
-    total = squared_error(preds[0], targets[0])
+    total = _squared(preds[0], targets[0], "mse")
     for pred, target in zip(preds[1:], targets[1:]):
-        total = total + squared_error(pred, target)
-    return total / len(preds)
+        total = total + _squared(pred, target, "mse")
+    return _named(total / len(preds))
 
 
 def binary_cross_entropy(pred: Scalar, target: Scalar) -> Value:
@@ -95,15 +106,15 @@ def binary_cross_entropy(pred: Scalar, target: Scalar) -> Value:
         (40.0, 1.0)
     """
     checks.number(_number(target), "binary_cross_entropy: target", at_least=0, at_most=1)
-    if isinstance(pred, Value) and pred.op == rules.sigmoid.name:
+    if isinstance(pred, Value) and pred.rule is rules.sigmoid:  # not a micrograd-style closure of that name
         s = pred.parents[0]
         # softplus(s) - t s would be the same number, but it cancels to 0 where the loss is tiny
-        return target * rules.softplus(-s) + (1.0 - target) * rules.softplus(s)
+        return _named(target * rules.softplus(-s) + (1.0 - target) * rules.softplus(s))
     p = _value(pred, "binary_cross_entropy: pred")
     if not 0.0 < p.data < 1.0:
         raise ValueError(f"binary_cross_entropy: pred must be a probability strictly between 0 and 1, got {p.data!r} "
                          "(pass the sigmoid output Value itself and the loss is computed from its logit)")
-    return -(target * p.log() + (1.0 - target) * (1.0 - p).log())
+    return _named(-(target * p.log() + (1.0 - target) * (1.0 - p).log()))
 
 
 def hinge(score: Scalar, label: Scalar) -> Value:
@@ -115,7 +126,7 @@ def hinge(score: Scalar, label: Scalar) -> Value:
     y = _number(label)
     if y not in (-1, 1) or isinstance(y, bool):
         raise ValueError(f"hinge: label must be -1 or +1, got {label!r} (map 0/1 labels with 2 * y - 1)")
-    return (1.0 - label * _value(score, "hinge: score")).relu()
+    return _named((1.0 - label * _value(score, "hinge: score")).relu())
 
 
 @over_outputs
@@ -143,5 +154,5 @@ def cross_entropy(logits: Sequence[Scalar], label: Scalar) -> Value:
         picked = Value.weighted_sum([1.0 - rules.step(abs(label - i)) for i in range(n)], zs, 0.0)
     else:
         picked = zs[int(k)]
-    return rules.logsumexp(*zs) - picked
+    return _named(rules.logsumexp(*zs) - picked)
 

@@ -95,10 +95,11 @@ def _unflatten(flat: Sequence, structure: Structure, start: int) -> tuple[Any, i
 
 
 def _leaf_names(name: str, structure: Structure, separator: str = "") -> list[str]:
-    """``x`` for a number, ``x0, x1`` for a list, ``x0_1`` for nested lists."""
+    """``x`` for a number, ``x1, x2`` for a list (counted from 1, as a network's inputs are named), ``x1_2`` for
+    nested lists."""
     if structure is None:
         return [name]
-    return [n for i, s in enumerate(structure) for n in _leaf_names(f"{name}{separator}{i}", s, "_")]
+    return [n for i, s in enumerate(structure, 1) for n in _leaf_names(f"{name}{separator}{i}", s, "_")]
 
 
 def _compile(source: str) -> Any:

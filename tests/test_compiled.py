@@ -176,3 +176,41 @@ def test_a_rule_of_the_wrong_length_is_a_rule_error_whichever_path_runs_it(monke
 
 def test_the_hot_ops_are_registry_ops():
     assert all(OPS[op.name] is op for op in HOT)
+
+
+def test_micrograd_style_closure_nodes_run_the_engines_step_bit_for_bit():
+    """A node given a ``_backward`` closure runs the engine's own step (local_step) inside the loop: one step for
+    every closure node, however many (no compiled step per closure), and the engine's floats."""
+    from microgd import compiled
+
+    def sin(v):
+        out = Value(math.sin(v.data), (v,), "sin")
+
+        def _backward():
+            v.grad += math.cos(v.data) * out.grad
+        out._backward = _backward
+        return out
+
+    steps = compiled._apply_rules.__globals__["steps"]
+    x = Value(0.3)
+    out = x
+    for _ in range(50):
+        out = sin(out) * x + sin(x)
+    before = len(steps)
+    fast, reading = both_backwards(out, {x: 0.5})
+    assert fast == reading
+    sin(sin(x)).backward()
+    assert len(steps) <= before + 1
+    assert step_source(out.parents[1].rule, 1) is None
+
+
+def test_handing_over_to_the_engine_starts_every_leaf_from_what_it_held():
+    """Only the sum of every grad passes the largest float (each grad is finite): the engine's backward runs
+    again from the leaves' old grads, and gives its own gradients (not this call's added twice)."""
+    a, b = Value(1.0), Value(-1.0)
+    y = a * 1e308 + b * 1.5e308
+    y.backward()
+    assert (a.grad, b.grad) == (1e308, 1.5e308)
+    with pytest.raises(DomainError, match=r"the leaf -1.0 is inf: this call's gradient added to the 1.5e\+308"):
+        y.backward()  # leaves accumulate: now b's passes the largest float, and the engine names it
+    assert (a.grad, b.grad) == (1e308, 1.5e308)  # what they held

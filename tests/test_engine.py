@@ -262,6 +262,34 @@ def test_grad_of_a_constant_function_is_zero():
     assert grad(grad(lambda x: 2 * x))(1.0) == 0.0
 
 
+def test_grad_hands_every_argument_to_f_as_a_value():
+    f = lambda x, y: x * (-y).exp()  # noqa: E731  (y is not differentiated, and still a Value)
+    assert grad(f)(3.0, 0.0) == 1.0 and grad(f, 1)(3.0, 0.0) == -3.0 and grad(f, (0, 1))(3.0, 0.0) == (1.0, -3.0)
+    assert type(grad(f)(3.0, 0.0)) is float
+    seen = []
+    grad(lambda x, n, flag, items: seen.extend([x, n, flag, items]) or x * n)(2.0, 3, True, [1.0])
+    assert [type(a) for a in seen] == [Value, Value, bool, list] and seen[1].is_constant and seen[1].data == 3.0
+    assert not seen[0].is_constant
+
+
+def test_grad_on_values_of_a_function_using_its_other_arguments_builds_a_graph():
+    f = lambda x, y: x * x * (-y).exp()  # noqa: E731
+    d = grad(f)(Value(3.0), 0.0)
+    assert isinstance(d, Value) and d.data == 6.0
+    assert grad(grad(f))(3.0, 0.0) == 2.0
+    assert grad(grad(f), 1)(3.0, 0.0) == -6.0 and grad(grad(f, 1), 0)(3.0, 0.0) == -6.0
+    assert grad(grad(f, 1), 1)(3.0, 0.0) == 9.0
+
+
+def test_grad_keeps_a_number_argument_a_constant_of_its_op():
+    """``x ** n`` with n a number not differentiated stays the power by a constant (no log of a negative base);
+    an outer grad's constant differentiated by an inner grad is a new leaf."""
+    assert grad(lambda x, n: x ** n)(-2.0, 3.0) == 12.0
+    assert grad(grad(lambda x, n: x ** n), 0)(-2.0, 3.0) == -12.0
+    mixed = grad(grad(lambda x, y: x ** y, 1), 0)(2.0, 3.0)
+    assert mixed == grad(grad(lambda x, y: x ** y, 0), 1)(2.0, 3.0) == pytest.approx(12 * math.log(2) + 4, rel=1e-15)
+
+
 def test_grad_argnums_out_of_range():
     with pytest.raises(IndexError, match="argnums 2"):
         grad(lambda x, y: x * y, argnums=2)(1.0, 2.0)
@@ -372,17 +400,25 @@ def test_backward_steps_give_backwards_gradients_exactly(e):
     assert all(x.grad == g for x, g in found.items())
 
 
-def test_micrograd_style_closures_get_a_clear_message():
+def test_micrograd_style_nodes_are_recorded_and_a_missing_derivative_is_a_clear_error():
+    """micrograd's way to add an op (``Value(data, children, name)``, then ``out._backward = closure``): any name
+    makes a node; one with no derivative fails in backward, naming the op (tests/test_closure_ops.py has more)."""
     x = Value(0.5)
-    with pytest.raises(TypeError, match="no op of that name in microgd.rules.OPS; add one with microgd.define_op"):
-        Value(2.0, (x,), "custom")  # micrograd's way to add an op; microgd keeps every rule in the registry
-    for op, children, takes in [("tanh", (x, x), "1"), ("+", (x, 2.0), "2")]:  # would fail in backward
-        message = f"_op={op!r}): the op takes {takes} Value(s) as _children, got (Val"
-        with pytest.raises(TypeError, match=re.escape(message)):
-            Value(2.0, children, op)
-    out = Value(2.0, (x,), "tanh")
-    with pytest.raises(AttributeError, match="rules.OPS.*define_op"):
-        out._backward = lambda: None
+    custom = Value(2.0, (x,), "custom")
+    assert custom.op == "custom" and custom.parents == (x,)
+    with pytest.raises(rules.RuleError, match="op 'custom' has no derivative: .* microgd.define_op"):
+        custom.backward()
+    wide = Value(2.0, (x, x), "tanh")  # a registry name with children its op does not take
+    with pytest.raises(rules.RuleError, match=re.escape("microgd's op 'tanh' takes 1 input(s), this node has 2")):
+        wide.backward()
+    with pytest.raises(rules.RuleError, match=re.escape("_children must be Values (wrap a number: Value(2.0)), got "
+                                                        "(Val")):
+        Value(2.0, (x, 2.0), "+")
+    out = Value(2.0, (x,), "tanh")  # the registry's tanh until a closure is given
+    out.backward()
+    assert x.grad == 1 - 2.0 * 2.0
+    out._backward = lambda: None
+    assert out._backward() is None and out.rule.__class__.__name__ == "Closure"
 
 
 # -- the tutorials' chain rules, held against the engine --

@@ -25,7 +25,7 @@ def columns(op, size=4):
                        for lo, hi in op.domain])
 
 
-@pytest.mark.parametrize("module", ["numpy", "torch"])
+@pytest.mark.parametrize("module", ["numpy", pytest.param("torch", marks=pytest.mark.requires_torch)])
 @pytest.mark.parametrize("op", ARRAY_OPS, ids=[op.name for op in ARRAY_OPS])
 def test_every_array_form_gives_float64_equal_to_the_forward(op, module):
     """Also with one input a Python number (a constant, or a captured Value, in the tape's batch)."""
@@ -44,16 +44,18 @@ def test_every_array_form_gives_float64_equal_to_the_forward(op, module):
     check()
 
 
+@pytest.mark.requires_torch
 def test_xlogy_on_torch_float64_loses_nothing():
-    torch = pytest.importorskip("torch")
+    import torch
     a = torch.tensor([0.0, 0.3, 1.7], dtype=torch.float64)
     got = rules.xlogy.array(torch, a, 3.0)
     assert got.dtype == torch.float64 and got.tolist() == [rules.xlogy(x, 3.0) for x in a.tolist()]
     assert rules.step.array(torch, a).dtype == torch.float64
 
 
+@pytest.mark.requires_torch
 def test_a_batched_tape_with_python_numbers_among_the_arrays_stays_float64_on_torch():
-    torch = pytest.importorskip("torch")
+    import torch
     w = Value(0.7)
     tape = trace(lambda x: rules.xlogy(x, 3.0) + rules.logsumexp(x, 1.5) + rules.xlogy(w, x) + rules.step(x - 1.0),
                  0.5)
@@ -65,14 +67,14 @@ def test_a_batched_tape_with_python_numbers_among_the_arrays_stays_float64_on_to
 
 # -- a constant base: c ** x -----------------------------------------------------------------------------------
 
-def test_zero_to_a_value_has_the_gradient_pytorch_gives():
+def test_zero_to_a_value_has_the_gradient_pytorch_gives(torch_or_skip):
     x = Value(0.5)
     y = 0.0 ** x
     y.backward()
     assert (y.op, y.data, x.grad) == ("cpow", 0.0, 0.0)
     assert grad(lambda v: 0.0 ** v)(0.5) == 0.0
     assert trace(lambda v: 0.0 ** v, 0.5).value_and_grad(0.5) == (0.0, [0.0])
-    torch = pytest.importorskip("torch")
+    torch = torch_or_skip()
     t = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
     (0.0 ** t).backward()
     assert t.grad.item() == x.grad
@@ -104,7 +106,7 @@ def test_where_c_to_the_x_has_no_derivative_it_says_so():
         ((-2.0) ** Value(3.0)).backward()  # a negative base: no real power near a whole exponent
 
 
-def test_every_view_shows_a_constant_base():
+def test_every_view_shows_a_constant_base(torch_or_skip):
     x = Value(0.5, label="x")
     y = 2.0 ** x
     y.label = "y"
@@ -114,8 +116,8 @@ def test_every_view_shows_a_constant_base():
     assert [render(template, pieces) for template in (y.rule.formula, y.rule.text)] == ["2.0 ** x", "2.0^x"]
     tape = trace(lambda v: 2.0 ** v, 0.5)
     assert tape.value_and_grad(0.5) == (y.data, [gradients(y, [x])[0]])
-    for module in ("numpy", "torch"):
-        xp = pytest.importorskip(module)
+    for module in (lambda: pytest.importorskip("numpy"), torch_or_skip):
+        xp = module()
         assert tape.batch(xp.asarray([0.5, -1.5], dtype=xp.float64)).tolist() == [y.data, 2.0**-1.5]
 
 
@@ -174,13 +176,13 @@ def test_an_object_that_is_no_number_is_refused_at_the_call_naming_the_op_and_it
         assert re.search(r"real number", message)
 
 
-def test_numbers_of_other_libraries_are_numbers_to_weighted_sum():
+def test_numbers_of_other_libraries_are_numbers_to_weighted_sum(torch_or_skip):
     np = pytest.importorskip("numpy")
     x = Value(0.5)
     y = Value.weighted_sum([np.float64(2.0), x], [x, np.float64(3.0)], Value(1.0))
     assert type(y.data) is float and y.data == 2.0 * 0.5 + 0.5 * 3.0 + 1.0
     y.backward()
     assert x.grad == 2.0 + 3.0
-    torch = pytest.importorskip("torch")
+    torch = torch_or_skip()
     z = Value.weighted_sum([torch.tensor(2.0, dtype=torch.float64)], [x], Value(1.0))
     assert type(z.data) is float and z.data == 2.0

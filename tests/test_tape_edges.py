@@ -119,8 +119,9 @@ def test_complex_numbers_are_refused_naming_the_argument():
         tape(1.0, 1 + 2j)
 
 
+@pytest.mark.requires_torch
 def test_complex_tensors_are_refused_naming_the_argument():
-    torch = pytest.importorskip("torch")
+    import torch
     tape = trace(lambda x: x * x, 1.0)
     with pytest.raises(TypeError, match=r"^tape.batch: argument 1 holds complex numbers"):
         tape.batch(torch.tensor([1 + 2j]))
@@ -187,9 +188,10 @@ def test_an_intermediate_that_is_not_finite_is_the_engines_domain_error(f, x, me
     assert w.grad == 0.0
 
 
+@pytest.mark.requires_torch
 @pytest.mark.parametrize(("f", "x", "message"), INTERMEDIATES, ids=["forward", "backward"])
 def test_a_torch_sample_whose_intermediate_is_not_finite_is_named(f, x, message):
-    torch = pytest.importorskip("torch")
+    import torch
     w = Value(1.0)
     tape = trace(lambda x: f(x) * w, 1.0)
     with pytest.raises(DomainError, match=rf"^tape.batch: sample 1: {message}"):
@@ -199,8 +201,9 @@ def test_a_torch_sample_whose_intermediate_is_not_finite_is_named(f, x, message)
 
 # -- torch -------------------------------------------------------------------------------------------------------
 
+@pytest.mark.requires_torch
 def test_a_torch_batch_reads_the_captured_values_as_tensors_of_its_dtype():
-    torch = pytest.importorskip("torch")
+    import torch
     w = Value(0.5, label="w")
     tape = trace(lambda x: w.exp() * x + w.tanh() + rules.step(w), 1.0)
     values = tape.batch(torch.tensor([1.0, 2.0], dtype=torch.float64))
@@ -208,8 +211,9 @@ def test_a_torch_batch_reads_the_captured_values_as_tensors_of_its_dtype():
     assert values.tolist() == [tape(1.0), tape(2.0)]
 
 
+@pytest.mark.requires_torch
 def test_a_torch_batch_stays_float64_through_an_array_form_that_is_not(forget_defined_ops):
-    torch = pytest.importorskip("torch")
+    import torch
     positive = define_op("edge_positive", forward=lambda x: float(x > 0.0), vjp=lambda g, out, x: (0.0,),
                          array=lambda xp, x: (x > 0) * 1.0)  # float32 on torch: True * 1.0
     w = Value(0.1, label="w")
@@ -219,11 +223,12 @@ def test_a_torch_batch_stays_float64_through_an_array_form_that_is_not(forget_de
     assert values.tolist() == [0.5 + 0.1, -1.0] == tape.batch(np.array([0.5, -1.0])).tolist()
 
 
+@pytest.mark.requires_torch
 @given(expressions(max_depth=3, n_vars=3, max_nodes=6),
        st.lists(st.tuples(*[st.floats(-3, 3, allow_nan=False)] * 2), min_size=1, max_size=4))
 def test_a_torch_batch_equals_the_numpy_batch(e, others):
     """x2 is a captured Value, x0 and x1 the batch's columns: values and the captured gradient agree to 1e-12."""
-    torch = pytest.importorskip("torch")
+    import torch
     w = Value(e.inputs[2], label="w")
     tape = trace(lambda x0, x1: e.build(x0, x1, w), *e.inputs[:2])
     columns = np.array([e.inputs[:2], *others]).T

@@ -446,6 +446,33 @@ def _pow(x: float, p: float) -> float:
         raise DomainError(f"pow: result overflows a float for {x!r} ** {p!r}") from None
 
 
+def _sin(x: float) -> float:
+    try:
+        return math.sin(x)
+    except ValueError:  # math.sin(inf)
+        raise DomainError(f"sin: operand must be finite, got {x!r}") from None
+
+
+def _cos(x: float) -> float:
+    try:
+        return math.cos(x)
+    except ValueError:
+        raise DomainError(f"cos: operand must be finite, got {x!r}") from None
+
+
+def _sqrt(x: float) -> float:
+    """The square root, defined for x >= 0 (sqrt(0) = 0, sqrt(-0.0) = -0.0 as IEEE 754 and PyTorch); its
+    derivative 1/(2 sqrt(x)) only for x > 0: the rule divides by 2 * out, so at 0 backward is a DomainError."""
+    if x < 0.0:
+        raise DomainError(f"sqrt: operand must be >= 0, got {x!r}")
+    return math.sqrt(x)
+
+
+def _sin_vjp(g, out, x):
+    """sin's rule, ``g cos(x)`` (a def: it names cos, defined after sin)."""
+    return (g * cos(x),)
+
+
 def _sigmoid(x: float) -> float:
     if x >= 0.0:
         return 1.0 / (1.0 + math.exp(-x))
@@ -626,6 +653,16 @@ cpow = define_op("cpow", forward=_pow, vjp=lambda g, out, c, x: (0.0, g * xlogy(
 has the derivative 0 for x > 0 (pow's rule would take ``0 ** (x - 1)``). Pictures read ``base 2``."""
 tanh = define_op("tanh", forward=math.tanh, vjp=lambda g, out, x: (g * (1.0 - out * out),), latex=r"\tanh",
                  array=lambda xp, x: xp.tanh(x), torch=lambda torch: torch.nn.Tanh())
+sin = define_op("sin", forward=_sin, vjp=_sin_vjp, latex=r"\sin",
+                array=lambda xp, x: xp.sin(x))
+"""The sine (radians). Its rule, ``g cos(x)``, and cos's, ``g (-sin(x))``, are PyTorch's (derivatives.yaml)."""
+cos = define_op("cos", forward=_cos, vjp=lambda g, out, x: (g * -sin(x),), latex=r"\cos",
+                array=lambda xp, x: xp.cos(x))
+"""The cosine (radians)."""
+sqrt = define_op("sqrt", forward=_sqrt, vjp=lambda g, out, x: (g / (2.0 * out),), latex=r"\sqrt{{{0}}}",
+                 domain=(POSITIVE,), array=lambda xp, x: xp.sqrt(x))
+"""The square root: sqrt(0) is 0, but its derivative there is no number (PyTorch says inf), so backward through
+sqrt at 0 is a DomainError naming sqrt. The rule reuses the result, ``g / (2 sqrt(x))``, as PyTorch's does."""
 sigmoid = define_op("sigmoid", forward=_sigmoid, vjp=lambda g, out, x: (g * out * (1.0 - out),), symbol="σ",
                     latex=r"\sigma", array=_sigmoid_array, torch=lambda torch: torch.nn.Sigmoid())
 step = define_op("step", forward=lambda x: 1.0 if x > 0.0 else 0.0, vjp=lambda g, out, x: (0.0,),

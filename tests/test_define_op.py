@@ -23,35 +23,36 @@ def _ops_defined_here_are_removed_afterwards():
         del rules._REGISTRY[name]
 
 
-def cos(x):
-    return OPS["cos"](x)
+def cosh(x):
+    return OPS["cosh"](x)
 
 
-def sin(x):
-    return OPS["sin"](x)
+def sinh(x):
+    return OPS["sinh"](x)
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _sin_and_cos():
-    """The README's example: each vjp calls the other op, defined later (rules are called, not read, at definition)."""
-    define_op("cos", forward=math.cos, vjp=lambda g, out, x: (-g * sin(x),), symbol="cos")
-    define_op("sin", forward=math.sin, vjp=lambda g, out, x: (g * cos(x),), symbol="sin")
+def _sinh_and_cosh():
+    """Two new ops whose vjps call each other, the first before the second exists (rules are called, not read,
+    at definition)."""
+    define_op("cosh", forward=math.cosh, vjp=lambda g, out, x: (g * sinh(x),), symbol="cosh")
+    define_op("sinh", forward=math.sinh, vjp=lambda g, out, x: (g * cosh(x),), symbol="sinh")
 
 
 def test_a_new_op_works_on_numbers_values_and_in_backward():
-    assert sin(0.5) == math.sin(0.5) and isinstance(sin(0.5), float)
+    assert sinh(0.5) == math.sinh(0.5) and isinstance(sinh(0.5), float)
     x = Value(0.5)
-    y = sin(x) * 2
+    y = sinh(x) * 2
     y.backward()
-    assert y.op == "*" and y.parents[0].op == "sin"
-    assert x.grad == pytest.approx(2 * math.cos(0.5), rel=1e-15)
+    assert y.op == "*" and y.parents[0].op == "sinh"
+    assert x.grad == pytest.approx(2 * math.cosh(0.5), rel=1e-15)
     assert gradients(y, [x]) == [x.grad]
 
 
 def test_a_new_op_works_to_any_order():
-    assert grad(grad(sin))(0.5) == pytest.approx(-math.sin(0.5), rel=1e-15)
-    assert grad(grad(grad(cos)))(0.5) == pytest.approx(math.sin(0.5), rel=1e-15)
-    assert gradcheck(lambda x, y: sin(x * y) + cos(y), 0.3, -1.2, order=2)
+    assert grad(grad(sinh))(0.5) == pytest.approx(math.sinh(0.5), rel=1e-15)
+    assert grad(grad(grad(cosh)))(0.5) == pytest.approx(math.sinh(0.5), rel=1e-15)
+    assert gradcheck(lambda x, y: sinh(x * y) + cosh(y), 0.3, -1.2, order=2)
 
 
 def test_a_new_op_is_drawn_and_stepped_through(tmp_path):
@@ -59,26 +60,26 @@ def test_a_new_op_is_drawn_and_stepped_through(tmp_path):
     from microgd.viz import draw_graph
 
     x = Value(0.5, label="x")
-    y = sin(x) * 2
+    y = sinh(x) * 2
     y.backward()
-    assert "sin" in draw_graph(y).source
-    page = backprop_html(y, tmp_path / "sin.html").read_text(encoding="utf-8")
-    assert "sin" in page
+    assert "sinh" in draw_graph(y).source
+    page = backprop_html(y, tmp_path / "sinh.html").read_text(encoding="utf-8")
+    assert "sinh" in page
 
 
 def test_random_expressions_can_ask_for_a_new_op():
     @settings(max_examples=30)
-    @given(expressions(ops=("sin", "cos", "*", "+"), max_depth=3))
+    @given(expressions(ops=("sinh", "cosh", "*", "+"), max_depth=3))
     def check(e):
-        assert {name for name, _, _ in e.nodes} <= {"sin", "cos", "*", "+"}
+        assert {name for name, _, _ in e.nodes} <= {"sinh", "cosh", "*", "+"}
         assert gradcheck(e.build, *e.inputs, order=2)
 
     check()
 
 
 def test_the_op_is_in_the_registry_with_its_arity_and_defaults():
-    op = OPS["sin"]
-    assert op.arity == 1 and op.symbol == "sin" and op.domain == ((-math.inf, math.inf),)
+    op = OPS["sinh"]
+    assert op.arity == 1 and op.symbol == "sinh" and op.domain == ((-math.inf, math.inf),)
     assert microgd.define_op is define_op
 
 
@@ -110,7 +111,7 @@ def test_bad_definitions_are_refused_when_defined(kwargs, error, pattern):
 
 def test_defining_a_name_twice_is_an_error_but_rerunning_the_same_line_replaces_it():
     def define():
-        return define_op("twice_test", forward=math.sin, vjp=lambda g, out, x: (g * cos(x),))
+        return define_op("twice_test", forward=math.sin, vjp=lambda g, out, x: (g * cosh(x),))
 
     first = define()
     second = define()  # the same line again: a re-run notebook cell

@@ -88,7 +88,7 @@ def test_the_identity_prints_as_its_input_and_what_is_printed_parses_back():
 @pytest.mark.parametrize("name", UNARY_FUNCTIONS)
 def test_each_function_is_the_registry_op(name):
     for x in (-1.3, 0.4, 2.0):
-        if name == "log" and x < 0:
+        if name in ("log", "sqrt") and x < 0:  # outside their domain
             continue
         leaf = Value(x)
         ref = OPS[name](leaf)

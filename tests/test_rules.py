@@ -57,6 +57,9 @@ UNARY = [
      (-5, 5)),
     ("xlogy", lambda x: xlogy(x, x), lambda x: x * math.log(x), lambda x: math.log(x) + 1, lambda x: 1 / x,
      (0.1, 10)),
+    ("sin", lambda x: x.sin(), math.sin, math.cos, lambda x: -math.sin(x), (-10, 10)),
+    ("cos", lambda x: x.cos(), math.cos, lambda x: -math.sin(x), lambda x: -math.cos(x), (-10, 10)),
+    ("sqrt", lambda x: x.sqrt(), math.sqrt, lambda x: 0.5 / math.sqrt(x), lambda x: -0.25 * x**-1.5, (0.05, 20)),
     ("linear", lambda x: rules.linear(x * x), lambda x: x * x, lambda x: 2 * x, lambda x: 2.0, (-5, 5)),
 ]
 IDS = [f"{row[0]}-{i}" for i, row in enumerate(UNARY)]

@@ -4,15 +4,20 @@
     >>> gradcheck(lambda w, x: (w * x).sigmoid(), 0.5, -1.5, order=2)
     True
 
-``check_formula`` needs hypothesis (``pip install microgd[test]``); ``gradcheck`` needs nothing.
+``check_formula`` searches with hypothesis and leaves nothing on disk (no ``.hypothesis`` folder).
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import itertools
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+import random
+import struct
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import checks
@@ -21,7 +26,7 @@ from .table import table
 
 __all__ = ["gradcheck", "numeric_gradient", "check_formula", "GradcheckError", "FormulaMismatch", "FormulaReport",
            "ToleranceError", "EPS", "DEFAULT_INTERVAL", "DEFAULT_DOMAIN", "MAX_EXAMPLES", "FORMULA_RTOL",
-           "FORMULA_ATOL", "RTOL_LIMIT"]
+           "FORMULA_ATOL", "RTOL_LIMIT", "PROBES", "SEARCH_PROBES"]
 
 EPS = 1e-6
 """The finite differences' step (scaled by ``max(1, |x|)``) of :func:`numeric_gradient` and :func:`gradcheck`."""
@@ -202,20 +207,56 @@ def gradcheck(f: Callable[..., Value], *inputs: float, eps: float = EPS, rtol: f
 
 # -- check_formula -----------------------------------------------------------------------------
 
+Interval = tuple[float, float]
+
+
 @dataclass(frozen=True)
 class FormulaReport:
-    """What a passing :func:`check_formula` saw: points compared, points skipped, largest differences."""
+    """What a passing :func:`check_formula` saw.
+
+    ``examples``: the distinct points where formula and engine were compared (``asked``: the number asked for,
+    ``max_examples``; fewer only when the domain holds no more points where f and its derivative are defined,
+    and then ``str()`` says so and why). ``skipped``: points drawn where f or its derivative is not defined (the
+    engine raised :class:`DomainError`), not compared. ``drawn_from``: per variable, the intervals the search drew
+    from mostly, where f and its derivative were found defined (one draw in ten still comes from the whole
+    domain); empty when they are defined at every point of the domain probed, and points came from the whole
+    domain. ``max_abs_diff`` and ``max_rel_diff``: the largest differences seen."""
 
     derivative: str
     examples: int
     skipped: int
     max_abs_diff: float
     max_rel_diff: float
+    asked: int | None = None
+    drawn_from: Mapping[str, tuple[Interval, ...]] = field(default_factory=dict)
+    why_fewer: str = ""
 
     def __str__(self) -> str:
-        return (f"formula for {self.derivative} agrees with the engine at {self.examples} points "
-                f"({self.skipped} skipped outside f's domain); largest difference "
-                f"{self.max_abs_diff:.3g} (relative {self.max_rel_diff:.3g})")
+        head = f"formula for {self.derivative} agrees with the engine at {_count(self.examples, 'point')}"
+        if self.asked is not None and self.examples < self.asked:
+            head += f", fewer than the {self.asked} asked: {self.why_fewer or 'no more points were found'}"
+        notes = []
+        if self.drawn_from and _intervals_text(self.drawn_from) not in head:
+            notes.append(f"drawn mostly where f and its derivative are defined: {_intervals_text(self.drawn_from)}")
+        if self.skipped:
+            notes.append(f"{_count(self.skipped, 'point')} drawn where f or its derivative is not defined were skipped")
+        notes.append(f"largest difference {self.max_abs_diff:.3g} (relative {self.max_rel_diff:.3g})")
+        return "; ".join([head, *notes])
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _intervals_text(intervals: Mapping[str, Sequence[Interval]]) -> str:
+    """``x in [0.5, 3], w in [-3, -1] ∪ [1, 3]``: each variable's ends with 6 significant digits, or as many more
+    as it takes to tell them apart (``[2.9999999999999, 3]``)."""
+    parts = []
+    for name, pieces in intervals.items():
+        ends = [x for piece in pieces for x in piece]
+        digits = next((d for d in range(6, 17) if len({f"{x:.{d}g}" for x in ends}) == len(set(ends))), 17)
+        parts.append(f"{name} in " + " ∪ ".join(f"[{lo:.{digits}g}, {hi:.{digits}g}]" for lo, hi in pieces))
+    return ", ".join(parts)
 
 
 class ToleranceError(ValueError):
@@ -316,6 +357,193 @@ def _check_meaningful(largest: float, rtol: float, atol: float, derivative: str)
                              f"nothing. Use an atol below {limit:.3g}", largest, limit)
 
 
+# where f is defined: found before the search, so that the search draws its points there
+
+PROBES = 64
+"""Points of the domain (its corners and middles, and random ones) where :func:`check_formula` first tries f and
+its derivative; if all are defined, the search draws from the whole domain."""
+SEARCH_PROBES = 512
+"""Points tried in all (with :data:`PROBES`) to find where f and its derivative are defined when some are not."""
+_CELLS = 64  # each variable's interval cut in this many cells: a cell holding a defined probe is drawn from
+_MAX_RUNS = 16  # at most this many separate intervals per variable get their ends found by bisection
+_EVERYWHERE = 10  # one point in this many is drawn from the whole domain, not only where f was found defined
+
+
+def _defined(f: Callable[..., Value], wrt: str) -> Callable[[dict], bool]:
+    """Whether the engine gives f and its derivative by ``wrt`` at a point (no :class:`DomainError`). Any other
+    error counts as defined: the search meets it there and reports it with its point."""
+    def defined(point: dict) -> bool:
+        leaves = {name: Value(value) for name, value in point.items()}
+        try:
+            gradients(_checked(f(**leaves), "check_formula"), [leaves[wrt]])
+        except DomainError:
+            return False
+        except Exception:
+            return True
+        return True
+    return defined
+
+
+def _edge_values(lo: float, hi: float) -> list[float]:
+    """The ends, the middle, and 0 and ±1 where inside: where a domain often begins or ends."""
+    values = [lo, hi, lo + (hi - lo) / 2, 0.0, 1.0, -1.0]
+    return list(dict.fromkeys(v for v in values if lo <= v <= hi))
+
+
+def _probe_points(domain: Mapping[str, Interval], rng: random.Random) -> Iterator[dict]:
+    """The domain's corners (where a small domain often hides: ``log(x - w - 5.9)``), then points made of each
+    variable's ends, middle, 0 and ±1, at most :data:`SEARCH_PROBES` / 2 of them in all, shuffled, each
+    followed by a uniform point; then uniform points."""
+    names = list(domain)
+    ends = [sorted(set(interval)) for interval in domain.values()]
+    edges = [_edge_values(*domain[name]) for name in names]
+    half = SEARCH_PROBES // 2
+    if math.prod(map(len, ends)) <= half // 2:
+        corners = list(itertools.product(*ends))
+    else:
+        corners = [tuple(rng.choice(values) for values in ends) for _ in range(half // 2)]
+    if math.prod(map(len, edges)) <= half:
+        others = list(itertools.product(*edges))
+    else:
+        others = [tuple(rng.choice(values) for values in edges) for _ in range(half)]
+    structured = list(dict.fromkeys(corners + others))[:half]
+    rng.shuffle(structured)
+    uniform = ({name: rng.uniform(lo, hi) for name, (lo, hi) in domain.items()} for _ in itertools.count())
+    for values in structured:
+        yield dict(zip(names, values))
+        yield next(uniform)
+    yield from uniform
+
+
+def _where_defined(defined: Callable[[dict], bool], domain: Mapping[str, Interval]
+                   ) -> dict[str, tuple[Interval, ...]]:
+    """Per variable, the intervals of its range where f and its derivative were found defined, or {} when they
+    are defined at every one of the first :data:`PROBES` probes (or at none of :data:`SEARCH_PROBES`): then the
+    search draws from the whole domain.
+
+    The registry knows each op's domain, but f is any composition of ops (``log(x - 2.9)``, ``sqrt(1 - x*x)``,
+    ``log(w*x)``), so the engine itself is asked: probes mark the cells of each variable's range holding a
+    defined point, and bisection along the variable finds each run of cells' true ends (to the float, in one
+    dimension; in several, a box around the defined set, where the search still skips what lies outside)."""
+    rng = random.Random(0)  # the search is deterministic
+    points = _probe_points(domain, rng)
+    probes = [(point, defined(point)) for point in itertools.islice(points, PROBES)]
+    if all(ok for _, ok in probes):
+        return {}
+    probes += [(point, defined(point)) for point in itertools.islice(points, SEARCH_PROBES - PROBES)]
+    inside = [point for point, ok in probes if ok]
+    if not inside:
+        return {}
+    region = {name: _intervals(name, domain[name], inside, defined) for name in domain}
+    return {} if region == {name: ((lo, hi),) for name, (lo, hi) in domain.items()} else region
+
+
+def _intervals(name: str, interval: Interval, inside: list[dict], defined: Callable[[dict], bool]
+               ) -> tuple[Interval, ...]:
+    """The intervals of variable ``name`` to draw from: the runs of cells holding a defined probe, each end moved
+    by bisection along ``name`` (from the probe nearest it) to where f stops being defined."""
+    lo, hi = interval
+    width = (hi - lo) / _CELLS
+    if width == 0:
+        return ((lo, hi),)
+
+    def cell(value: float) -> int:
+        return min(int((value - lo) / width), _CELLS - 1)
+
+    live = sorted({cell(point[name]) for point in inside})
+    runs: list[list[int]] = []
+    for c in live:
+        if runs and c == runs[-1][1] + 1:
+            runs[-1][1] = c
+        else:
+            runs.append([c, c])
+    if len(runs) > _MAX_RUNS:  # too many to bisect each: whole cells
+        return _merged([(lo + a * width, hi if b == _CELLS - 1 else lo + (b + 1) * width) for a, b in runs])
+    found = []
+    for a, b in runs:
+        members = [point for point in inside if a <= cell(point[name]) <= b]
+        starts = [min(members, key=lambda point: point[name]), max(members, key=lambda point: point[name]),
+                  _central(members, name)]  # from the middle of the others too: a disk's widest line
+        found.append((min(_edge(defined, point, name, lo, -width) for point in starts),
+                      max(_edge(defined, point, name, hi, width) for point in starts)))
+    return _merged(found)
+
+
+def _central(points: list[dict], name: str) -> dict:
+    """The point whose variables other than ``name`` are nearest the middle of those of ``points``."""
+    others = [other for other in points[0] if other != name]
+    middle = {other: sorted(point[other] for point in points)[len(points) // 2] for other in others}
+    spread = {other: max(point[other] for point in points) - min(point[other] for point in points) or 1.0
+              for other in others}
+    return min(points, key=lambda point: sum(((point[o] - middle[o]) / spread[o]) ** 2 for o in others))
+
+
+def _edge(defined: Callable[[dict], bool], point: dict, name: str, end: float, step: float) -> float:
+    """How far from ``point`` (defined) toward ``end`` variable ``name`` goes with f still defined: steps of
+    ``step`` while defined (``end`` at most), then bisection between the last defined value and the first not."""
+    inside = point[name]
+    moved = dict(point)
+
+    def ok(value: float) -> bool:
+        moved[name] = value
+        return defined(moved)
+
+    while True:
+        outside = end if abs(end - inside) <= abs(step) else inside + step
+        if outside == inside:
+            return inside
+        if not ok(outside):
+            break
+        inside = outside
+    while True:
+        middle = inside + (outside - inside) / 2
+        if middle in (inside, outside):
+            return inside
+        if ok(middle):
+            inside = middle
+        else:
+            outside = middle
+
+
+def _merged(intervals: list[Interval]) -> tuple[Interval, ...]:
+    """Overlapping or touching intervals joined, in order."""
+    merged: list[Interval] = []
+    for lo, hi in sorted((min(a, b), max(a, b)) for a, b in intervals):
+        if merged and lo <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return tuple(merged)
+
+
+def _float_count(lo: float, hi: float) -> int:
+    """How many floats lie in [lo, hi] (-0.0 and 0.0 count as one)."""
+    def rank(x: float) -> int:
+        bits = struct.unpack("<q", struct.pack("<d", abs(x)))[0]
+        return bits if x > 0 else -bits
+    return rank(hi) - rank(lo) + 1
+
+
+def _capacity(intervals: Mapping[str, Sequence[Interval]]) -> int:
+    """How many points (tuples of floats) the intervals hold."""
+    return math.prod(sum(_float_count(lo, hi) for lo, hi in parts) for parts in intervals.values())
+
+
+@contextlib.contextmanager
+def _storage_elsewhere() -> Iterator[None]:
+    """hypothesis keeps caches under ``./.hypothesis`` even without an example database (the constants it reads
+    from local source files); while check_formula searches, its storage is a temporary folder, removed after."""
+    from hypothesis import configuration
+
+    before = vars(configuration).get("__hypothesis_home_directory")
+    with tempfile.TemporaryDirectory(prefix="microgd-hypothesis-", ignore_cleanup_errors=True) as folder:
+        configuration.set_hypothesis_home_dir(folder)
+        try:
+            yield
+        finally:
+            configuration.set_hypothesis_home_dir(before)
+
+
 def check_formula(f: Callable[..., Value], formula: Callable[..., float], wrt: str = "w",
                   domain: Mapping[str, tuple[float, float]] | None = None, max_examples: int = MAX_EXAMPLES,
                   rtol: float = FORMULA_RTOL, atol: float = FORMULA_ATOL) -> FormulaReport:
@@ -323,9 +551,17 @@ def check_formula(f: Callable[..., Value], formula: Callable[..., float], wrt: s
 
     ``f(**point)`` receives a ``Value`` per name and returns a ``Value``; ``formula(**point)``
     receives floats and returns your hand-derived d f / d ``wrt``. ``domain`` maps every
-    argument name to a closed interval (default w, x in [-3, 3], t in [0, 1]). Points where
-    ``f`` raises :class:`DomainError` are skipped. The search is deterministic (its own
-    settings: derandomized, no example database), whatever hypothesis profile is loaded.
+    argument name to a closed interval (default w, x in [-3, 3], t in [0, 1]).
+
+    The search compares ``max_examples`` distinct points where f and its derivative are defined. First
+    f is tried at :data:`PROBES` points of the domain (corners, middles, random); if it or its derivative
+    raises :class:`DomainError` at some, up to :data:`SEARCH_PROBES` probes and bisection find, per
+    variable, the intervals where they are defined (``log(x - 2.99)`` on [-3, 3]: x in [2.99, 3]), and the
+    search draws from those (one point in ten still from the whole domain). Points where the engine raises
+    DomainError are skipped and counted. Fewer points are compared only when the domain holds no more where
+    f is defined; the report then says how many and why. The search is deterministic (its own settings:
+    derandomized, no example database), whatever hypothesis profile is loaded, and writes nothing to disk:
+    no ``.hypothesis`` folder (hypothesis' caches go to a temporary folder, removed after).
 
     On disagreement raises :class:`FormulaMismatch` (an AssertionError, so pytest reports it)
     whose message holds the shrunk counterexample: the point, the engine's value, the
@@ -366,14 +602,12 @@ def check_formula(f: Callable[..., Value], formula: Callable[..., float], wrt: s
         ...     p = 1 / (1 + math.exp(-w * x))
         ...     return 2 * (p - t) * p * (1 - p) * x
         >>> print(check_formula(error, corrected))  # doctest: +ELLIPSIS
-        formula for d error/d w agrees with the engine at 200 points (0 skipped outside f's domain); ...
+        formula for d error/d w agrees with the engine at 200 points; largest difference ...
     """
-    try:
-        from hypothesis import HealthCheck, Phase, Verbosity, given, reject, settings
-        from hypothesis import strategies as st
-        from hypothesis.errors import Unsatisfiable
-    except ImportError as error:
-        raise ImportError("check_formula needs hypothesis: pip install 'microgd[test]'") from error
+    from hypothesis import HealthCheck, Phase, Verbosity, given, reject, settings
+    from hypothesis import strategies as st
+    from hypothesis.errors import Unsatisfiable
+
     domain = _check_domain(DEFAULT_DOMAIN if domain is None else domain, wrt)
     _check_names(f, "f", domain)
     _check_names(formula, "formula", domain)
@@ -381,12 +615,17 @@ def check_formula(f: Callable[..., Value], formula: Callable[..., float], wrt: s
     rtol, atol = _tolerances(rtol, atol, "check_formula")
     derivative = f"d {_name(f)}/d {wrt}"
     seen: dict[str, Any] = {"examples": 0, "skipped": 0, "abs": 0.0, "rel": 0.0, "largest": 0.0}
+    compared: set[tuple[str, ...]] = set()
+    region = _where_defined(_defined(f, wrt), domain)
 
     @settings(max_examples=max_examples, derandomize=True, database=None, deadline=None,
               phases=(Phase.explicit, Phase.generate, Phase.shrink), report_multiple_bugs=False,
               suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet, print_blob=False)
-    @given(st.fixed_dictionaries({n: st.floats(lo, hi, allow_nan=False) for n, (lo, hi) in domain.items()}))
+    @given(_points(st, domain, region))
     def probe(point: dict) -> None:
+        key = tuple(map(repr, point.values()))
+        if key in compared:  # a point drawn again: no new evidence, so it does not count toward max_examples
+            reject()
         leaves = {name: Value(value) for name, value in point.items()}
         try:
             engine = gradients(_checked(f(**leaves), "check_formula"), [leaves[wrt]])[0]
@@ -400,19 +639,55 @@ def check_formula(f: Callable[..., Value], formula: Callable[..., float], wrt: s
         if not _close(engine, expected, rtol, atol):
             raise _Disagreement(point, engine, expected)
         diff = 0.0 if engine == expected else abs(engine - expected)
+        compared.add(key)
         seen["examples"] += 1
         seen["largest"] = max(seen["largest"], abs(engine))
         seen["abs"] = max(seen["abs"], diff)
         seen["rel"] = max(seen["rel"], diff / max(abs(engine), abs(expected)) if diff else 0.0)
 
     try:
-        probe()
+        with _storage_elsewhere():
+            probe()
     except _Disagreement as found:
         message = _mismatch_message(found, derivative, rtol, atol) + _engines_derivation(f, found.point, wrt)
         raise FormulaMismatch(message, found.point, found.engine, found.formula) from found.error
     except Unsatisfiable:
-        raise ValueError(f"check_formula: f raised DomainError at every point tried in the domain {domain}; "
-                         "narrow the domain to where f is defined") from None
+        raise ValueError(f"check_formula: f or its derivative by {wrt} is not defined (DomainError) at any point "
+                         f"tried in the domain {_intervals_text({n: [i] for n, i in domain.items()})}; narrow the "
+                         "domain to where they are defined") from None
     _check_meaningful(seen["largest"], rtol, atol, derivative)
-    return FormulaReport(derivative, seen["examples"], seen["skipped"], seen["abs"], seen["rel"])
+    why = "" if seen["examples"] >= max_examples else _why_fewer(domain, region, seen["skipped"], max_examples)
+    return FormulaReport(derivative, seen["examples"], seen["skipped"], seen["abs"], seen["rel"], max_examples,
+                         region, why)
 
+
+def _points(st: Any, domain: Mapping[str, Interval], region: Mapping[str, tuple[Interval, ...]]) -> Any:
+    """The search's points: from ``region`` (where f and its derivative were found defined), but one in
+    :data:`_EVERYWHERE` from the whole domain, lest a defined part the probes missed go untested; from the
+    whole domain when ``region`` is empty. Shrinking moves toward the region's points."""
+    whole = {name: st.floats(lo, hi, allow_nan=False) for name, (lo, hi) in domain.items()}
+    if not region:
+        return st.fixed_dictionaries(whole)
+    inside = {name: st.one_of(*[st.floats(lo, hi, allow_nan=False) for lo, hi in parts])
+              for name, parts in region.items()}
+
+    @st.composite
+    def points(draw: Any) -> dict:
+        everywhere = draw(st.integers(0, _EVERYWHERE - 1)) == _EVERYWHERE - 1
+        return {name: draw(whole[name] if everywhere else inside[name]) for name in domain}
+
+    return points()
+
+
+def _why_fewer(domain: Mapping[str, Interval], region: Mapping[str, tuple[Interval, ...]], skipped: int,
+               asked: int) -> str:
+    """Why the search compared fewer points than asked: the domain (or the part of it where f and its derivative
+    were found defined) holds few points as floats, or hypothesis drew too few points where they are defined."""
+    whole = {name: (interval,) for name, interval in domain.items()}
+    if _capacity(whole) < 10 * asked:
+        return f"the domain ({_intervals_text(whole)}) holds only {_count(_capacity(whole), 'point')}"
+    if region and _capacity(region) < 10 * asked:
+        return (f"f and its derivative were found defined only in {_intervals_text(region)}, which holds "
+                f"{_count(_capacity(region), 'point')}")
+    return (f"f and its derivative are defined on too little of the domain for hypothesis to find more points there "
+            f"({_count(skipped, 'point')} drawn were outside)")

@@ -29,7 +29,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from .. import __version__
 from ..check import DEFAULT_INTERVAL, FORMULA_ATOL, FORMULA_RTOL, MAX_EXAMPLES, RTOL_LIMIT
@@ -37,13 +37,23 @@ from ..drawing import MAX_NODES, RANKDIR, RANKDIRS, RENDER_TIMEOUT, GraphTooLarg
 from ..engine import DomainError, Value, no_grad
 from ..explain import MAX_EQUATIONS
 from ..files import DestinationError, check_distinct, check_folder, check_writable, write_atomic
-from ..nn import activation_names
-from ..table import table, visible
+from ..table import number, table, visible
 from ..train import History
 from . import demo, pipeline
 from .formula import FormulaError, compile, functions, normal_name
 from .modelfile import MAX_PARAMETERS, NetworkTooLarge, parameter_count
-from .pipeline import NORMALIZE, DataError, Training, describe, predict_csv, prepare_training, rmse
+from .pipeline import (
+    HIDDEN_ACTIVATIONS,
+    NORMALIZE,
+    OUTPUT_ACTIVATIONS,
+    DataError,
+    Training,
+    describe,
+    output_activation,
+    predict_csv,
+    prepare_training,
+    rmse,
+)
 
 __all__ = ["main", "UsageError"]
 
@@ -51,7 +61,9 @@ GRAPH_SUFFIXES = (".svg", ".png", ".dot", ".gv", ".html", ".htm")
 DEMO_HELP = ("Tutorial 2 (the MLP worked example) end to end: its worked example beside the tutorial's numbers,\n"
              "training its 2-3-1 sigmoid network on its table, a graph picture and a step-through page of one\n"
              "backward pass.")
-TRAIN_HELP = "Train an MLP on a numeric CSV file (a header row, then numbers)."
+TRAIN_HELP = ("Train an MLP on a numeric CSV file (a header row, then numbers): every column scaled min-max to\n"
+              "--normalize's range, hidden layers of --activation, one output unit of --output-activation.\n"
+              "Numbers are printed with 6 significant digits; the file's own numbers as they are written.")
 PREDICT_HELP = ("Predict with a model saved by 'microgd train --save' on a numeric CSV file: the model's input\n"
                 "columns, in any order, scaled as in training; predictions in the target's units. When the\n"
                 "file also has the target column, the error is printed too.")
@@ -233,9 +245,9 @@ def _graph(args: argparse.Namespace) -> int:
     except RenderTimeout as error:
         raise UsageError(f"{error.program} took more than {error.seconds:g} s to lay out EXPR's graph and was stopped: "
                          f"draw a smaller graph, or allow more time with --timeout {2 * error.seconds:g}") from None
-    print(f"{visible(args.expr)} = {root.data:.6g}")
+    print(f"{visible(args.expr)} = {number(root.data)}")
     for name, leaf in leaves.items():
-        print(f"  d/d{name} = {leaf.grad:.6g}")
+        print(f"  d/d{name} = {number(leaf.grad)}")
     print(f"wrote {visible(str(out))}")
     return 0
 
@@ -295,7 +307,8 @@ def _check(args: argparse.Namespace) -> int:
             return derivative(**point).data
     print(f"f({', '.join(domain)}) = {visible(args.expr)}")
     print(f"d f/d {wrt} by hand: {visible(args.formula)}")
-    print("domain: " + ", ".join(f"{name} in [{lo:g}, {hi:g}]" for name, (lo, hi) in domain.items()))
+    print("domain: " + ", ".join(f"{name} in [{number(lo, None)}, {number(hi, None)}]"
+                                 for name, (lo, hi) in domain.items()))
     try:
         report = check_formula(f, formula, wrt=wrt, domain=domain, max_examples=args.examples,
                                rtol=args.rtol, atol=args.atol)
@@ -306,8 +319,6 @@ def _check(args: argparse.Namespace) -> int:
         raise UsageError(f"--atol {args.atol:g} would accept the derivative 0 at every point tried (the largest "
                          f"|d f/d {wrt}| there is {error.largest:.3g}): the check proves nothing; use --atol below "
                          f"{error.limit:.3g}") from None
-    except ImportError as error:  # hypothesis is an extra
-        raise UsageError(str(error)) from None
     except ValueError as error:  # e.g. EXPR undefined on the whole domain
         raise UsageError(str(error)) from None
     print(report)
@@ -347,15 +358,21 @@ def _train(args: argparse.Namespace) -> int:
     if plot is not None and importlib.util.find_spec("matplotlib") is None:
         raise UsageError('--plot needs matplotlib: pip install "microgd[plot]"')
     try:
+        output = output_activation(args.normalize, args.output_activation, ("--output-activation", "--normalize"))
+    except ValueError as error:  # an output that cannot reach the whole scaled target
+        raise UsageError(str(error)) from None
+    try:
         training = prepare_training(args.data, args.target, hidden=args.hidden, activation=args.activation,
-                                    normalize=args.normalize, seed=args.seed, distinct_names=save is not None)
+                                    output=output, normalize=args.normalize, seed=args.seed,
+                                    distinct_names=save is not None)
     except NetworkTooLarge as error:  # the file's columns make the network of --hidden too large
         raise UsageError(f"--hidden {','.join(map(str, args.hidden))}: {error}") from None
     lo, hi = NORMALIZE[args.normalize][0]
     print(f"{visible(args.data)}: {len(training.X)} rows, inputs {visible(', '.join(training.columns.inputs))} -> "
           f"target {visible(args.target)}, all scaled to [{lo:g}, {hi:g}]")
     print(f"model: {describe(training.model)}, {len(training.model.parameters())} parameters; {args.epochs} epochs "
-          f"of SGD, learning rate {args.lr}, one sample at a time")
+          f"of SGD, learning rate {number(args.lr, None)}, one sample at a time")
+    print(f"activations: hidden {args.activation}, output {_output_summary(output, args)}")
     if save is None and plot is None and _reader_gone():
         return 0  # nothing to write and no one to tell: stop, as a Unix tool does
     try:
@@ -371,11 +388,11 @@ def _train(args: argparse.Namespace) -> int:
 
         plot_history(history, plot, title=f"{visible(Path(args.data).name)}: mean loss per epoch")
     predictions, y = training.predictions(), training.y
-    print(f"mean loss per epoch: {history[0]:.6g} (epoch 1) -> {history[-1]:.6g} (epoch {len(history)})")
-    print(f"root mean squared error on the training rows: {rmse(predictions, y):.6g} (in {visible(args.target)}'s "
-          "units)")
+    print(f"mean loss per epoch: {number(history[0])} (epoch 1) -> {number(history[-1])} (epoch {len(history)})")
+    print(f"root mean squared error on the training rows: {number(rmse(predictions, y))} (in "
+          f"{visible(args.target)}'s units)")
     shown = min(len(y), 10)
-    print(table((args.target, "prediction"), [(f"{t:g}", f"{p:.6g}") for t, p in zip(y[:shown], predictions)]))
+    print(table((args.target, "prediction"), [(number(t, None), number(p)) for t, p in zip(y[:shown], predictions)]))
     if shown < len(y):
         print(f"  ... {len(y) - shown} more rows")
     if save is not None:
@@ -384,6 +401,13 @@ def _train(args: argparse.Namespace) -> int:
     if plot is not None:
         print(f"wrote {visible(str(plot))}")
     return 0
+
+
+def _output_summary(output: str, args: argparse.Namespace) -> str:
+    """The output activation and why it is the one: never a silent choice."""
+    if args.output_activation:
+        return f"{output} (--output-activation)"
+    return f"{output} (the default for --normalize {args.normalize}; change it with --output-activation)"
 
 
 def _interrupted(training: Training, history: History, save: Path | None) -> int:
@@ -415,12 +439,13 @@ def _predict(args: argparse.Namespace) -> int:
         print(visible(note))
     shown = n if out is None else min(n, 10)
     if result.truth is None:
-        print(table(("row", "prediction"), [(i, f"{p:.12g}") for i, p in enumerate(result.predictions[:shown], 1)]))
+        print(table(("row", "prediction"), [(i, number(p)) for i, p in enumerate(result.predictions[:shown], 1)]))
     else:
         print(table(("row", result.target, "prediction", "error"),
-                    [(i, f"{t:.12g}", f"{p:.12g}", f"{p - t:+.6g}")
+                    [(i, number(t, None), number(p), number(p - t, "+.6g"))
                      for i, (t, p) in enumerate(zip(result.truth[:shown], result.predictions), 1)]))
-        print(f"root mean squared error against the file's {visible(str(result.target))}: {result.rmse:.6g}")
+        print(f"root mean squared error against the file's {visible(str(result.target))}: "
+              f"{number(cast(float, result.rmse))}")
     if shown < n:
         print(f"  ... {n - shown} more rows in {visible(str(out))}")
     if out is not None:
@@ -456,8 +481,14 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--target", required=True, metavar="COLUMN", help="the column to predict")
     train.add_argument("--hidden", type=_sizes, default=list(pipeline.HIDDEN), metavar="SIZES",
                        help=f"hidden layer sizes, e.g. 3,3 (default: {','.join(map(str, pipeline.HIDDEN))})")
-    train.add_argument("--activation", default=pipeline.ACTIVATION, choices=activation_names(), metavar="NAME",
-                       help=f"hidden activation: {', '.join(activation_names())} (default: %(default)s)")
+    train.add_argument("--activation", default=pipeline.ACTIVATION, choices=HIDDEN_ACTIVATIONS, metavar="NAME",
+                       help=f"activation of the hidden layers: {', '.join(HIDDEN_ACTIVATIONS)} (default: "
+                            "%(default)s)")
+    train.add_argument("--output-activation", choices=tuple(OUTPUT_ACTIVATIONS), metavar="NAME",
+                       help=f"activation of the output unit: {', '.join(OUTPUT_ACTIVATIONS)} (default: the one "
+                            "whose range is the scaled target's: "
+                            + ", ".join(f"{output} for --normalize {name}" for name, (_, output) in NORMALIZE.items())
+                            + ")")
     train.add_argument("--epochs", type=_positive_int, default=pipeline.EPOCHS, metavar="N",
                        help="default: %(default)s")
     train.add_argument("--lr", type=_rate, default=pipeline.LR, metavar="ETA",

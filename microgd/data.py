@@ -194,7 +194,8 @@ def _numbers(values, key: str, length: int | None) -> list[float]:
 
 
 def tutorial2_table() -> tuple[Rows, list[float]]:
-    """Tutorial 2's training table (inputs I0, I1 and target Z0), as used for its normalisation.
+    """Tutorial 2's training table (inputs x1, x2 and target z; the tutorial's I0, I1 and Z0, and the columns of
+    ``demos/tutorial2.csv``), as used for its normalisation.
 
     The tutorial lists another table first (70, 100, 90 / 50, 85, 80 / 65, 70, 80 / 30, 95, 70) but
     normalises and trains on this one.
@@ -229,10 +230,10 @@ def two_moons(n: int = 100, noise: float = 0.1, seed: int | None = 0) -> tuple[R
         for i in range(count):
             t = math.pi * i / (count - 1) if count > 1 else 0.0
             if label == 0.0:
-                x0, x1 = math.cos(t), math.sin(t)
+                x1, x2 = math.cos(t), math.sin(t)
             else:
-                x0, x1 = 1.0 - math.cos(t), 0.5 - math.sin(t)
-            X.append([x0 + rng.gauss(0.0, noise), x1 + rng.gauss(0.0, noise)])
+                x1, x2 = 1.0 - math.cos(t), 0.5 - math.sin(t)
+            X.append([x1 + rng.gauss(0.0, noise), x2 + rng.gauss(0.0, noise)])
             y.append(label)
     return X, y
 

@@ -32,7 +32,8 @@ would make an expression bigger than ``inline`` (counting its ops, names and num
 is one chain, a factor per step (above). Otherwise the derivation is a list of adjoint (delta) equations
 in backward's order, ``δ_n = Σ δ_c · ∂c/∂n`` over the consumers ``c`` of ``n``: one for each node whose δ
 is a sum or is used more than once, while a δ used once is substituted where it is used, so that a
-network reads as in the textbook (``δ_s_o = (y − z) · y(1 − y)``, ``δ_s_h1 = δ_s_o · w_o1 · a_h1(1 − a_h1)``).
+network reads as in the textbook (``δ_s_y = (y − z) · y(1 − y)``, ``δ_s_h1 = δ_s_y · w_y_1 · h1(1 − h1)``, in the
+names :class:`microgd.nn.MLP` and the losses give the nodes).
 Each leaf's derivative comes right after the last δ it needs, as its gradient is final there. A factor ∂c/∂n is
 c's derivative through its input n alone (c's other inputs held fixed); where c also depends on n through other
 named nodes, that is not the whole derivative of c by n, and it is written with a bar, ∂̄c/∂n (LaTeX

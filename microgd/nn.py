@@ -5,8 +5,16 @@ micrograd's code runs unchanged: ``Neuron(nin, nonlin=True)`` (ReLU; linear with
 Python's global ``random`` (``random.uniform(-1, 1)``, biases 0, in micrograd's order), ``parameters()``,
 ``zero_grad()`` and micrograd's reprs. Beyond it: an activation by name, any registry op of one input
 (:data:`microgd.rules.OPS`: "linear", "sigmoid", "tanh", an op made with ``define_op``); ``init=``,
-``seed=``, ``rng=`` or ``weights=``; parameters labelled by unit; a plain state dict. A bool second
-argument of Neuron and Layer is micrograd's ``nonlin``, a string an activation's name.
+``seed=``, ``rng=`` or ``weights=``; names (below); a plain state dict. A bool second argument of Neuron
+and Layer is micrograd's ``nonlin``, a string an activation's name.
+
+**Names.** An MLP labels every node it makes, so that pictures, the backprop page, ``explain`` and a tape's
+source all call a node by one name, a Python identifier that LaTeX prints with subscripts. Units: hidden
+``h1, h2, ...`` (``h{layer}_{unit}``, e.g. ``h2_1``, with several hidden layers), outputs ``y`` (``y1, y2,
+...`` with several). For unit ``u``: its weighted sum ``s_u``, its output ``u`` (a linear unit's sum is its
+output, ``u``), weight ``j`` (from input ``j``) ``w_u_j``, bias ``b_u``: ``s_h1``, ``h1``, ``w_h1_2``,
+``b_h1``, ``w_y_3`` (LaTeX ``s_{h1}``, ``h_{1}``, ``w_{h1,2}``, ``w_{y,3}``). Inputs given as numbers are
+``x1, x2, ...``; the losses of :mod:`microgd.losses` label the loss ``L``.
 
     >>> import random
     >>> random.seed(1337)
@@ -27,7 +35,7 @@ from . import checks, rules, torch_bridge
 from .engine import Value, value_function
 from .rules import OPS, Op
 
-__all__ = ["Module", "Neuron", "Layer", "MLP", "StateError", "activation_names", "INITS"]
+__all__ = ["Module", "Neuron", "Layer", "MLP", "StateError", "activation_names", "unit_names", "INITS"]
 
 INITS = ("uniform", "xavier", "he")
 Nonlin = Union[bool, str, None]
@@ -114,7 +122,9 @@ class Neuron(Module):
     """One neuron: ``activation(w . x + b)``, its weighted sum one ``weighted_sum`` node.
 
     ``nonlin``: True (default, ReLU), False (linear) or an activation's name, also as ``activation=``.
-    ``weights=[w1, ..., wn, b]``, else drawn by ``init``; ``label`` names the parameters ``label.w1``, ``label.b``.
+    ``weights=[w1, ..., wn, b]``, else drawn by ``init``. ``label`` names the unit ``u``: its parameters
+    ``w_u_1, ..., w_u_n``, ``b_u``, and the nodes each call makes, the sum ``s_u`` and the output ``u``
+    (unlabelled: parameters ``w1, ..., wn, b``, nodes unnamed).
 
         >>> n = Neuron(2, "linear", weights=[2.0, 3.0, 1.0])
         >>> n([1.0, 1.0]).data, n, Neuron(2, False).activation
@@ -129,9 +139,10 @@ class Neuron(Module):
         op = _activation_op(self._activation)
         self._apply = None if op is rules.linear else value_function(op)  # the identity: one node fewer
         row = _draw(_uniform(seed, rng), init, nin, 1) if weights is None else _check_row(weights, nin, "weights")
-        prefix = f"{label}." if label else ""
-        self.w = [Value(x, label=f"{prefix}w{i}") for i, x in enumerate(row[:-1], 1)]
-        self.b = Value(row[-1], label=f"{prefix}b")
+        self.label = label  # the unit's name, its output's label; names made once here, stored once per call
+        self._sum_label = f"s_{label}" if label else ""
+        self.w = [Value(x, label=f"w_{label}_{i}" if label else f"w{i}") for i, x in enumerate(row[:-1], 1)]
+        self.b = Value(row[-1], label=f"b_{label}" if label else "b")
 
     @property
     def activation(self) -> str:
@@ -147,7 +158,13 @@ class Neuron(Module):
         if len(x) != len(self.w):
             raise ValueError(f"Neuron expected {len(self.w)} inputs, got {len(x)}")
         s = Value.weighted_sum(self.w, x, self.b)
-        return s if self._apply is None else self._apply(s)
+        if self._apply is None:  # linear: the sum is the unit's output
+            s.label = self.label
+            return s
+        s.label = self._sum_label
+        out = self._apply(s)
+        out.label = self.label
+        return out
 
     def _grid(self) -> list[list[Neuron]]:
         return [[self]]
@@ -159,7 +176,8 @@ class Neuron(Module):
 class Layer(Module):
     """``nout`` neurons reading the same ``nin`` inputs; calling it returns a list of ``nout`` Values, or the
     Value itself when ``nout == 1`` (as micrograd's). Arguments as for :class:`Neuron`, ``weights=`` one row
-    per neuron; ``label``: a prefix for the neurons' names (label1, label2, ...) or a list of names.
+    per neuron; ``label``: a prefix for the neurons' names (label1, label2, ...) or a list of names
+    (each a unit's name, see :class:`Neuron`).
 
         >>> layer = Layer(2, 3, "tanh", seed=0)
         >>> len(layer([0.5, -0.5])), len(layer.parameters()), layer
@@ -208,13 +226,17 @@ class MLP(Module):
     No activation given: micrograd's, ReLU hidden layers and a linear output. ``activation=`` (or the third
     argument) puts one on every layer, the output included; ``activations=[...]`` one per layer. ``weights=``
     gives every parameter: per layer, per neuron, ``[w1, ..., wn, b]``. Hidden units are named h1, h2, ...
-    (h2.1: layer 2, unit 1, with several hidden layers), outputs y or y1, y2, ... Tutorial 2's network:
+    (h2_1: layer 2, unit 1, with several hidden layers), outputs y or y1, y2, ...; every node a call makes
+    is labelled (see the module's docstring). Tutorial 2's network:
 
         >>> model = MLP(2, [3, 1], activation="sigmoid", weights=[
         ...     [[-0.5, -1.0, 0.5], [-0.5, 0.5, 0.5], [1.0, 0.0, 0.5]],   # h1, h2, h3: [w1, w2, b]
         ...     [[0.5, -1.0, 0.0, 0.5]]])                                  # y: [w1, w2, w3, b]
-        >>> round(model([1.0, 1.0]).data, 4), model.sizes, [p.label for p in model.parameters()[-2:]]
-        (0.503, [2, 3, 1], ['y.w3', 'y.b'])
+        >>> y = model([1.0, 1.0])
+        >>> round(y.data, 4), model.sizes, [p.label for p in model.parameters()[-2:]]
+        (0.503, [2, 3, 1], ['w_y_3', 'b_y'])
+        >>> y.label, y.parents[0].label, [v.label for v in y.parents[0].parents[3:6]]
+        ('y', 's_y', ['h1', 'h2', 'h3'])
     """
 
     def __init__(self, nin: int, nouts: Sequence[int], activation: str | None = None, *,
@@ -240,7 +262,7 @@ class MLP(Module):
             rows = [[_draw(uniform, init, a, b) for _ in range(b)] for a, b in itertools.pairwise(sizes)]
         else:
             rows = _check_weights(weights, sizes)
-        self.layers = [Layer(a, b, activation=act, weights=w, label=_unit_names(i, len(nouts), b))
+        self.layers = [Layer(a, b, activation=act, weights=w, label=unit_names(i, len(nouts), b))
                        for i, (a, b, act, w) in enumerate(zip(sizes, sizes[1:], activations, rows), 1)]
 
     @classmethod
@@ -285,11 +307,16 @@ class MLP(Module):
         return f"MLP of [{', '.join(map(repr, self.layers))}]"
 
 
-def _unit_names(layer: int, layers: int, width: int) -> list[str]:
-    """h1, h2, ... (h2.1 with several hidden layers) for hidden units; y, or y1, y2, ..., for outputs."""
+def unit_names(layer: int, layers: int, width: int) -> list[str]:
+    """The names of the ``width`` units of layer ``layer`` (1 to ``layers``) of an MLP: h1, h2, ... for hidden
+    units (h{layer}_{unit}, e.g. h2_1, with several hidden layers); y, or y1, y2, ..., for the outputs.
+
+        >>> unit_names(1, 2, 3), unit_names(2, 3, 2), unit_names(3, 3, 1), unit_names(3, 3, 2)
+        (['h1', 'h2', 'h3'], ['h2_1', 'h2_2'], ['y'], ['y1', 'y2'])
+    """
     if layer == layers:
         return ["y"] if width == 1 else [f"y{j}" for j in range(1, width + 1)]
-    return [f"h{j}" if layers == 2 else f"h{layer}.{j}" for j in range(1, width + 1)]
+    return [f"h{j}" if layers == 2 else f"h{layer}_{j}" for j in range(1, width + 1)]
 
 
 # -- activations and initialisation ------------------------------------------------------------------

@@ -135,7 +135,8 @@ def _draw(series: dict, path: PathLike, xlabel: str, ylabel: str, title: str, lo
 def plot_decision_boundary(model, X: Sequence[Sequence[float]], y: Sequence[float], path: PathLike,
                            title: str = "", resolution: int = 80):
     """Shade a 2-input classifier's probability of class 1 over the plane, draw its 0.5 contour (the
-    decision boundary) and the points ``X`` coloured by their label ``y`` (0 or 1); PNG or SVG.
+    decision boundary) and the points ``X`` coloured by their label ``y`` (0 or 1); PNG or SVG. The axes are
+    the inputs x1 (``X[i][0]``) and x2 (``X[i][1]``), as a network's pictures name them.
 
     The model is evaluated on a ``resolution`` x ``resolution`` grid (``resolution`` >= 2) under ``no_grad()``.
     Returns the matplotlib ``Figure``.
@@ -162,7 +163,7 @@ def plot_decision_boundary(model, X: Sequence[Sequence[float]], y: Sequence[floa
         axes.scatter([p[0] for p in points], [p[1] for p in points], c=colour, marker=marker, s=30,
                      edgecolors="white", linewidths=0.8, label=f"class {label} ({len(points)} points)")
     figure.colorbar(shading, ax=axes, label="model's probability of class 1")
-    _words(axes, "x0", "x1", title)
+    _words(axes, "x1", "x2", title)
     axes.set_aspect("equal")
     boundary = Line2D([], [], color="black", linewidth=1.6, label="decision boundary (p = 0.5)")
     axes.legend(handles=[*axes.get_legend_handles_labels()[0], boundary], loc="upper right", framealpha=0.9)

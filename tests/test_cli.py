@@ -184,14 +184,14 @@ def test_demo_shows_tutorial2s_numbers_beside_the_engines_and_writes_pictures(tm
     assert float(re.search(r"delta_y = dL/ds_y\s+-22\.56\s+(\S+)", out).group(1)) == pytest.approx(delta, abs=1e-6)
     assert float(re.search(r"delta_y with z = 91\s+-22\.56\s+(\S+)\s+no", out).group(1)) == pytest.approx(
         y * (1 - y) * (y - 91), abs=1e-6)
-    assert re.search(r"\[-1, 1\]\s+I0 = 50\s+-0\.1111\s+0\.111111\s+no", out)  # the tutorial's sign is wrong
+    assert re.search(r"\[-1, 1\]\s+(?:I0|x1) = 50\s+-0\.1111\s+0\.111111\s+no", out)  # the tutorial's sign is wrong
     # the deltas from explain, beside the tutorial's formulas: δ_o = (y − z)·y(1 − y), δ_h = a(1 − a)·w·δ_o
     assert float(re.search(r"δ_s_y = \(y − z\) · y\(1 − y\)\s+(\S+)\s+δ_o = \(y − z\)·y\(1 − y\)", out).group(1)) \
         == pytest.approx(delta, abs=1e-6)
     for j, w_y in enumerate((0.5, -1.0, 0.0), 1):
-        found = re.search(rf"δ_s_h{j} = δ_s_y · y_w{j} · h{j}\(1 − h{j}\)\s+(\S+)\s+δ_h = a\(1 − a\)·w·δ_o", out)
+        found = re.search(rf"δ_s_h{j} = δ_s_y · w_y_{j} · h{j}\(1 − h{j}\)\s+(\S+)\s+δ_h = a\(1 − a\)·w·δ_o", out)
         assert float(found.group(1)) == pytest.approx(delta * w_y * a[j - 1] * (1 - a[j - 1]) + 0.0, abs=1e-6)
-    new = float(re.search(r"(?m)^\s+y\.w1\s+0\.5\s+\S+\s+(\S+)", out).group(1))
+    new = float(re.search(r"(?m)^\s+w_y_1\s+0\.5\s+\S+\s+(\S+)", out).group(1))
     assert new == pytest.approx(0.5 - 0.1 * delta * a[0], abs=1e-6)
     predictions = re.findall(r"^\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+\.\d\d)\s+[-+]", out, re.M)
     assert [(i0, i1, z) for i0, i1, z, _ in predictions] == [("70", "98", "91"), ("50", "85", "82"),
@@ -551,7 +551,8 @@ def test_a_real_ctrl_c_saves_the_model(tmp_path):
                              stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         assert child.stdout.readline().startswith("data.csv: 200 rows")
-        assert child.stdout.readline().startswith("model: MLP 2-3-1")  # printed just before training starts
+        assert child.stdout.readline().startswith("model: MLP 2-3-1")
+        assert child.stdout.readline().startswith("activations: hidden sigmoid, output sigmoid")  # just before training
         time.sleep(0.3)  # well into the first epochs
         child.send_signal(signal.SIGINT)
         out, err = child.communicate(timeout=60)

@@ -159,17 +159,17 @@ def test_two_moons_errors(kwargs, message):
         two_moons(**kwargs)
 
 
-TABLE_CSV = "I0,  I1,  Z0\n70,  98,  91\n50,  85,  82\n\n65,  67,  80\n25,  95,  68\n"
+TABLE_CSV = "x1,  x2,  z\n70,  98,  91\n50,  85,  82\n\n65,  67,  80\n25,  95,  68\n"
 
 
 def test_load_csv_reads_tutorial2_table(tmp_path):
     path = tmp_path / "table.csv"
     path.write_text(TABLE_CSV)
     header, rows = load_csv(path)
-    assert header == ["I0", "I1", "Z0"]
+    assert header == ["x1", "x2", "z"]
     assert rows == [[*x, z] for x, z in zip(*tutorial2_table())]
-    assert load_csv(path, target="Z0") == (*tutorial2_table(), ["I0", "I1"])
-    assert load_csv(str(path), target=0) == ([[98, 91], [85, 82], [67, 80], [95, 68]], [70, 50, 65, 25], ["I1", "Z0"])
+    assert load_csv(path, target="z") == (*tutorial2_table(), ["x1", "x2"])
+    assert load_csv(str(path), target=0) == ([[98, 91], [85, 82], [67, 80], [95, 68]], [70, 50, 65, 25], ["x2", "z"])
     assert load_csv(path, target=-1)[1] == [91, 82, 80, 68]
 
 
@@ -201,7 +201,7 @@ def test_an_endless_or_huge_input_is_read_only_up_to_a_bound(tmp_path):
         read_text("/dev/zero")
 
 
-@pytest.mark.parametrize("target, message", [("Z9", "target 'Z9' is not a column .columns: I0, I1, Z0."),
+@pytest.mark.parametrize("target, message", [("Z9", "target 'Z9' is not a column .columns: x1, x2, z."),
                                              (3, "target must be a column name or an index below 3, got 3")])
 def test_load_csv_bad_target(tmp_path, target, message):
     path = tmp_path / "table.csv"

@@ -196,11 +196,17 @@ def test_tutorial2_mlp_worked_example_training_and_pictures(tmp_path):
     for j in range(1, 4):
         delta_h = a[j - 1] * (1 - a[j - 1]) * w_y[j - 1] * delta_y
         assert number(rf"delta_h{j} = dL/ds_h{j}\s+-\s+(\S+)", out) == pytest.approx(delta_h, abs=5e-7)
-        assert number(rf"(?m)^\s+h{j}\.b\s+\S+\s+\S+\s+(\S+)", out) == pytest.approx(0.5 - 0.1 * delta_h, abs=5e-7)
+        assert number(rf"(?m)^\s+b_h{j}\s+\S+\s+\S+\s+(\S+)", out) == pytest.approx(0.5 - 0.1 * delta_h, abs=5e-7)
         updated = w_y[j - 1] - 0.1 * delta_y * a[j - 1]
-        assert number(rf"(?m)^\s+y\.w{j}\s+\S+\s+\S+\s+(\S+)", out) == pytest.approx(updated, abs=5e-7)
+        assert number(rf"(?m)^\s+w_y_{j}\s+\S+\s+\S+\s+(\S+)", out) == pytest.approx(updated, abs=5e-7)
     loss = re.search(r"mean loss per epoch: (\S+) \(epoch 1\) -> (\S+) \(epoch (\d+)\)", out)
     assert int(loss.group(3)) == 300 and float(loss.group(2)) < float(loss.group(1)) / 5
+    assert re.search(r"(?m)^\s+x1\s+x2\s+target z\s+prediction\s+error$", out)  # the data file's names
+    assert re.search(r"\[-1, 1\]\s+x1 = 50\s+-0\.1111\s+0\.111111\s+no", out)
+    assert re.search(r"(?m)^\s+h1 \* w_y_1\s+0\.1345\s", out)
+    assert re.search(r"δ_s_h1 = δ_s_y · w_y_1 · h1\(1 − h1\)", out)
+    old_names = r"\b(I0|I1|Z0)\b|\b[hy]\d?\.[wb]|\by_w\d"  # the table's and the old labels' spellings
+    assert not re.search(old_names, out.replace("the tutorial's I0, I1, Z0", ""))
     rows = re.findall(r"^\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+\.\d\d)\s+([-+]\d+\.\d\d)$", out, re.M)
     assert [r[:3] for r in rows] == [("70", "98", "91"), ("50", "85", "82"), ("65", "67", "80"), ("25", "95", "68")]
     assert all(float(e) == pytest.approx(float(p) - float(z), abs=0.011) for _, _, z, p, e in rows)

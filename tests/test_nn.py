@@ -182,6 +182,28 @@ def test_one_weighted_sum_node_per_neuron_and_inputs_wrapped_once():
     assert first.parents[2].op == "" and first.parents[2].label == "x1"
 
 
+def test_every_node_a_call_makes_is_labelled_by_unit():
+    model = tutorial2_model()
+    y = model(TUTORIAL2_X)
+    s_y = y.parents[0]
+    hidden = s_y.parents[3:6]
+    assert (y.label, s_y.label, [h.label for h in hidden]) == ("y", "s_y", ["h1", "h2", "h3"])
+    assert [h.parents[0].label for h in hidden] == ["s_h1", "s_h2", "s_h3"]
+    assert [v.label for v in y.topo() if not v.parents] == ["w_h1_1", "w_h1_2", "b_h1", "w_h2_1", "w_h2_2", "b_h2",
+                                                            "w_h3_1", "w_h3_2", "b_h3", "w_y_1", "w_y_2", "w_y_3",
+                                                            "b_y", "x1", "x2"]
+    assert all(v.label for v in y.topo())  # no node of the network is left unnamed
+    linear = MLP(2, [2, 2, 1], seed=0)  # relu hidden layers, a linear output: its sum is the output y
+    out = linear([0.5, -0.5])
+    assert (out.op, out.label) == ("weighted_sum", "y")
+    assert sorted(v.label for v in out.topo() if v.parents) == ["h1_1", "h1_2", "h2_1", "h2_2", "s_h1_1", "s_h1_2",
+                                                                 "s_h2_1", "s_h2_2", "y"]
+    again = model(TUTORIAL2_X)  # each call labels its own nodes, the same way
+    assert again is not y and again.label == "y" and again.parents[0].label == "s_y"
+    plain = Neuron(2, "tanh", weights=[1.0, 1.0, 0.0])([0.5, 0.5])  # a unit with no name: micrograd's nodes
+    assert (plain.label, plain.parents[0].label) == ("", "")
+
+
 def test_parameters_order_layer_neuron_weights_then_bias_labelled_by_unit():
     model = tutorial2_model()
     flat = [x for layer in TUTORIAL2_WEIGHTS for row in layer for x in row]
@@ -189,14 +211,16 @@ def test_parameters_order_layer_neuron_weights_then_bias_labelled_by_unit():
     assert model.parameters()[2] is model.layers[0].neurons[0].b
     assert model.parameters()[9] is model.layers[1].neurons[0].w[0]
     assert model.sizes == [2, 3, 1] and model.activations == ["sigmoid", "sigmoid"]
-    assert [p.label for p in model.parameters()] == ["h1.w1", "h1.w2", "h1.b", "h2.w1", "h2.w2", "h2.b", "h3.w1",
-                                                     "h3.w2", "h3.b", "y.w1", "y.w2", "y.w3", "y.b"]
-    deep = MLP(2, [2, 1, 2], seed=0)  # several hidden layers: h<layer>.<unit>; several outputs: y1, y2
-    assert [n.b.label for layer in deep.layers for n in layer.neurons] == ["h1.1.b", "h1.2.b", "h2.1.b", "y1.b",
-                                                                            "y2.b"]
-    assert [p.label for p in Layer(1, 2, label=["a", "b"], seed=0).parameters()] == ["a.w1", "a.b", "b.w1", "b.b"]
-    assert [p.label for p in Layer(1, 2, seed=0).parameters()] == ["n1.w1", "n1.b", "n2.w1", "n2.b"]
+    assert [p.label for p in model.parameters()] == ["w_h1_1", "w_h1_2", "b_h1", "w_h2_1", "w_h2_2", "b_h2",
+                                                     "w_h3_1", "w_h3_2", "b_h3", "w_y_1", "w_y_2", "w_y_3", "b_y"]
+    deep = MLP(2, [2, 1, 2], seed=0)  # several hidden layers: h<layer>_<unit>; several outputs: y1, y2
+    assert [n.b.label for layer in deep.layers for n in layer.neurons] == ["b_h1_1", "b_h1_2", "b_h2_1", "b_y1",
+                                                                            "b_y2"]
+    assert [n.label for layer in deep.layers for n in layer.neurons] == ["h1_1", "h1_2", "h2_1", "y1", "y2"]
+    assert [p.label for p in Layer(1, 2, label=["a", "b"], seed=0).parameters()] == ["w_a_1", "b_a", "w_b_1", "b_b"]
+    assert [p.label for p in Layer(1, 2, seed=0).parameters()] == ["w_n1_1", "b_n1", "w_n2_1", "b_n2"]
     assert [p.label for p in Neuron(2, seed=0).parameters()] == ["w1", "w2", "b"]
+    assert all(p.label.isidentifier() for p in [*model.parameters(), *deep.parameters()])
     with pytest.raises(ValueError, match="Layer label should name 2 neurons, got"):
         Layer(1, 2, label=["a"])
 

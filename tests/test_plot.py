@@ -95,10 +95,11 @@ def test_decision_boundary_of_a_classifier(tmp_path):
     from microgd.nn import MLP
 
     X, y = [[0.0, 0.0], [1.0, 1.0], [0.0, 1.0]], [0.0, 1.0, 1.0]
-    model = MLP(2, [1], activation="sigmoid", weights=[[[4.0, 4.0, -2.0]]])  # boundary x0 + x1 = 0.5
+    model = MLP(2, [1], activation="sigmoid", weights=[[[4.0, 4.0, -2.0]]])  # boundary x1 + x2 = 0.5
     figure = plot_decision_boundary(model, X, y, tmp_path / "boundary.png", resolution=20)
     assert (tmp_path / "boundary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     axes = figure.axes[0]
+    assert (axes.get_xlabel(), axes.get_ylabel()) == ("x1", "x2")  # the inputs as a network's pictures name them
     assert [len(c.get_offsets()) for c in axes.collections if hasattr(c, "get_offsets")][-2:] == [1, 2]
     with pytest.raises(ValueError, match="rows of 2 inputs"):
         plot_decision_boundary(model, [[0.0]], [0.0], tmp_path / "bad.png")

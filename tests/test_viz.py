@@ -654,7 +654,7 @@ def test_mlp_diagram_names_layers_of_a_deeper_network_and_refuses_other_objects(
     from microgd.nn import MLP
 
     source = draw_mlp(MLP(3, [4, 4, 2], activations=["tanh", "relu", "linear"], seed=0)).source
-    assert "<b>h1.1</b>" in source and "<b>h2.4</b>" in source and "<b>y2</b>" in source
+    assert "<b>h1_1</b>" in source and "<b>h2_4</b>" in source and "<b>y2</b>" in source
     assert "tanh" in statement_of(source, "l1n1") and "relu" in statement_of(source, "l2n1")
     assert "linear" in statement_of(source, "l3n2")
     with pytest.raises(TypeError, match="expected a microgd.nn.MLP"):

@@ -4,7 +4,10 @@ Tutorial 2 builds a 2-3-1 sigmoid network by hand: fixed initial weights, a forw
 worked out on one row of a four-row table scaled min-max to [0, 1], the delta rule, one gradient-descent
 update, and a gradient-descent table for f(x, y) = x² + y². The demo prints its worked example beside the
 tutorial's printed numbers with a match column, trains the network on the table and draws one backward
-pass. Units are named h1, h2, h3 (hidden) and y (output), weights h1.w1, h1.b, ..., y.b, as everywhere.
+pass. Every node has one name in the text, the derivation and the pictures, the one the network and the loss
+label it with (:mod:`microgd.nn`): inputs x1, x2 and target z (the columns of ``demos/tutorial2.csv``), hidden
+units h1, h2, h3 with weighted sums s_h1, s_h2, s_h3, the output y with its sum s_y, the loss L; weights
+w_h1_1, w_h1_2, b_h1, ..., w_y_3, b_y (weight j of unit u: w_u_j).
 
     >>> import tempfile
     >>> from microgd.app.demo import run_tutorial2
@@ -71,7 +74,7 @@ def run_tutorial2(out: str | os.PathLike = OUT, epochs: int = EPOCHS, lr: float 
     folder.mkdir(parents=True, exist_ok=True)
     X, y = tutorial2_table()
     say("Tutorial 2, the MLP worked example: a 2-3-1 sigmoid network (hidden units h1, h2, h3, output y) "
-        "trained on its table (inputs I0, I1, target Z0).\n")
+        "trained on its table (inputs x1, x2, target z; the tutorial's I0, I1, Z0).\n")
     say(_scaling(X))
     x_scaler, y_scaler = MinMaxScaler(), MinMaxScaler()
     Xs, ys = x_scaler.fit_transform(X), y_scaler.fit_transform(y)
@@ -86,7 +89,7 @@ def run_tutorial2(out: str | os.PathLike = OUT, epochs: int = EPOCHS, lr: float 
         raise KeyboardInterrupt
     say(f"mean loss per epoch: {history[0]:.6f} (epoch 1) -> {history[-1]:.6f} (epoch {len(history)})")
     predictions = y_scaler.inverse_transform([_output(model, row).data for row in Xs])
-    say(table(("I0", "I1", "target Z0", "prediction", "error"),
+    say(table(("x1", "x2", "target z", "prediction", "error"),
               [(f"{r[0]:g}", f"{r[1]:g}", f"{t:g}", f"{p:.2f}", f"{p - t:+.2f}")
                for r, t, p in zip(X, y, predictions)]))
 
@@ -123,7 +126,7 @@ def _scaling(X: list) -> str:
         for j, column in enumerate(printed):
             for i, text in enumerate(column):
                 value = scaled[i][j]
-                rows.append((f"[{feature_range[0]:g}, {feature_range[1]:g}]", f"I{j} = {X[i][j]:g}", text,
+                rows.append((f"[{feature_range[0]:g}, {feature_range[1]:g}]", f"x{j + 1} = {X[i][j]:g}", text,
                              f"{value:.6f}", _match(text, value)))
     return ("Min-max scaling of the inputs (the tutorial's table 70,98 / 50,85 / 65,67 / 25,95):\n"
             + table(("range", "input", "tutorial", "engine", "match"), rows))
@@ -140,17 +143,19 @@ def _worked_example(x: list, z: float, z_raw: float) -> str:
     s_h, s_y = [v.parents[0] for v in a], y.parents[0]  # the weighted sums under the sigmoids
     delta_raw = gradients(half_squared_error(y, z_raw), [s_y])[0]
     w_y = [w.data for w in output.neurons[0].w]
+    w_y_names = [w.label for w in output.neurons[0].w]  # w_y_1, w_y_2, w_y_3
     lines = [f"\nThe worked example: the 2-3-1 sigmoid network with the tutorial's initial weights, on row 1 "
              f"scaled to [0, 1]:\nx = ({x[0]:g}, {x[1]:g}), target z = {z:g} (the raw target {z_raw:g} scaled "
              f"like the inputs); loss L = 1/2 (y - z)^2\ns_h1, s_h2, s_h3, s_y: each unit's weighted sum w . x + b"]
     rows = []
     for j, (given_s, given_a) in enumerate((("-1.0", "0.2689"), ("0.5", "0.6225"), ("1.5", "0.8176")), 1):
-        rows.append((f"s_h{j}", given_s, f"{s_h[j - 1].data:.6f}", _match(given_s, s_h[j - 1].data)))
-        rows.append((f"h{j} = sigmoid(s_h{j})", given_a, f"{a[j - 1].data:.6f}", _match(given_a, a[j - 1].data)))
+        s, h = s_h[j - 1], a[j - 1]
+        rows.append((s.label, given_s, f"{s.data:.6f}", _match(given_s, s.data)))
+        rows.append((f"{h.label} = sigmoid({s.label})", given_a, f"{h.data:.6f}", _match(given_a, h.data)))
     product = a[0].data * w_y[0]
-    rows.append(("h1 * y.w1", "0.1345", f"{product:.6f}", _match("0.1345", product)))
-    rows.append(("s_y", "0.0120", f"{s_y.data:.6f}", _match("0.0120", s_y.data)))
-    rows.append(("y = sigmoid(s_y)", "0.5030", f"{y.data:.6f}", _match("0.5030", y.data)))
+    rows.append((f"{a[0].label} * {w_y_names[0]}", "0.1345", f"{product:.6f}", _match("0.1345", product)))
+    rows.append((s_y.label, "0.0120", f"{s_y.data:.6f}", _match("0.0120", s_y.data)))
+    rows.append((f"{y.label} = sigmoid({s_y.label})", "0.5030", f"{y.data:.6f}", _match("0.5030", y.data)))
     rows.append(("target z", "91", f"{z:g}", "no: the tutorial puts the raw target beside scaled inputs"))
     slope = y.data * (1 - y.data)
     rows.append(("y (1 - y)", "0.2494", f"{slope:.6f}", _match("0.2494", slope)))
@@ -159,7 +164,7 @@ def _worked_example(x: list, z: float, z_raw: float) -> str:
     rows.append((f"delta_y with z = {z_raw:g}", "-22.56", f"{delta_raw:.6f}",
                  _match("-22.56", delta_raw) + ": the tutorial's y (1 - y) is off"))
     for j, s in enumerate(s_h, 1):
-        by_hand = a[j - 1].data * (1 - a[j - 1].data) * w_y[j - 1] * s_y.grad + 0.0  # h (1 - h) y.w delta_y
+        by_hand = a[j - 1].data * (1 - a[j - 1].data) * w_y[j - 1] * s_y.grad + 0.0  # h (1 - h) w_y_j delta_y
         rows.append((f"delta_h{j} = dL/ds_h{j}", "-", f"{s.grad:.6f}", f"tutorial's formula: {by_hand:.6f}"))
     lines.append(table(("quantity", "tutorial", "engine", "match"), rows))
     lines.append(_deltas(x, z))
@@ -180,15 +185,7 @@ def _worked_example(x: list, z: float, z_raw: float) -> str:
 def _deltas(x: list, z: float) -> str:
     """The deltas as the engine derives them (microgd.explain: the registry's rules run on symbols), each
     beside the tutorial's formula for it."""
-    model = tutorial2_network()
-    hidden, output = model.layers
-    a = cast(list[Value], hidden(x))
-    for j, h in enumerate(a, 1):
-        h.label, h.parents[0].label = f"h{j}", f"s_h{j}"
-    y = cast(Value, output(a))
-    y.label, y.parents[0].label = "y", "s_y"
-    loss = half_squared_error(y, Value(z, label="z"))
-    loss.label = "L"
+    loss = half_squared_error(_output(tutorial2_network(), x), Value(z, label="z"))  # nodes named by MLP and loss
     tutorial = {"δ_s_y": "δ_o = (y − z)·y(1 − y)"} | {f"δ_s_h{j}": f"δ_h = a(1 − a)·w·δ_o, a = h{j}"
                                                       for j in range(1, 4)}
     rows = []
@@ -204,7 +201,7 @@ def _deltas(x: list, z: float) -> str:
 def _pictures(folder: Path, x: list, z: float, model: MLP, say: Callable[..., None]) -> list[Path]:
     """The worked example's graph (SVG) and backward step-through (HTML) and the trained network (SVG);
     only the graph's DOT source when no Graphviz renderer is installed."""
-    loss = half_squared_error(cast(Value, tutorial2_network()(x)), z)
+    loss = half_squared_error(_output(tutorial2_network(), x), Value(z, label="z"))
     loss.backward()
     try:
         return [save(draw_graph(loss), folder / "tutorial2_graph.svg"),

@@ -1,5 +1,6 @@
-"""The one table printer: left-aligned columns two spaces apart, for the CLI, the demos and the checks; and
-``visible``, which every name printed from a file or an argument goes through.
+"""The one table printer: left-aligned columns two spaces apart, for the CLI, the demos and the checks;
+``visible``, which every name printed from a file or an argument goes through; and ``number``, the one rule
+for a number someone reads (a table, a summary line, a picture's label).
 
     >>> print(table(("name", "value"), [("w", 0.5), ("bias", -1)]))
       name  value
@@ -9,9 +10,47 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
-__all__ = ["table", "visible"]
+__all__ = ["table", "visible", "number", "SIGNIFICANT"]
+
+SIGNIFICANT = ".6g"
+"""How a computed number is printed: 6 significant digits (a loss, a prediction, a gradient)."""
+
+
+def number(x: float, spec: str | None = SIGNIFICANT) -> str:
+    """``x`` as microgd prints every number a user reads: formatted with ``spec``, and never a negative zero.
+
+    ``spec`` is a format spec: :data:`SIGNIFICANT` (6 significant digits) for what microgd computes, a
+    picture's fixed ``number_format`` (".4f") for its labels. ``None`` is for a number the user wrote (a cell
+    of their CSV file, a ``--var``): echoed exactly, as the shortest text that reads back as the same float,
+    a whole number without ".0". A zero prints without a sign: -0.0, and a negative number too small for
+    ``spec``'s digits, print as 0 (``0.0000``), never ``-0`` or ``-0.0000``.
+
+        >>> number(85.53712351780982), number(70.0), number(-0.0), number(-0.00001, ".4f")
+        ('85.5371', '70', '0', '0.0000')
+        >>> number(70.0, None), number(1e2, None), number(0.1 + 0.2, None), number(-0.0, None)
+        ('70', '100', '0.30000000000000004', '0')
+    """
+    if spec is None:
+        x = float(x)
+        if x == 0:
+            return "0"
+        if x.is_integer() and abs(x) < 2**53:
+            return str(int(x))
+        return repr(x)
+    text = format(x, spec)
+    if math.isfinite(x) and _all_zeros(text):
+        text = format(0.0, spec)  # the same width, fill, sign option and digits, for an unsigned zero
+    return text
+
+
+def _all_zeros(text: str) -> bool:
+    """Whether the digits of ``text``'s significand (before any exponent) are all 0: it shows a zero."""
+    significand = text.split("e")[0].split("E")[0]
+    digits = [c for c in significand if c.isdigit()]
+    return bool(digits) and all(c == "0" for c in digits)
 
 
 def visible(text: str) -> str:

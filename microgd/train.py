@@ -29,6 +29,7 @@ from .engine import DomainError, Value, is_recording, no_grad
 from .losses import binary_cross_entropy, cross_entropy, half_squared_error, hinge, squared_error
 from .nn import MLP, Layer, Module, Neuron
 from .optim import SGD, Optimizer
+from .table import number
 from .tape import Tape, trace
 
 __all__ = ["fit", "History", "ENGINES"]
@@ -114,7 +115,7 @@ def fit(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: Callable
                 history.steps += 1
             history.append(total / len(order))
             if bar is not None:
-                bar.set_postfix(loss=f"{history[-1]:.6g}", refresh=False)
+                bar.set_postfix(loss=number(history[-1]), refresh=False)
                 bar.update()
     except KeyboardInterrupt:
         history.interrupted = True

@@ -36,8 +36,9 @@ from collections.abc import Callable, Sequence
 
 import graphviz
 
-from .engine import Value
+from .engine import Closure, Value
 from .rules import Op
+from .table import number as table_number
 
 __all__ = ["RenderError", "RendererNotFound", "RenderTimeout", "GraphTooLarge", "find_renderer", "run_renderer",
            "graph_nodes", "number_formatter", "new_graph", "expression_graph", "op_label", "label_text", "html_rows",
@@ -143,7 +144,8 @@ def graph_nodes(root: Value, max_nodes: int, caller: str) -> list[Value]:
 
 
 def number_formatter(number_format: str, caller: str) -> Callable[[float], str]:
-    """A function printing numbers with ``number_format`` (e.g. ".4f"), checked once up front: a fill
+    """A function printing numbers with ``number_format`` (e.g. ".4f") by :func:`microgd.table.number` (a zero is
+    ``0.0000``, never ``-0.0000``), the format checked once up front: a fill
     character that means something in a label (``<`` in ``"<<8.3f"``) is refused, so numbers go into
     every label as they are."""
     try:
@@ -154,7 +156,7 @@ def number_formatter(number_format: str, caller: str) -> Callable[[float], str]:
     if any(c in shown for c in '<>&"{}|\\'):
         raise ValueError(f"{caller}: number_format {number_format!r} fills with a character labels reserve "
                          "(one of < > & \" { } | \\); try '.4f' or '.3g'")
-    return lambda x: format(x, number_format)
+    return lambda x: table_number(x, number_format)  # never a negative zero: -0.0000 reads as a sign that is not there
 
 
 def new_graph(rankdir: str, caller: str) -> graphviz.Digraph:
@@ -216,12 +218,12 @@ def input_tails(graph: graphviz.Digraph, nodes: Sequence[Value]) -> dict[tuple[i
 
 def op_label(node: Value) -> str:
     """The op node's text: the symbol of the op ``node`` was made with, then any constant it declares (``** 2``)."""
-    folded = [format(node.parents[k].data, "g") for k in range(len(node.parents)) if is_folded(node, k)]
+    folded = [table_number(node.parents[k].data, "g") for k in range(len(node.parents)) if is_folded(node, k)]
     symbol = _op(node).symbol
     return " ".join([symbol, ", ".join(folded)]) if folded else symbol
 
 
-def _op(node: Value) -> Op:
+def _op(node: Value) -> Op | Closure:
     """The op ``node`` was made with (``node.rule``), not the registry's entry of that name today: a graph
     built before an op was defined again is drawn with its own op."""
     rule = node.rule
@@ -249,7 +251,7 @@ def expression_graph(nodes: Sequence[Value], *, number: Callable[[float], str], 
     for i, v in enumerate(nodes):
         if v.is_constant and v is not root:
             if v not in folded:
-                graph.node(f"v{i}", format(v.data, "g"), id=f"v{i}", shape="plaintext", fontsize="10",
+                graph.node(f"v{i}", table_number(v.data, "g"), id=f"v{i}", shape="plaintext", fontsize="10",
                            fontcolor="#555555", width="0", height="0", margin="0.02", **{"class": "const"})
             continue
         rows = []

@@ -28,15 +28,26 @@ from ..engine import DomainError, Value, no_grad
 from ..losses import half_squared_error
 from ..nn import MLP, Module
 from ..optim import SGD
+from ..table import number
 from ..train import History, fit
 from .modelfile import Columns, Scaling, check_network, load_model, save_model
 
 __all__ = ["prepare_training", "Training", "predict_csv", "Prediction", "DataError", "rmse", "describe",
-           "NORMALIZE", "HIDDEN", "ACTIVATION", "SCALE", "EPOCHS", "LR", "SEED"]
+           "output_activation", "NORMALIZE", "HIDDEN_ACTIVATIONS", "OUTPUT_ACTIVATIONS", "HIDDEN", "ACTIVATION",
+           "SCALE", "EPOCHS", "LR", "SEED"]
 
 PathLike = Union[str, "os.PathLike[str]"]
-# the scaling ranges, and the output activation whose range covers the scaled target's
+# the scaling ranges, and the default output activation: the one whose range is the scaled target's
 NORMALIZE = {"0-1": ((0.0, 1.0), rules.sigmoid.name), "-1-1": ((-1.0, 1.0), rules.tanh.name)}
+# Hidden activations worth training with: defined on every real number, with a derivative that carries a
+# gradient back. Not log (undefined for x <= 0: training stops at the first negative sum), exp (overflows,
+# and its gradient grows with it), neg (linear: a flipped identity), step and sign (derivative 0 everywhere:
+# nothing is learnt). abs is kept: |x| is piecewise linear like relu, with slope -1 or 1, never a dead unit.
+HIDDEN_ACTIVATIONS = (rules.sigmoid.name, rules.tanh.name, rules.relu.name, rules.softplus.name, "abs",
+                      rules.linear.name)
+# Output activations and the open range of values each gives (None: every real number).
+OUTPUT_ACTIVATIONS: dict[str, tuple[float, float] | None] = {
+    rules.linear.name: None, rules.sigmoid.name: (0.0, 1.0), rules.tanh.name: (-1.0, 1.0)}
 # the defaults of prepare_training and Training.fit, which are microgd train's
 HIDDEN, ACTIVATION, SCALE, SEED = (3,), rules.sigmoid.name, "0-1", 0
 EPOCHS, LR = 1000, 0.5
@@ -89,10 +100,39 @@ class Training:
         save_model(self.model, path, scaling=self.scaling, columns=self.columns)
 
 
+def output_activation(normalize: str = SCALE, output: str | None = None,
+                      names: tuple[str, str] = ("output activation", "normalize")) -> str:
+    """The output activation for a target scaled to ``normalize``'s range: ``output`` when given, checked to
+    reach the whole range, else the one whose range is the target's (sigmoid for "0-1", tanh for "-1-1").
+    A ValueError says what is wrong, calling the two settings ``names`` (the command's options).
+
+        >>> output_activation("0-1"), output_activation("-1-1"), output_activation("0-1", "linear")
+        ('sigmoid', 'tanh', 'linear')
+    """
+    activation, scaling = names
+    if normalize not in NORMALIZE:
+        raise ValueError(f"{scaling} must be one of {', '.join(NORMALIZE)}, got {normalize!r}")
+    (lo, hi), default = NORMALIZE[normalize]
+    if output is None:
+        return default
+    if output not in OUTPUT_ACTIVATIONS:
+        raise ValueError(f"{activation} must be one of {', '.join(OUTPUT_ACTIVATIONS)}, got {output!r}")
+    reach = OUTPUT_ACTIVATIONS[output]
+    if reach is not None and not (reach[0] <= lo and hi <= reach[1]):
+        fits = next(name for name, (_, that) in NORMALIZE.items() if that == output)
+        raise ValueError(f"{activation} {output} gives values in ({reach[0]:g}, {reach[1]:g}) only, but {scaling} "
+                         f"{normalize} scales the target to [{lo:g}, {hi:g}]: part of it could never be predicted; "
+                         f"use {default} or linear, or {scaling} {fits}")
+    return output
+
+
 def prepare_training(path: PathLike, target: str, *, hidden: Sequence[int] = HIDDEN, activation: str = ACTIVATION,
-                     normalize: str = SCALE, seed: int | None = SEED, distinct_names: bool = False) -> Training:
+                     output: str | None = None, normalize: str = SCALE, seed: int | None = SEED,
+                     distinct_names: bool = False) -> Training:
     """Load a numeric CSV file, scale every column min-max to ``normalize`` ("0-1" or "-1-1") and build
-    an MLP with ``hidden`` layers of ``activation`` and one output (sigmoid for "0-1", tanh for "-1-1").
+    an MLP with ``hidden`` layers of ``activation`` (one of :data:`HIDDEN_ACTIVATIONS`) and one output unit of
+    activation ``output`` (one of :data:`OUTPUT_ACTIVATIONS`; default :func:`output_activation`'s: sigmoid for
+    "0-1", tanh for "-1-1").
 
     A file that cannot be trained on (malformed, no input column, a constant column, repeated names
     when ``distinct_names``, as saving needs) is a :class:`DataError` naming the file and the column; a
@@ -100,7 +140,10 @@ def prepare_training(path: PathLike, target: str, *, hidden: Sequence[int] = HID
     columns and ``hidden`` make, is a :class:`~microgd.app.modelfile.NetworkTooLarge`, before it is built.
     """
     source = os.fspath(path)
-    feature_range, output = NORMALIZE[normalize]
+    if activation not in HIDDEN_ACTIVATIONS:
+        raise ValueError(f"the hidden activation must be one of {', '.join(HIDDEN_ACTIVATIONS)}, got {activation!r}")
+    output = output_activation(normalize, output)
+    feature_range = NORMALIZE[normalize][0]
     try:
         X, y, names = load_csv(path, target=target)
     except ValueError as error:  # malformed file, not a number, unknown column: the message names it
@@ -116,7 +159,7 @@ def prepare_training(path: PathLike, target: str, *, hidden: Sequence[int] = HID
         try:
             scaler.fit(data)
         except ConstantColumnError as error:
-            raise DataError(f"{source}: column {columns[error.column]!r} is constant ({error.value:g}): "
+            raise DataError(f"{source}: column {columns[error.column]!r} is constant ({number(error.value, None)}): "
                             "nothing to learn from or scale; drop it") from None
         except ScaleOverflowError as error:
             raise DataError(f"{source}: column {columns[error.column]!r}: {error.reason}") from None
@@ -147,11 +190,15 @@ class Prediction:
         return None if self.truth is None else rmse(self.predictions, self.truth)
 
     def csv(self) -> str:
-        """The file's rows with a ``prediction`` column added, as CSV text (numbers written with ``repr``)."""
+        """The file's rows with a ``prediction`` column added, as CSV text: every number exactly, as
+        :func:`microgd.table.number` echoes a number the user wrote (``70``, not ``70.0``; the shortest text
+        that reads back as the same float)."""
+        def exact(x: float) -> str:
+            return number(x, None)
         text = io.StringIO()
         csv.writer(text, lineterminator="\n").writerows(
             [[*self.header, "prediction"],
-             *([*map(repr, row), repr(p)] for row, p in zip(self.rows, self.predictions))])
+             *([*map(exact, row), exact(p)] for row, p in zip(self.rows, self.predictions))])
         return text.getvalue()
 
 

@@ -3,22 +3,23 @@
     pip install -e ".[bench]"          # micrograd 0.1.0 and numpy; PyTorch is used when installed
     python benchmarks/bench_engine.py --repeat 9 [--baseline PATH_TO_ANOTHER_CHECKOUT]
 
-Rows (each a median over ``--repeat`` runs; the engines of a row take turns run by run, in a new order each
-round, so a drift in the machine's speed reaches them alike; garbage collector on unless the row says off):
+Rows (each a median over ``--repeat`` runs; the engines of a row take turns run by run, in a new order every
+repetition, so a drift in the machine's speed reaches them alike; garbage collector on unless the row says off):
 
 (a) one training step of a 2-16-16-1 tanh MLP (linear output) on 64 points: forward, mean squared
-    error, backward, SGD update. Columns: hand-written floats (the baseline of the row), microgd's
+    error, backward, SGD update. Columns: hand-written floats (the row's reference), microgd's
     ``nn.MLP`` on the eager engine, the same step as a tape (``trace`` once, then one call a step),
     the numpy-batched tape, micrograd 0.1.0, PyTorch 0-d tensors;
 (b) the same step with micrograd's own ``nn`` code on each engine's Value (2n scalar nodes a neuron),
-    garbage collector off: the per-op cost of the engines (baseline: micrograd);
+    garbage collector off: the per-op cost of the engines (reference: micrograd);
 (c) per-sample time of the forward and backward of the step's loss at 10,000 samples: hand-written
     floats against the numpy-batched tape;
 (d) backward of a 100,000-node chain; (e) bytes per graph node (tracemalloc, a mul/add/tanh chain).
 
 micrograd 0.1.0 has no tanh: we add one in micrograd's own closure style, as its lecture does.
-``--baseline`` adds columns for the microgd found at that path (e.g. a checkout of the previous release): its
-eager engine in rows (a), (b) and (d), its tape in row (a); the targets then say whether any speed was lost.
+``--baseline PATH`` adds columns for another checkout of microgd to compare against (your changed copy against
+an unchanged one, say), found at PATH: its eager engine in rows (a), (b) and (d), its tape in row (a); the goals
+then also say whether this microgd lost any speed against it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import tracemalloc
 from collections.abc import Callable
 
 POINTS, SIZES, CHAIN, LARGE = 64, [2, 16, 16, 1], 100_000, 10_000
+OTHER, OTHER_TAPE = "other microgd", "other microgd tape"  # the columns of --baseline PATH
 LR = 0.05
 
 
@@ -103,9 +105,9 @@ def load_microgd(path: str | None):
 
         return microgd
     spec = importlib.util.spec_from_file_location(
-        "microgd_baseline", f"{path}/microgd/__init__.py", submodule_search_locations=[f"{path}/microgd"])
+        "microgd_other", f"{path}/microgd/__init__.py", submodule_search_locations=[f"{path}/microgd"])
     module = importlib.util.module_from_spec(spec)
-    sys.modules["microgd_baseline"] = module
+    sys.modules["microgd_other"] = module
     spec.loader.exec_module(module)
     return module
 
@@ -259,7 +261,7 @@ class Torch(Eager):
 # -- measuring ----------------------------------------------------------------------------------------------------
 
 def interleaved_medians(runs: dict[str, Callable[[], object]], repeat: int, collect: bool = True) -> dict[str, float]:
-    """Median seconds of each run, the runs taking turns after one warm-up each, in a new order each round
+    """Median seconds of each run, the runs taking turns after one warm-up each, in a new order every repetition
     (seeded), so that no engine always runs after the same one (a fixed place in the turn moved an engine's
     figure by up to 4%). Each run starts after a full collection, so no engine pays for the garbage another
     one left behind."""
@@ -291,25 +293,24 @@ def optional(make: Callable[[], object], what: str) -> list:
         return []
 
 
-def row_a(repeat: int, baseline: str | None, collect: bool) -> dict[str, float]:
+def row_a(repeat: int, other: str | None, collect: bool) -> dict[str, float]:
     xs, ys = dataset()
     engines = [HandWritten(xs, ys), Eager(xs, ys), Tape(xs, ys), *optional(lambda: Batched(xs, ys), "numpy")]
-    if baseline is not None:
-        package = load_microgd(baseline)
-        engines += [Eager(xs, ys, package, name="microgd baseline"),
-                    Tape(xs, ys, package, name="microgd baseline tape")]
+    if other is not None:
+        package = load_microgd(other)
+        engines += [Eager(xs, ys, package, name=OTHER), Tape(xs, ys, package, name=OTHER_TAPE)]
     engines += optional(lambda: KarpathyNN(xs, ys, micrograd_modules()[0], "micrograd 0.1.0"), "micrograd")
     engines += optional(lambda: Torch(xs, ys), "torch")
     return interleaved_medians({e.name: e.step for e in engines}, repeat, collect)
 
 
-def row_b(repeat: int, baseline: str | None) -> dict[str, float]:
+def row_b(repeat: int, other: str | None) -> dict[str, float]:
     from microgd import Value
 
     xs, ys = dataset()
     engines = [KarpathyNN(xs, ys, Value, "microgd eager")]
-    if baseline is not None:
-        engines.append(KarpathyNN(xs, ys, load_microgd(baseline).Value, "microgd baseline"))
+    if other is not None:
+        engines.append(KarpathyNN(xs, ys, load_microgd(other).Value, OTHER))
     engines += optional(lambda: KarpathyNN(xs, ys, micrograd_modules()[0], "micrograd 0.1.0"), "micrograd")
     return interleaved_medians({e.name: e.step for e in engines}, repeat, collect=False)
 
@@ -325,12 +326,12 @@ def row_c(repeat: int) -> dict[str, float]:
     return {name: t / LARGE for name, t in interleaved_medians(runs, max(3, repeat // 3)).items()}
 
 
-def row_d(repeat: int, baseline: str | None) -> dict[str, float | str]:
+def row_d(repeat: int, other: str | None) -> dict[str, float | str]:
     from microgd import Value
 
     engines: dict[str, object] = {"microgd eager": Value}
-    if baseline is not None:
-        engines["microgd baseline"] = load_microgd(baseline).Value
+    if other is not None:
+        engines[OTHER] = load_microgd(other).Value
     for cls in optional(lambda: micrograd_modules()[0], "micrograd"):
         engines["micrograd 0.1.0"] = cls
     figures: dict[str, float | str] = {}
@@ -371,21 +372,21 @@ def row_e() -> dict[str, float]:
     return figures
 
 
-def ratio(figure: float, baseline: float | None) -> str:
-    if baseline is None or baseline == figure:
-        return " (baseline)" if baseline == figure else ""
-    return f" ({baseline / figure:.2f}x faster)" if figure < baseline else f" ({figure / baseline:.2f}x slower)"
+def ratio(figure: float, reference: float | None) -> str:
+    if reference is None or reference == figure:
+        return " (reference)" if reference == figure else ""
+    return f" ({reference / figure:.2f}x faster)" if figure < reference else f" ({figure / reference:.2f}x slower)"
 
 
-ROWS = {  # name: (title, how to measure, the row's baseline column, scale, unit)
-    "a": ("(a) MLP step 2-16-16-1, 64 points", lambda a: row_a(a.repeat, a.baseline, True), "hand-written floats",
+ROWS = {  # name: (title, how to measure, the row's reference column, scale, unit)
+    "a": ("(a) MLP step 2-16-16-1, 64 points", lambda a: row_a(a.repeat, a.other, True), "hand-written floats",
           1e3, "ms"),
-    "a-gc-off": ("(a) the same, garbage collector off", lambda a: row_a(a.repeat, a.baseline, False),
+    "a-gc-off": ("(a) the same, garbage collector off", lambda a: row_a(a.repeat, a.other, False),
                  "hand-written floats", 1e3, "ms"),
-    "b": ("(b) micrograd's nn on each Value, GC off", lambda a: row_b(a.repeat, a.baseline), "micrograd 0.1.0",
+    "b": ("(b) micrograd's nn on each Value, GC off", lambda a: row_b(a.repeat, a.other), "micrograd 0.1.0",
           1e3, "ms"),
     "c": (f"(c) per sample at {LARGE:,} samples", lambda a: row_c(a.repeat), "hand-written floats", 1e6, "µs"),
-    "d": (f"(d) backward, {CHAIN:,}-node chain", lambda a: row_d(a.repeat, a.baseline), "micrograd 0.1.0", 1e3, "ms"),
+    "d": (f"(d) backward, {CHAIN:,}-node chain", lambda a: row_d(a.repeat, a.other), "micrograd 0.1.0", 1e3, "ms"),
     "e": ("(e) bytes per graph node", lambda a: row_e(), "micrograd 0.1.0", 1, "B"),
 }
 
@@ -394,8 +395,8 @@ def measure_row(name: str, args: argparse.Namespace) -> dict:
     """One row's figures, measured in a fresh process: the engines of a row share one process (they take
     turns), rows do not, so no row runs on a heap another row left behind."""
     command = [sys.executable, __file__, "--row", name, "--repeat", str(args.repeat)]
-    if args.baseline:
-        command += ["--baseline", args.baseline]
+    if args.other:
+        command += ["--baseline", args.other]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"row {name} failed:\n{done.stderr}")
@@ -406,7 +407,8 @@ def measure_row(name: str, args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7, help="repetitions per figure (median reported)")
-    parser.add_argument("--baseline", metavar="PATH", help="a checkout of another microgd to add as a column")
+    parser.add_argument("--baseline", dest="other", metavar="PATH",
+                        help="another checkout of microgd to compare against, added as columns")
     parser.add_argument("--row", choices=ROWS, help=argparse.SUPPRESS)  # one row, as JSON (what main runs)
     args = parser.parse_args(argv)
     try:
@@ -432,20 +434,20 @@ def main(argv: list[str] | None = None) -> None:
             else:
                 print(f"    {engine:24} {figure * scale:,.2f} {unit}{ratio(figure, reference)}")
     print(f"\nmedians of {args.repeat} runs taking turns; each row in a fresh process; ratios against the row's "
-          "baseline")
-    print("\ntargets:")
-    for line in targets(figures, args.baseline):
+          "reference")
+    print("\ngoals:")
+    for line in goals(figures, args.other):
         print(f"    {line}")
 
 
 SAME_SPEED = 1.05
-"""A figure "stays where it is" within this ratio of the baseline's (the machine's run-to-run noise)."""
+"""A figure "stays where it is" within this ratio of the other checkout's (the machine's run-to-run noise)."""
 
 
-def targets(figures: dict[str, dict], baseline: str | None) -> list[str]:
-    """Each speed target with this run's figure: met or missed. The standing ones (issue 12's), and with
-    ``--baseline`` (the release before the change) that the eager engine and the tape lost no speed."""
-    hand, base, found = "hand-written floats", "microgd baseline", []
+def goals(figures: dict[str, dict], other: str | None) -> list[str]:
+    """Each speed goal with this run's figure: met or missed. With ``--baseline`` (another checkout to compare
+    against), also that the eager engine and the tape lost no speed against it."""
+    hand, found = "hand-written floats", []
     step, step_gc_off, per_op, large, chain = (figures[k] for k in ("a", "a-gc-off", "b", "c", "d"))
     checks = [
         ("tape step <= 1.2x hand-written", step, "microgd tape", hand, lambda r: r <= 1.2, "x hand-written"),
@@ -456,18 +458,17 @@ def targets(figures: dict[str, dict], baseline: str | None) -> list[str]:
         ("eager per op >= 1.5x faster than micrograd, GC off", per_op, "microgd eager", "micrograd 0.1.0",
          lambda r: 1 / r >= 1.5, None),
     ]
-    if baseline is not None:
-        same = lambda r: r <= SAME_SPEED  # noqa: E731
+    if other is not None:
+        same, theirs = (lambda r: r <= SAME_SPEED), "x the other's"
         checks += [
-            ("nn.MLP eager step no slower than the baseline's", step, "microgd eager", base, same, "x the baseline's"),
-            ("the same, GC off", step_gc_off, "microgd eager", base, same, "x the baseline's"),
-            ("tape step no slower than the baseline's", step, "microgd tape", "microgd baseline tape", same,
-             "x the baseline's"),
-            ("the same, GC off", step_gc_off, "microgd tape", "microgd baseline tape", same, "x the baseline's"),
-            ("eager per op no slower than the baseline's, GC off", per_op, "microgd eager", base, same,
-             "x the baseline's"),
-            (f"backward of the {CHAIN:,}-node chain no slower than the baseline's", chain, "microgd eager", base,
-             same, "x the baseline's"),
+            ("nn.MLP eager step no slower than the other checkout's", step, "microgd eager", OTHER, same, theirs),
+            ("the same, GC off", step_gc_off, "microgd eager", OTHER, same, theirs),
+            ("tape step no slower than the other checkout's", step, "microgd tape", OTHER_TAPE, same, theirs),
+            ("the same, GC off", step_gc_off, "microgd tape", OTHER_TAPE, same, theirs),
+            ("eager per op no slower than the other checkout's, GC off", per_op, "microgd eager", OTHER, same,
+             theirs),
+            (f"backward of the {CHAIN:,}-node chain no slower than the other checkout's", chain, "microgd eager",
+             OTHER, same, theirs),
         ]
     for what, row, name, against, met, unit in checks:
         if not isinstance(row.get(name), float) or not isinstance(row.get(against), float):

@@ -13,7 +13,8 @@ and adds a leaf's old grad at the end, as the engine does. When anything goes wr
 backward, whose error names the op.
 
     >>> print(step_source(rules.multiply, 2))
-    p0, p1 = node._parents
+    p0 = node._p0
+    p1 = node._p1
     g = node.grad
     p0.grad += g * p1.data
     p1.grad += g * p0.data
@@ -75,13 +76,24 @@ def _rule_code(op: Op, arity: int, names: Namespace) -> str | None:
     used = {s for c in contributions if isinstance(c, Symbol) for s in c.walk()}
     names.taken.update(f"p{i}" for i in range(arity))
     variables = {g: "g", out: "out", **{x: f"p{i}.data" for i, x in enumerate(inputs)}}
-    lines = [", ".join(f"p{i}" for i in range(arity)) + ("," if arity == 1 else "") + " = node._parents"]
+    if arity <= 2:  # the node's slots _p0 and _p1 (see Value); a parent whose number is not used is read once
+        parents = [f"p{i}" if x in used else f"node._p{i}" for i, x in enumerate(inputs)]
+        lines = [f"p{i} = node._p{i}" for i, x in enumerate(inputs) if x in used]
+    else:  # the tuple _p0
+        parents = [f"p{i}" for i in range(arity)]
+        lines = [", ".join(parents) + " = node._p0"]
     if g in used:
         lines.append("g = node.grad")
     if out in used:
         lines.append("out = node.data")
-    lines += [f"p{i}.grad += {names.python(c, variables)}" for i, c in enumerate(contributions)]
+    lines += [f"{p}.grad += {names.python(c, variables)}" for p, c in zip(parents, contributions)]
     return "\n".join(lines)
+
+
+def _arity(node: Value) -> int:
+    """How many parents ``node`` has (it has some), read off its slots."""
+    first = node._p0
+    return len(first) if first.__class__ is tuple else 1 if node._p1 is None else 2
 
 
 def _bound(names: Namespace) -> dict[str, Any]:
@@ -103,10 +115,18 @@ def _indented(text: str, depth: int) -> str:
 def _as_written(node: Value) -> None:
     """A rule the loop does not compile, called on floats. Its contract is checked where it is cheap (the count
     here, numbers and finiteness by the loop's check at the end); the engine's backward names what broke."""
-    parents = node._parents
+    first, second = node._p0, node._p1  # the parents, in their slots (see Value)
+    if second is not None:  # two parents, the common case (an op with a constant: x ** 2)
+        contributions = node._rule.vjp(node.grad, node.data, first.data, second.data)
+        if len(contributions) != 2:
+            raise engine.RuleError("wrong number of contributions")  # fail() runs the engine, which names the op
+        for parent, c in zip((first, second), contributions):
+            parent.grad += c
+        return
+    parents = first if first.__class__ is tuple else (first,)
     contributions = node._rule.vjp(node.grad, node.data, *[p.data for p in parents])
     if len(contributions) != len(parents):
-        raise engine.RuleError("wrong number of contributions")  # fail() runs the engine, which names the op
+        raise engine.RuleError("wrong number of contributions")
     for parent, c in zip(parents, contributions):
         parent.grad += c
 
@@ -114,7 +134,7 @@ def _as_written(node: Value) -> None:
 def _closure_step(node: Value) -> None:
     """A micrograd-style node (its rule a :class:`~microgd.engine.Closure`): the engine's own step, its
     contributions added as the sweep adds them."""
-    for parent, c in zip(node._parents, engine.local_step(node, node.grad)):
+    for parent, c in zip(node.parents, engine.local_step(node, node.grad)):
         parent.grad += c
 
 
@@ -133,7 +153,7 @@ class _Steps(dict):
     """Compiled steps by (rule function, number of parents), compiled on first use."""
 
     def step_for(self, node: Any) -> Step:
-        vjp, arity = node._rule.vjp, len(node._parents)
+        vjp, arity = node._rule.vjp, _arity(node)
         try:
             found = self.get((vjp, arity))
         except TypeError:  # a rule object that cannot be a key
@@ -157,7 +177,8 @@ def _loop() -> Callable[[list, Callable[[Any, Exception], None]], None]:
             rule = names.name(f"{op.name}_rule" if op.name.isidentifier() else "", f"rule{k}")
             rules_by_name[rule] = op.vjp
             branches.append(f"{'elif' if branches else 'if'} vjp is {rule}:\n{_indented(body, 1)}")
-    fallback = ("try:\n    compiled = steps[vjp, len(node._parents)]\n"
+    arity = "len(p0) if p0.__class__ is tuple else 1 if node._p1 is None else 2"  # of _arity(node), inlined
+    fallback = (f"p0 = node._p0\ntry:\n    compiled = steps[vjp, {arity}]\n"
                 "except (KeyError, TypeError):\n    compiled = steps.step_for(node)\ncompiled(node)")
     dispatch = "\n".join([*branches, "else:\n" + _indented(fallback, 1)]) if branches else fallback
     source = ("def run(order, fail):\n    node = None\n    try:\n        for node in order:\n"
@@ -174,23 +195,46 @@ def _order(root: Value) -> tuple[list[Value], set[Value]]:
     new ``0.0`` object; and the leaves reached.
 
     An interior node is marked as reached by its grad itself: a float object of this call's own, which no
-    other node can hold, so ``grad is zero`` is the test and setting the grad is the mark (no set needed)."""
-    if not root._parents:
+    other node can hold, so ``grad is zero`` is the test and setting the grad is the mark (no set needed).
+    The walk is depth first (its order is nearly the sorted one, which the sort then finds quickly), a ``for``
+    loop over the stack's pops: Python 3.11 specializes a function once it has run a few calls or ``for`` loop
+    steps, and a ``while`` loop's steps do not count, which left the first backward calls of a process slow."""
+    leaf = engine._LEAF
+    if root._p0 is leaf:
         return [], {root}
     zero = float(0)  # a new float object on every call
     root.grad = zero
-    order, stack = [root], [root]
+    order, stack = [root], [None, root]  # None: the bottom of the stack, where the walk ends
     leaves: set[Value] = set()
-    keep, push, pop, see = order.append, stack.append, stack.pop, leaves.add
-    while stack:
-        for parent in pop()._parents:
-            if parent._parents:
-                if parent.grad is not zero:
-                    parent.grad = zero
-                    keep(parent)
-                    push(parent)
-            elif parent not in leaves:
-                see(parent)
+    keep, push, see = order.append, stack.append, leaves.add
+    for node in iter(stack.pop, None):  # a node's parents: _p0 and _p1, or the tuple _p0 (see Value)
+        second = node._p1
+        parent = node._p0
+        if second is None and parent.__class__ is tuple:
+            for parent in node._p0:
+                if parent._p0 is not leaf:
+                    if parent.grad is not zero:
+                        parent.grad = zero
+                        keep(parent)
+                        push(parent)
+                elif parent not in leaves:
+                    see(parent)
+            continue
+        if parent._p0 is not leaf:
+            if parent.grad is not zero:
+                parent.grad = zero
+                keep(parent)
+                push(parent)
+        elif parent not in leaves:
+            see(parent)
+        if second is not None:
+            if second._p0 is not leaf:
+                if second.grad is not zero:
+                    second.grad = zero
+                    keep(second)
+                    push(second)
+            elif second not in leaves:
+                see(second)
     order.sort(key=_stamp_of, reverse=True)
     return order, leaves
 

@@ -31,7 +31,8 @@ __all__ = ["Value", "Closure", "DomainError", "RuleError", "sweep", "local_step"
            "no_grad", "is_recording", "gradients", "grad"]
 
 _recording: contextvars.ContextVar[bool] = contextvars.ContextVar("microgd_recording", default=True)
-_stamps = itertools.count()  # creation order: every node is newer than its parents
+_stamps = itertools.count(0.0)  # creation order: every node is newer than its parents (floats: see Value)
+_LEAF = ()  # the _p0 of a leaf (see Value)
 _CONSTANT = object()  # the _rule of a Python number taking part in an op (a leaf never differentiated)
 _stamp_of = attrgetter("_stamp")
 _data_of = attrgetter("data")
@@ -72,10 +73,12 @@ def _operator(op: Op, name: str, reflected: bool = False) -> Callable[[Value, Op
         node.label = ""
         node._stamp = next(_stamps)
         if _recording.get():
-            node._parents = (a, b)
+            node._p0 = a
+            node._p1 = b
             node._rule = op
         else:
-            node._parents = ()
+            node._p0 = _LEAF
+            node._p1 = None
             node._rule = None
         return node
 
@@ -99,14 +102,19 @@ class Value:
         6.0
     """
 
-    __slots__ = ("data", "grad", "_parents", "_rule", "_stamp", "label")
+    # A node's parents are held in two slots rather than a tuple of their own (a 2-tuple is 56 bytes, more
+    # than half a node): one parent is ``_p0`` (``_p1`` None), two are ``_p0`` and ``_p1``, none or more than
+    # two are the tuple ``_p0`` (a leaf's is ``()``, :data:`_LEAF`; ``_p1`` None). ``_stamp`` is the node's
+    # place in creation order, a float (24 bytes, an int above 256 takes 28): backward sorts by it.
+    __slots__ = ("data", "grad", "label", "_rule", "_stamp", "_p0", "_p1")
 
     def __init__(self, data: Number, _children: tuple = (), _op: str = "", label: str = ""):
         self.data = _leaf_data(data)
         self.grad = 0.0
-        self._parents: tuple[Value, ...] = ()
+        self._p0: Any = _LEAF
+        self._p1: Value | None = None
         self._rule: Any = None
-        self._stamp = next(_stamps)
+        self._stamp: float = next(_stamps)
         self.label = label
         if _children:  # micrograd's way to make a node: Value(data, (a, b), '+'), then out._backward = closure
             children = tuple(_children)
@@ -119,21 +127,22 @@ class Value:
             if op is None or (op.arity is not None and len(children) != op.arity):
                 op = Closure(_op, None)  # its rule: the closure assigned next (micrograd's way)
             if _recording.get():
-                self._parents, self._rule = children, op
+                _set_parents(self, children)
+                self._rule = op
 
     # -- reading the graph (the public walk used by pictures, the page, explain, tape and check) --
 
     @property
     def op(self) -> str:
         """The name of the op that made this node ('' for a leaf)."""
-        return self._rule.name if self._parents else ""
+        return self._rule.name if self._p0 is not _LEAF else ""
 
     @property
     def rule(self) -> Op | Closure | None:
         """The registry entry this node was made with (None for a leaf): views read the op from here, so
         a graph keeps its rules when an op is defined again. A node made micrograd's way (``Value(data,
         children, 'sin')`` and a ``_backward`` closure) has a :class:`Closure` instead."""
-        return self._rule if self._parents else None
+        return self._rule if self._p0 is not _LEAF else None
 
     @property
     def is_constant(self) -> bool:
@@ -143,11 +152,17 @@ class Value:
     @property
     def parents(self) -> tuple[Value, ...]:
         """The nodes this one was computed from, in argument order, duplicates kept."""
-        return self._parents
+        second = self._p1
+        if second is not None:
+            return (self._p0, second)
+        first = self._p0
+        return first if first.__class__ is tuple else (first,)
+
+    _parents = parents  # the name the parents had when they were a slot (the sweep reads them by it)
 
     @property
     def _prev(self) -> set[Value]:  # micrograd's name for the parents
-        return set(self._parents)
+        return set(self.parents)
 
     @property
     def _op(self) -> str:  # micrograd's name for the op
@@ -160,7 +175,7 @@ class Value:
     def contributions(self, upstream: float) -> tuple[float, ...]:
         """What backward adds to each parent's grad when this node's grad is ``upstream``: the rule's
         ``vjp(upstream, data, *parent data)``, exactly the call ``backward()`` makes (:func:`local_step`)."""
-        return local_step(self, upstream) if self._parents else ()
+        return local_step(self, upstream) if self._p0 is not _LEAF else ()
 
     @property
     def _backward(self) -> Callable[[], Any]:
@@ -172,7 +187,7 @@ class Value:
             return rule.closure
 
         def step() -> None:
-            for parent, c in zip(self._parents, self.contributions(self.grad)):
+            for parent, c in zip(self.parents, self.contributions(self.grad)):
                 parent.grad += c
         return step
 
@@ -186,7 +201,7 @@ class Value:
         if self._rule is _CONSTANT:
             raise AttributeError(f"{self!r} is a constant (a Python number in an op): it is never differentiated "
                                  "and takes no _backward")
-        self._rule = Closure(self._rule.name if self._parents else "", closure)
+        self._rule = Closure(self._rule.name if self._p0 is not _LEAF else "", closure)
 
     def topo(self) -> list[Value]:
         """Every node of the graph once, parents before children, ``self`` last.
@@ -301,7 +316,7 @@ class Value:
         A gradient that is not a finite number raises :class:`DomainError` naming the op.
         """
         for node, g in sweep(self).items():
-            node.grad = g if node._parents else _accumulated(node, node.grad + g)
+            node.grad = g if node._p0 is not _LEAF else _accumulated(node, node.grad + g)
 
 
 class Closure:
@@ -375,7 +390,8 @@ def _const(number: Any, op: Op | None = None) -> Value:
     leaf.grad = 0.0
     leaf.label = ""
     leaf._stamp = next(_stamps)
-    leaf._parents = ()
+    leaf._p0 = _LEAF
+    leaf._p1 = None
     leaf._rule = _CONSTANT
     return leaf
 
@@ -397,15 +413,41 @@ def _node(op: Op, data: float, parents: tuple[Value, ...]) -> Value:
     node.label = ""
     node._stamp = next(_stamps)
     if _recording.get():
-        node._parents, node._rule = parents, op
+        if len(parents) == 2:  # the parents' slots (see Value), filled here rather than by a call
+            node._p0, node._p1 = parents
+        else:
+            node._p0, node._p1 = parents[0] if len(parents) == 1 else parents, None
+        node._rule = op
     else:
-        node._parents, node._rule = (), None
+        node._p0, node._p1, node._rule = _LEAF, None, None
     return node
 
 
+def _set_parents(node: Value, parents: tuple[Value, ...]) -> None:
+    """Give ``node`` its parents, in the slots that hold them (see :class:`Value`)."""
+    if len(parents) == 2:
+        node._p0, node._p1 = parents
+    else:
+        node._p0, node._p1 = (parents[0] if len(parents) == 1 else parents), None
+
+
 def _unary(op: Op, a: Value) -> Value:
-    """``op`` applied to one Value: every activation comes here."""
-    return _node(op, op.forward(a.data), (a,))
+    """``op`` applied to one Value: every activation comes here (:func:`_node`, for one parent)."""
+    data = op.forward(a.data)
+    if not isfinite(data):
+        raise non_finite(op.name, data, (a,))
+    node = _new(Value)
+    node.data = data
+    node.grad = 0.0
+    node.label = ""
+    node._stamp = next(_stamps)
+    if _recording.get():
+        node._p0 = a
+        node._p1 = None
+        node._rule = op
+    else:
+        node._p0, node._p1, node._rule = _LEAF, None, None
+    return node
 
 
 def value_function(op: Op) -> Callable[..., Value]:
@@ -427,14 +469,24 @@ def _apply(op: Op, *parents: Value) -> Value:
 def _reachable(root: Value, stop_at: Container[Value] = ()) -> set[Value]:
     """Every node reachable from ``root``, ``root`` included, not looking past the nodes in ``stop_at``."""
     seen = {root}
-    stack = [root]
-    while stack:
-        node = stack.pop()
+    found = [root]
+    see, keep = seen.add, found.append
+    for node in found:  # the list grows as the walk finds nodes (a for loop: see compiled._order)
         if node is root or node not in stop_at:
-            for parent in node._parents:
-                if parent not in seen:
-                    seen.add(parent)
-                    stack.append(parent)
+            first = node._p0  # the parents, read from their slots (see Value)
+            if first.__class__ is tuple:
+                for parent in first:
+                    if parent not in seen:
+                        see(parent)
+                        keep(parent)
+                continue
+            if first not in seen:
+                see(first)
+                keep(first)
+            second = node._p1
+            if second is not None and second not in seen:
+                see(second)
+                keep(second)
     return seen
 
 
@@ -443,7 +495,8 @@ def backward_order(root: Value, stop_at: Container[Value] = ()) -> list[Value]:
     on (not looking past ``stop_at``), newest first. Every node is newer than its parents, so a node comes
     after every node that uses it: its gradient is complete when its turn comes."""
     nodes = _reachable(root, stop_at)
-    return sorted((v for v in nodes if v._parents and (v is root or v not in stop_at)), key=_stamp_of, reverse=True)
+    return sorted((v for v in nodes if v._p0 is not _LEAF and (v is root or v not in stop_at)), key=_stamp_of,
+                  reverse=True)
 
 
 def sweep(root: Value, seed: Any = 1.0, *, value: Callable[[Value], Any] = _data_of,
@@ -484,7 +537,9 @@ def local_step(node: Value, upstream: Any, value: Callable[[Value], Any] = _data
         >>> local_step(x * y, 1.0)
         (5.0, 2.0)
     """
-    op, out, inputs = node._rule, value(node), [value(p) for p in node._parents]
+    first, second = node._p0, node._p1  # node.parents, read here without a call (see Value)
+    parents = first if first.__class__ is tuple else (first,) if second is None else (first, second)
+    op, out, inputs = node._rule, value(node), list(map(value, parents))
     if not rules.is_finite(upstream):
         raise DomainError(f"backward: the gradient of {_named(node)} is {rules.number_of(upstream)!r}: the "
                           "contributions of its uses summed past the largest float")
@@ -494,16 +549,16 @@ def local_step(node: Value, upstream: Any, value: Callable[[Value], Any] = _data
         contributions = op.vjp(upstream, out, *inputs)
     except Exception as error:
         kind = next((type(x).__name__ for x in (upstream, out, *inputs) if not isinstance(x, (int, float))), "float")
-        raise rules.rule_failure(op, node._parents, error, kind) from error
+        raise rules.rule_failure(op, parents, error, kind) from error
     number_types: tuple[type, ...] = (int, float, type(upstream), type(out), *map(type, inputs))
-    return rules.checked_contributions(op, contributions, node._parents, number_types)
+    return rules.checked_contributions(op, contributions, parents, number_types)
 
 
 def _closure_step(node: Value, rule: Any, upstream: Any, out: Any, inputs: list[Any]) -> tuple:
     """:func:`local_step` for a node whose rule is a :class:`Closure`: over the graph's own floats only, the
     closure run with ``node.grad = upstream`` and each input's grad 0.0, each input's grad read back as its
     contribution (an input given twice: its total at the first place, 0.0 at the others), every grad put back."""
-    parents = node._parents
+    parents = node.parents
     own = (isinstance(upstream, (int, float)) and not isinstance(upstream, bool) and type(out) is float
            and out == node.data and all(type(x) is float and x == p.data for x, p in zip(inputs, parents)))
     if rule.closure is None or not own:
@@ -537,8 +592,8 @@ def _finite_sums(grads: dict[Value, Any]) -> dict[Value, Any]:
 
 def _named(node: Value) -> str:
     """A node in a message: its op and operands, or a leaf's number (and label)."""
-    if node._parents:
-        return rules.applied(node._rule, node._parents)
+    if node._p0 is not _LEAF:
+        return rules.applied(node._rule, node.parents)
     return f"the leaf {node.data!r}{f' ({node.label})' if node.label else ''}"
 
 

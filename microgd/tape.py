@@ -55,6 +55,7 @@ from .symbolic import Expr, Symbol
 __all__ = ["trace", "Tape"]
 
 Structure = Any  # None for a number, else a list of Structures (the nesting of one argument)
+Graph = tuple[Value, list[Value], set[Value]]  # what a tape was made from: the output, the arguments' leaves, constants
 _tapes = count()
 _PASSING = (rules.add, rules.subtract, rules.multiply, rules.negate, rules.weighted_sum)  # inf or nan in, so out
 _accumulating = threading.RLock()  # held while a tape adds to captured Values' .grad (reentrant: f may call a tape)
@@ -113,11 +114,12 @@ class Tape:
     """A traced function, compiled: call it on numbers, or on arrays with :meth:`batch`. Made by :func:`trace`."""
 
     def __init__(self, f: Callable[..., Any], structures: list[Structure], captured: list[Value], source: str,
-                 function: str, names: Namespace, checked_source: str, batch_sources: tuple[str, str]):
+                 function: str, names: Namespace, checked_source: str, batch_sources: tuple[str, str], graph: Graph):
         self.f, self.structures, self.captured, self.source = f, structures, captured, source
         self._function, self._names, self._batch_sources = function, names, batch_sources
         self._scalar = self._compiled(_compile(checked_source), lambda op: op.forward)
         self._batched: dict[str, Callable[..., Any]] = {}
+        self._graph, self._fused = graph, None  # the graph, for fused()
 
     def _compiled(self, code: Any, function_of: Callable[[Op], Callable[..., Any]]) -> Callable[..., Any]:
         """The generated function, its names bound: each op to ``function_of(op)``, each constant to its number
@@ -211,6 +213,20 @@ class Tape:
                 totals = list(map(add, totals, captured_grads))
             _store(self.captured, totals)
         return values
+
+    def fused(self) -> Any:
+        """This tape with each layer's sums run as one matrix product and its activation as one array op (a
+        :class:`microgd.fused.FusedTape`, made on the first call and kept): ``batch`` and ``run`` at tensor speed.
+
+            >>> from microgd.nn import MLP
+            >>> model = MLP(3, [4, 1], seed=0)
+            >>> trace(lambda x: model(x), [0.5, -1.0, 2.0]).fused().layers
+            [FusedLayer(name='s_h', inputs=3, units=4, activation='relu'),
+             FusedLayer(name='y', inputs=4, units=1, activation=None)]
+        """
+        if self._fused is None:
+            self._fused = _fusing(self)
+        return self._fused
 
     def check(self, *args: Any) -> bool:
         """True if this tape is ``f`` at ``args``: tracing ``f`` there gives the same structure (the same ops on the
@@ -306,6 +322,12 @@ class Tape:
                           "is fine: a gradient summed over the batch past the largest float") from error
 
 
+def _fusing(tape: Tape) -> Any:
+    """Makes :meth:`Tape.fused`'s replay: :class:`microgd.fused.FusedTape`, which the package installs here
+    (``microgd.fused`` stands above this module, which therefore does not import it)."""
+    raise RuntimeError("tape.fused: microgd.fused is not installed (importing microgd installs it)")
+
+
 def _store(captured: list[Value], totals: list[float]) -> None:
     """Each captured Value's ``.grad`` set to its total, once every total is checked finite."""
     if not _finite(totals):
@@ -363,7 +385,7 @@ def _traced(f: Callable[..., Any], example_args: tuple) -> tuple[Tape, Value, li
 
 
 def _record(f: Callable[..., Any], example_args: Sequence, structures: list[Structure],
-            leaf_names: list[list[str]] | None = None) -> tuple[Value, list[Value], int]:
+            leaf_names: list[list[str]] | None = None) -> tuple[Value, list[Value], float]:
     """``f`` run on leaf Values made from ``example_args`` (labelled from ``leaf_names``): its output, the
     leaves in order, and a stamp older than every Value ``f`` made."""
     names = leaf_names or [[] for _ in structures]
@@ -467,7 +489,8 @@ def _generate(f: Callable, out: Value, nodes: list[Value], structures: list[Stru
     checked_source = "\n".join([*head, *body, f"{tail}, ({_tuple([code.python(value), *checked])})"]) + "\n"
     batch_sources = (_lean(head, code, value, arg_grads, captured_grads, set()),
                      _lean(head, code, value, arg_grads, captured_grads, set(checked)))
-    return Tape(f, structures, captured, source, function, names, checked_source, batch_sources)
+    return Tape(f, structures, captured, source, function, names, checked_source, batch_sources,
+                (out, flat_args, constants))
 
 
 def _checked(code: _Code, returned: list[Expr]) -> list[str]:

@@ -15,6 +15,8 @@ the history so far (``history.interrupted`` is True) with the model at its last 
 The graph of one sample's loss has the same shape for every sample, so by default ``fit`` traces it
 once (:func:`microgd.tape.trace`) and replays the compiled tape on every sample, adding the gradients
 in the order the eager engine adds them: the same seed gives the same weights with either engine.
+The "fused" engine also keeps the parameters and the optimizer's state in numpy arrays while it runs
+(:meth:`microgd.optim.Optimizer.arrays`), handing them back to the Values and the optimizer when it stops.
 """
 
 from __future__ import annotations
@@ -22,24 +24,32 @@ from __future__ import annotations
 import random
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import checks
 from .engine import DomainError, Value, is_recording, no_grad
 from .losses import binary_cross_entropy, cross_entropy, half_squared_error, hinge, squared_error
 from .nn import MLP, Layer, Module, Neuron
-from .optim import SGD, Optimizer
+from .optim import SGD, Optimizer, OptimizerArrays
 from .table import number
 from .tape import Tape, trace
 
+if TYPE_CHECKING:
+    import numpy
+    from numpy.typing import NDArray
+
+    Floats = NDArray[numpy.float64]
+    Gradient = Callable[[list[int], Floats], tuple[Floats, Floats]]
+
 __all__ = ["fit", "History", "ENGINES"]
 
-ENGINES = ("auto", "tape", "batch", "eager")
+ENGINES = ("auto", "tape", "batch", "fused", "eager")
 BUILT_IN_LOSSES = (squared_error, half_squared_error, binary_cross_entropy, hinge, cross_entropy)
-BATCHED_FROM = 32
-"""The smallest mini-batch that "auto" replays with numpy: below it, numpy's cost per call outweighs the
-work it does (measured per epoch, on a 64-32-10 MLP and a 2-8-8-1 one alike: the batched replay costs
-the same as the scalar one at 24 to 32 samples a batch, twice as much at 8, half as much at 64)."""
+FUSED_FROM = 8
+"""The smallest mini-batch that "auto" trains with the fused engine: below it, numpy's cost per call outweighs
+the work it saves on a small network (measured per epoch, trace included: on a 2-8-8-1 MLP the fused engine
+costs 1.35x the scalar tape at 1 sample a batch, the same at 4, 0.9x at 8, 0.85x at 32; on a 64-32-10 MLP it
+is faster at every size, 0.4x at 1 sample, 0.7x at 32; "batch" is slower than both at every size)."""
 
 
 class History(list):
@@ -68,13 +78,21 @@ def fit(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: Callable
     ``random.seed(...)`` makes a run repeatable, as it does the initial weights). A progress bar shows
     the loss on a terminal (stderr a tty and ``verbose``).
 
-    ``engine`` says how each sample's loss and gradient are computed; every choice gives the same numbers:
+    ``engine`` says how each sample's loss and gradient are computed. "eager" and "tape" give the same
+    floats, and "batch" too but for the last bit of numpy's exp, log, tanh and ``**``; "fused" gives the
+    same numbers to rounding (a matrix product adds in its own order: within 1e-12 relative a step):
 
     * "eager": the graph of every sample is built and ``backward()`` run on it;
     * "tape": one sample's loss is traced once and the compiled tape replayed on each sample;
     * "batch": the tape replayed on a whole mini-batch at once with numpy (its exp, log, tanh and ``**``
       may differ from Python's in the last bit; + - * /, relu and abs give the same floats);
-    * "auto" (default): "batch" for mini-batches of at least 32 when numpy is installed, else "tape",
+    * "fused": the tape's fused program (:meth:`~microgd.tape.Tape.fused`: each layer one matrix
+      product, forward and backward) on a whole mini-batch, the parameters and the optimizer's state
+      held in numpy arrays while ``fit`` runs (:meth:`~microgd.optim.Optimizer.arrays`: SGD and Adam
+      step on whole arrays, to the last bit as their ``step()``; another optimizer's ``step()`` is
+      called on the Values). The Values and the optimizer get them back when ``fit`` returns, on
+      Ctrl-C and on an error;
+    * "auto" (default): "fused" for mini-batches of at least 8 when numpy is installed, else "tape",
       for a ``microgd.nn`` MLP, Layer or Neuron with a built-in loss on rows of numbers; "eager"
       otherwise. These models have no branch on the data and the built-in losses are branch-free, so
       one trace holds for every sample (every target is checked by the loss up front instead).
@@ -94,6 +112,7 @@ def fit(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: Callable
     optimizer = optimizer if optimizer is not None else SGD(params, lr=0.1)
     rng = random if seed is None else random.Random(seed)
     replay = _replay(engine, model, X, y, loss, batch_size)
+    on_arrays: _ArraySteps | None = None  # the "fused" engine's, made on its first mini-batch
     order = list(range(len(X)))
     history = History()
     bar = _progress(epochs) if verbose and sys.stderr.isatty() else None
@@ -104,14 +123,19 @@ def fit(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: Callable
             total = 0.0
             for start in range(0, len(order), batch_size):
                 batch = order[start:start + batch_size]
-                optimizer.zero_grad()
-                losses = replay(batch, epoch) if replay is not None else _eager(model, X, y, loss, batch, epoch)
+                if replay is not None and replay.fused:
+                    if on_arrays is None:
+                        on_arrays = _fused(replay, optimizer, batch[0], epoch)
+                    losses = on_arrays(batch, epoch)
+                else:
+                    optimizer.zero_grad()
+                    losses = replay(batch, epoch) if replay is not None else _eager(model, X, y, loss, batch, epoch)
+                    if len(batch) > 1:
+                        for p in optimizer.params:
+                            p.grad /= len(batch)
+                    _step(optimizer, params)
                 for sample in losses:
                     total += sample
-                if len(batch) > 1:
-                    for p in optimizer.params:
-                        p.grad /= len(batch)
-                _step(optimizer, params)
                 history.steps += 1
             history.append(total / len(order))
             if bar is not None:
@@ -123,6 +147,8 @@ def fit(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: Callable
             print(f"\ninterrupted after {len(history)} epoch(s), {history.steps} step(s); "
                   "the model holds its last completed step", file=sys.stderr)
     finally:
+        if on_arrays is not None:
+            on_arrays.close()
         if bar is not None:
             bar.close()
     return history
@@ -200,23 +226,27 @@ def _replay(engine: str, model: Module, X: Sequence, y: Sequence, loss: Callable
         except (ValueError, TypeError) as error:
             raise type(error)(f"fit: y[{i}]: {error}") from None
     arrays = None
-    if engine == "batch" or (engine == "auto" and batch_size >= BATCHED_FROM):
+    if engine in ("batch", "fused") or (engine == "auto" and batch_size >= FUSED_FROM):
         try:
             import numpy
         except ImportError:
-            if engine == "batch":
-                raise ImportError('fit: engine="batch" needs numpy: pip install "microgd[fast]"') from None
+            if engine != "auto":
+                raise ImportError(f'fit: engine="{engine}" needs numpy: pip install "microgd[fast]"') from None
         else:
             arrays = numpy.array(rows, dtype=float), numpy.array(targets, dtype=float)
-    return _Replay(model, loss, rows, targets, arrays, check=not known)
+    fused = engine == "fused" or (engine == "auto" and arrays is not None)
+    return _Replay(model, loss, rows, targets, arrays, check=not known, fused=fused)
 
 
 class _Replay:
     """One sample's loss traced once, on the first sample ``fit`` meets, then replayed on every mini-batch
-    sample by sample (:meth:`Tape.each`) or all at once (:meth:`Tape.batch`)."""
+    sample by sample (:meth:`Tape.each`) or all at once (:meth:`Tape.batch`); ``fused``: by the "fused" engine's
+    steps instead (:func:`_fused`)."""
 
-    def __init__(self, model: Module, loss: Callable, rows: list, targets: list, arrays: tuple | None, check: bool):
+    def __init__(self, model: Module, loss: Callable, rows: list, targets: list, arrays: tuple | None, check: bool,
+                 fused: bool = False):
         self.model, self.loss, self.rows, self.targets, self.arrays = model, loss, rows, targets, arrays
+        self.fused = fused
         self.check = check and len(rows) > 1
         self.tape: Tape | None = None
 
@@ -228,12 +258,18 @@ class _Replay:
                 return tape.batch(X[batch], Y[batch], in_order=True).tolist()
             return tape.each((self.rows[i], self.targets[i]) for i in batch)
         except DomainError:
-            for i in batch:  # name the sample
-                try:
-                    tape.each([(self.rows[i], self.targets[i])])
-                except DomainError as error:
-                    raise _at(epoch, i, error) from error
+            self.name_sample(batch, epoch)
             raise
+
+    def name_sample(self, batch: list[int], epoch: int) -> None:
+        """Replay the mini-batch sample by sample and raise fit's DomainError naming the first sample outside
+        an op's domain (none: return, and the caller raises its own error)."""
+        assert self.tape is not None
+        for i in batch:
+            try:
+                self.tape.each([(self.rows[i], self.targets[i])])
+            except DomainError as error:
+                raise _at(epoch, i, error) from error
 
     def _trace(self, i: int, epoch: int) -> Tape:
         model, loss = self.model, self.loss
@@ -282,6 +318,82 @@ def _step(optimizer: Optimizer, params: list[Value]) -> None:
         for p, x in zip(params, before):
             p.data = x
         raise
+
+
+# -- the "fused" engine: parameters and optimizer state in arrays --------------------------------------------
+
+def _fused(replay: _Replay, optimizer: Optimizer, first: int, epoch: int) -> _ArraySteps:
+    """The "fused" engine's steps, made on the first mini-batch (``first`` its first sample: the tape is
+    traced on it, as for "batch"). The arrays hold the tape's captured Values in its order, then any
+    parameter of the optimizer the loss does not use (its gradient 0, as on the other engines)."""
+    tape = replay.tape if replay.tape is not None else replay._trace(first, epoch)
+    assert replay.arrays is not None
+    X, Y = replay.arrays
+    captured = {id(p) for p in tape.captured}
+    order = [*tape.captured, *(p for p in optimizer.params if id(p) not in captured)]
+    return _ArraySteps(optimizer.arrays(order), len(tape.captured), _fused_gradient(tape, X, Y), replay.name_sample)
+
+
+def _fused_gradient(tape: Tape, X: Floats, Y: Floats) -> Gradient:
+    """The "fused" engine's gradient function: ``gradient(batch, params)`` gives the losses of the samples
+    ``X[batch], Y[batch]`` (an array, in batch order) and the gradient of their sum with respect to the
+    tape's captured Values (an array in ``tape.captured`` order), at the numbers ``params`` for these
+    Values (a 1-D float64 array in the same order; their ``.data`` may be stale), by the tape's fused
+    program (:meth:`microgd.tape.Tape.fused`: layers as matrix products), touching no Value. It raises
+    DomainError for a value or gradient that is not finite: ``fit`` then names the sample."""
+    fused = tape.fused()
+    return lambda batch, params: fused.run((X[batch], Y[batch]), params)
+
+
+class _ArraySteps:
+    """Training steps with the parameters and the optimizer's state in arrays (``state``, from
+    :meth:`Optimizer.arrays`): for each mini-batch, ``gradient(batch, params)`` gives the samples' losses and
+    the sum of their gradients for the first ``used`` Values of ``state.params`` (a parameter after them
+    gets 0); the sum is divided by the batch's size, as ``p.grad /= len(batch)`` does, and
+    ``state.step`` takes it. ``close()`` hands the numbers and the state back (the optimizer's
+    parameters' ``.grad`` get the last step's gradient, as on the other engines); so does a DomainError,
+    before ``name_sample(batch, epoch)`` names the sample at fault on the Values."""
+
+    def __init__(self, state: OptimizerArrays, used: int, gradient: Gradient,
+                 name_sample: Callable[[list[int], int], None]):
+        import numpy
+
+        self.state, self.used, self.gradient, self.name_sample = state, used, gradient, name_sample
+        self.unused = numpy.zeros(len(state.params) - used)  # the gradient of the parameters the loss ignores
+        self.grads: Floats | None = None  # the last step's
+
+    def __call__(self, batch: list[int], epoch: int) -> list[float]:
+        """One step on ``batch``: its samples' losses."""
+        import numpy
+
+        state = self.state
+        params = state.data
+        try:
+            losses, grads = self.gradient(batch, params[:self.used] if len(self.unused) else params)
+        except DomainError:
+            self.close()
+            self.name_sample(batch, epoch)
+            raise
+        if len(batch) > 1:
+            grads = grads / len(batch)
+        if len(self.unused):
+            grads = numpy.concatenate((grads, self.unused))
+        state.step(grads)
+        self.grads = grads
+        return losses.tolist()
+
+    def close(self) -> None:
+        """Store the numbers into the Values and the state into the optimizer, again if a Ctrl-C cuts in."""
+        while True:
+            try:
+                self.state.write_back()
+                if self.grads is not None:
+                    grads = self.grads[self.state.positions].tolist()
+                    for p, g in zip(self.state.optimizer.params, grads):
+                        p.grad = g
+                return
+            except KeyboardInterrupt:  # copying again is harmless; leaving the model half copied is not
+                continue
 
 
 def _progress(epochs: int):

@@ -13,6 +13,7 @@ import pytest
 import microgd.train
 from microgd import DomainError, Value
 from microgd.data import MinMaxScaler, tutorial2_table, two_moons, xor
+from microgd.fused import FusedTape
 from microgd.losses import binary_cross_entropy, cross_entropy, half_squared_error, hinge, squared_error
 from microgd.nn import MLP, Layer, Neuron
 from microgd.optim import SGD, Adam
@@ -84,7 +85,7 @@ def test_history_is_the_mean_loss_seen_in_each_epoch():
     assert history == pytest.approx([sum(seen[:3]) / 3, sum(seen[3:]) / 3], rel=1e-15)
 
 
-@pytest.mark.parametrize("engine", ["eager", "tape", "batch"])
+@pytest.mark.parametrize("engine", ["eager", "tape", "batch", "fused"])
 def test_a_batch_step_uses_the_mean_gradient(engine):
     X, y = [[0.2, 0.9], [0.7, 0.1], [0.5, 0.5]], [1.0, 0.0, 0.3]
     model, reference = MLP(2, [3, 1], seed=1), MLP(2, [3, 1], seed=1)
@@ -150,7 +151,8 @@ def test_the_default_optimizer_is_sgd():
     ([[1.0, 2.0]], [1.0], {}, r"fit: X\[0\] holds 2 numbers, but the model takes 1 inputs"),
     ([[1.0], 2.0], [1.0, 2.0], {}, r"fit: X\[1\] should be a row of the model's 1 inputs, got 2.0"),
     ([[1.0, 2.0]], [1.0], dict(engine="eager"), "MLP expected 1 inputs, got 2"),
-    ([[1.0]], [1.0], dict(engine="fast"), "fit: engine must be one of 'auto', 'tape', 'batch', 'eager', got 'fast'"),
+    ([[1.0]], [1.0], dict(engine="fast"),
+     "fit: engine must be one of 'auto', 'tape', 'batch', 'fused', 'eager', got 'fast'"),
     ([[1.0]], [1.0], dict(seed=1.5), "fit: seed must be a whole number or None, got 1.5"),
     ([[math.nan]], [1.0], {}, r"fit: X\[0\]\[0\] must be a finite number, got nan"),
     ([[1.0]], [math.inf], {}, r"fit: y\[0\] must be a finite number, got inf"),
@@ -227,11 +229,11 @@ def test_the_batched_tape_gives_the_eager_engines_weights(case, batch_size):
 
 
 class Spy:
-    """Counts traces, checks of a tape and batched replays in ``fit``."""
+    """Counts traces, checks of a tape and batched replays (fused or not) in ``fit``."""
 
     def __init__(self, monkeypatch):
         self.traces, self.checks, self.batches = 0, 0, 0
-        trace, check, batch = microgd.train.trace, Tape.check, Tape.batch
+        trace, check, batch, run = microgd.train.trace, Tape.check, Tape.batch, FusedTape.run
 
         def counting_trace(*args):
             self.traces += 1
@@ -244,19 +246,25 @@ class Spy:
         def counting_batch(tape, *arrays, **options):
             self.batches += 1
             return batch(tape, *arrays, **options)
+
+        def counting_run(fused, *args):
+            self.batches += 1
+            return run(fused, *args)
         monkeypatch.setattr(microgd.train, "trace", counting_trace)
         monkeypatch.setattr(Tape, "check", counting_check)
         monkeypatch.setattr(Tape, "batch", counting_batch)
+        monkeypatch.setattr(FusedTape, "run", counting_run)
 
 
 @pytest.mark.parametrize("model, batch_size, traces, batches", [
     (MLP(2, [3, 1], seed=0), 1, 1, 0),
-    (MLP(2, [3, 1], seed=0), 31, 1, 0),
-    (MLP(2, [3, 1], seed=0), 32, 1, 2),  # 40 rows: a batch of 32, then 8
+    (MLP(2, [3, 1], seed=0), 7, 1, 0),
+    (MLP(2, [3, 1], seed=0), 8, 1, 5),  # 40 rows: 5 batches of 8
+    (MLP(2, [3, 1], seed=0), 32, 1, 2),  # a batch of 32, then 8
     (Layer(2, 1, "tanh", seed=0), 1, 1, 0),
     (Neuron(2, "sigmoid", seed=0), 40, 1, 1),
 ])
-def test_auto_traces_once_and_replays_with_numpy_from_32_samples(monkeypatch, model, batch_size, traces, batches):
+def test_auto_traces_once_and_replays_with_numpy_from_8_samples(monkeypatch, model, batch_size, traces, batches):
     spy = Spy(monkeypatch)
     X, y = regression(40, 2, 1)
     fit(model, X, y, epochs=1, batch_size=batch_size, verbose=False)
@@ -329,7 +337,7 @@ def train_on(X, y, engine="auto"):
     (cross_entropy, [0, 1, 2, 1], r"fit: y\[2\]: cross_entropy: label must be a class index 0 to 1"),
     (cross_entropy, [0, 1, 0.5, 1], r"fit: y\[2\]: cross_entropy: label must be a class index 0 to 1"),
 ])
-@pytest.mark.parametrize("engine", ["tape", "batch"])
+@pytest.mark.parametrize("engine", ["tape", "batch", "fused"])
 def test_the_tape_has_the_loss_check_every_target_before_training(loss, y, message, engine):
     model = MLP(1, [2 if loss is cross_entropy else 1], activations=["sigmoid"], seed=0)
     before = data(model)
@@ -338,7 +346,7 @@ def test_the_tape_has_the_loss_check_every_target_before_training(loss, y, messa
     assert data(model) == before
 
 
-@pytest.mark.parametrize("engine", ["eager", "tape", "batch"])
+@pytest.mark.parametrize("engine", ["eager", "tape", "batch", "fused"])
 def test_a_domain_error_names_the_epoch_and_the_sample_with_every_engine(engine):
     model = MLP(1, [1], activation="log", weights=[[[1.0, 0.5]]])
     with pytest.raises(DomainError, match=r"fit: epoch 1, sample 1: log: operand must be > 0, got -0.5 "
@@ -405,7 +413,7 @@ def test_ctrl_c_in_the_loss_returns_the_history_so_far(capsys):
     assert "interrupted after 2 epoch(s), 24 step(s)" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("engine", ["eager", "tape", "batch"])
+@pytest.mark.parametrize("engine", ["eager", "tape", "batch", "fused"])
 def test_ctrl_c_halfway_through_a_step_restores_the_last_completed_step(engine):
     X, y = two_moons(10, seed=0)
     model = MLP(2, [3, 1], seed=0)

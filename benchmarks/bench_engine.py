@@ -9,11 +9,12 @@ repetition, so a drift in the machine's speed reaches them alike; garbage collec
 (a) one training step of a 2-16-16-1 tanh MLP (linear output) on 64 points: forward, mean squared
     error, backward, SGD update. Columns: hand-written floats (the row's reference), microgd's
     ``nn.MLP`` on the eager engine, the same step as a tape (``trace`` once, then one call a step),
-    the numpy-batched tape, micrograd 0.1.0, PyTorch 0-d tensors;
+    the numpy-batched tape (the tape's lines on whole arrays), the fused batch (the tape's fused program: each
+    layer one matrix product, SGD on arrays), micrograd 0.1.0, PyTorch 0-d tensors;
 (b) the same step with micrograd's own ``nn`` code on each engine's Value (2n scalar nodes a neuron),
     garbage collector off: the per-op cost of the engines (reference: micrograd);
 (c) per-sample time of the forward and backward of the step's loss at 10,000 samples: hand-written
-    floats against the numpy-batched tape;
+    floats against the numpy-batched tape and the fused batch;
 (d) backward of a 100,000-node chain; (e) bytes per graph node (tracemalloc, a mul/add/tanh chain).
 
 micrograd 0.1.0 has no tanh: we add one in micrograd's own closure style, as its lecture does.
@@ -176,6 +177,24 @@ class Batched(Eager):
         return loss
 
 
+class Fused(Batched):
+    """The same per-sample loss, its tape's fused program (each layer one matrix product) on the whole batch,
+    the parameters and SGD's state in numpy arrays."""
+
+    def __init__(self, xs, ys):
+        super().__init__(xs, ys)
+        from microgd.optim import SGD
+
+        self.name = "microgd fused batch"
+        self.fused = self.tape.fused()
+        self.state = SGD(self.params, lr=LR).arrays(self.tape.captured)
+
+    def step(self) -> float:
+        losses, grads = self.fused.run((self.X, self.Y), self.state.data)
+        self.state.step(grads)
+        return float(losses.sum())
+
+
 def micrograd_modules():
     """micrograd 0.1.0's Value (with a tanh in its own closure style) and nn."""
     import micrograd.nn as mnn
@@ -260,25 +279,35 @@ class Torch(Eager):
 
 # -- measuring ----------------------------------------------------------------------------------------------------
 
+MIN_RUN = 0.02
+"""Seconds each timed run lasts at least: a run shorter than that (a fused step takes 0.1 ms) repeats its work
+often enough to fill it, and its time is divided by the repetitions, so a timer's resolution and the first
+call's cold caches do not decide the figure."""
+
+
 def interleaved_medians(runs: dict[str, Callable[[], object]], repeat: int, collect: bool = True) -> dict[str, float]:
-    """Median seconds of each run, the runs taking turns after one warm-up each, in a new order every repetition
-    (seeded), so that no engine always runs after the same one (a fixed place in the turn moved an engine's
-    figure by up to 4%). Each run starts after a full collection, so no engine pays for the garbage another
-    one left behind."""
-    for run in runs.values():
+    """Median seconds of one call of each run, the runs taking turns after one warm-up each, in a new order every
+    repetition (seeded), so that no engine always runs after the same one (a fixed place in the turn moved an
+    engine's figure by up to 4%). Each timed run starts after a full collection, so no engine pays for the
+    garbage another one left behind, and calls its run as often as the warm-up says fills :data:`MIN_RUN`."""
+    calls = {}
+    for name, run in runs.items():
+        start = time.perf_counter()
         run()
+        calls[name] = max(1, math.ceil(MIN_RUN / max(time.perf_counter() - start, 1e-9)))
     times: dict[str, list[float]] = {name: [] for name in runs}
     rounds = random.Random(0)
     try:
         for _ in range(repeat):
             for name in rounds.sample(list(runs), len(runs)):
-                run = runs[name]
+                run, n = runs[name], calls[name]
                 gc.collect()
                 if not collect:
                     gc.disable()
                 start = time.perf_counter()
-                run()
-                times[name].append(time.perf_counter() - start)
+                for _ in range(n):
+                    run()
+                times[name].append((time.perf_counter() - start) / n)
                 gc.enable()
     finally:
         gc.enable()
@@ -295,7 +324,8 @@ def optional(make: Callable[[], object], what: str) -> list:
 
 def row_a(repeat: int, other: str | None, collect: bool) -> dict[str, float]:
     xs, ys = dataset()
-    engines = [HandWritten(xs, ys), Eager(xs, ys), Tape(xs, ys), *optional(lambda: Batched(xs, ys), "numpy")]
+    engines = [HandWritten(xs, ys), Eager(xs, ys), Tape(xs, ys), *optional(lambda: Batched(xs, ys), "numpy"),
+               *optional(lambda: Fused(xs, ys), "numpy")]
     if other is not None:
         package = load_microgd(other)
         engines += [Eager(xs, ys, package, name=OTHER), Tape(xs, ys, package, name=OTHER_TAPE)]
@@ -318,11 +348,13 @@ def row_b(repeat: int, other: str | None) -> dict[str, float]:
 def row_c(repeat: int) -> dict[str, float]:
     """Per-sample seconds at LARGE samples (one pass of forward and backward of the loss, no update)."""
     xs, ys = dataset(LARGE)
-    hand, batched = HandWritten(xs, ys), Batched(xs[:POINTS], ys[:POINTS])
+    hand, batched, fused = HandWritten(xs, ys), Batched(xs[:POINTS], ys[:POINTS]), Fused(xs[:POINTS], ys[:POINTS])
     import numpy
 
     X, Y = numpy.array(xs), numpy.array(ys)
-    runs = {hand.name: lambda: hand.step(), batched.name: lambda: batched.tape.batch(X, Y)}
+    params = fused.state.data
+    runs = {hand.name: lambda: hand.step(), batched.name: lambda: batched.tape.batch(X, Y),
+            fused.name: lambda: fused.fused.run((X, Y), params)}
     return {name: t / LARGE for name, t in interleaved_medians(runs, max(3, repeat // 3)).items()}
 
 
@@ -455,6 +487,10 @@ def goals(figures: dict[str, dict], other: str | None) -> list[str]:
          lambda r: 1 / r >= 2.0, None),
         (f"numpy batch >= 30x faster per sample at {LARGE:,}", large, "microgd numpy batch", hand,
          lambda r: 1 / r >= 30.0, None),
+        ("fused batch at 64 samples >= 5x faster than the numpy batch", step, "microgd fused batch",
+         "microgd numpy batch", lambda r: 1 / r >= 5.0, None),
+        (f"fused batch >= 5x faster than the numpy batch per sample at {LARGE:,}", large, "microgd fused batch",
+         "microgd numpy batch", lambda r: 1 / r >= 5.0, None),
         ("eager per op >= 1.5x faster than micrograd, GC off", per_op, "microgd eager", "micrograd 0.1.0",
          lambda r: 1 / r >= 1.5, None),
     ]

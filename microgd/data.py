@@ -1,4 +1,5 @@
-"""Data: min-max scaling, the built-in datasets (tutorial 2's table, XOR, two moons) and CSV loading.
+"""Data: min-max scaling, the built-in datasets (tutorial 2's table, XOR, two moons, circles, a spiral) and CSV
+loading.
 
     >>> from microgd.data import MinMaxScaler, tutorial2_table
     >>> X, y = tutorial2_table()
@@ -23,7 +24,7 @@ from typing import Union
 from . import checks
 
 __all__ = ["MinMaxScaler", "ConstantColumnError", "ScaleOverflowError", "tutorial2_table", "xor", "two_moons",
-           "load_csv", "read_text", "MAX_BYTES"]
+           "circles", "spiral", "load_csv", "read_csv", "read_text", "MAX_BYTES"]
 
 Rows = list[list[float]]
 PathLike = Union[str, "os.PathLike[str]"]
@@ -238,6 +239,50 @@ def two_moons(n: int = 100, noise: float = 0.1, seed: int | None = 0) -> tuple[R
     return X, y
 
 
+def circles(n: int = 100, noise: float = 0.1, seed: int | None = 0, factor: float = 0.5) -> tuple[Rows, list[float]]:
+    """Two circles around the origin: ``n`` points, labels 0 (the outer circle, radius 1) and 1 (the inner one,
+    radius ``factor``), evenly spaced angles, Gaussian noise of standard deviation ``noise`` on each coordinate.
+
+        >>> X, y = circles(8, noise=0.0)
+        >>> [round(v, 3) for v in X[0]], y[0], [round(v, 3) for v in X[4]], y[4]
+        ([1.0, 0.0], 0.0, [0.5, 0.0], 1.0)
+    """
+    checks.whole(n, "circles: n", 2)
+    checks.number(noise, "circles: noise", at_least=0)
+    checks.number(factor, "circles: factor", above=0, below=1)
+    rng = random.Random(checks.seed(seed, "circles: seed"))
+    X, y = [], []
+    for count, radius, label in ((n // 2, 1.0, 0.0), (n - n // 2, factor, 1.0)):
+        for i in range(count):
+            t = 2 * math.pi * i / count
+            X.append([radius * math.cos(t) + rng.gauss(0.0, noise), radius * math.sin(t) + rng.gauss(0.0, noise)])
+            y.append(label)
+    return X, y
+
+
+def spiral(n: int = 100, noise: float = 0.1, seed: int | None = 0, turns: float = 1.25) -> tuple[Rows, list[float]]:
+    """Two interleaved spiral arms turning ``turns`` times out from the origin to radius 1: ``n`` points, labels 0
+    and 1 (the second arm is the first turned by half a circle), Gaussian noise of standard deviation ``noise``
+    on each coordinate.
+
+        >>> X, y = spiral(6, noise=0.0)          # each arm ends at radius 1, a turn and a quarter out
+        >>> [round(v, 3) for v in X[2]], y[2], [round(v, 3) for v in X[4]], y[4]
+        ([0.0, 1.0], 0.0, [-0.333, 0.577], 1.0)
+    """
+    checks.whole(n, "spiral: n", 2)
+    checks.number(noise, "spiral: noise", at_least=0)
+    checks.number(turns, "spiral: turns", above=0)
+    rng = random.Random(checks.seed(seed, "spiral: seed"))
+    X, y = [], []
+    for count, shift, label in ((n // 2, 0.0, 0.0), (n - n // 2, math.pi, 1.0)):
+        for i in range(count):
+            r = (i + 1) / count  # from near the centre out to 1
+            t = 2 * math.pi * turns * r + shift
+            X.append([r * math.cos(t) + rng.gauss(0.0, noise), r * math.sin(t) + rng.gauss(0.0, noise)])
+            y.append(label)
+    return X, y
+
+
 def read_text(path: PathLike, max_bytes: int = MAX_BYTES, encoding: str = "utf-8") -> str:
     """The text of the file at ``path``, reading at most ``max_bytes`` (64 MiB by default): a larger file,
     or an endless one such as ``/dev/zero``, is a ValueError naming it, as is one that is not UTF-8 text."""
@@ -270,7 +315,31 @@ def load_csv(path: PathLike, target: str | int | None = None, max_bytes: int = M
     ``max_bytes`` are read (:func:`read_text`).
     """
     source = os.fspath(path)
-    reader = csv.reader(io.StringIO(read_text(source, max_bytes, "utf-8-sig"), newline=""))
+    header, rows = read_csv(read_text(source, max_bytes, "utf-8-sig"), source)
+    if target is None:
+        return header, rows
+    if isinstance(target, str):
+        if header.count(target) != 1:
+            found = "is not a column" if target not in header else "names more than one column"
+            raise ValueError(f"{source}: target {target!r} {found} (columns: {', '.join(header)})")
+        k = header.index(target)
+    elif checks.is_whole(target) and -len(header) <= target < len(header):
+        k = target % len(header)
+    else:
+        raise ValueError(f"{source}: target must be a column name or an index below {len(header)}, got {target!r}")
+    X = [row[:k] + row[k + 1:] for row in rows]
+    y = [row[k] for row in rows]
+    return X, y, header[:k] + header[k + 1:]
+
+
+def read_csv(text: str, source: str = "CSV") -> tuple[list[str], Rows]:
+    """The header and the rows of numbers of CSV ``text``, checked as :func:`load_csv` checks a file (its
+    messages name ``source`` and the line); a leading byte order mark is skipped.
+
+        >>> read_csv("x1,x2,z\\n0.5,1,2\\n\\n3,4,5\\n")
+        (['x1', 'x2', 'z'], [[0.5, 1.0, 2.0], [3.0, 4.0, 5.0]])
+    """
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
     header = None
     rows = []
     try:
@@ -291,20 +360,7 @@ def load_csv(path: PathLike, target: str | int | None = None, max_bytes: int = M
         raise ValueError(f"{source}: empty file (expected a header line, then rows of numbers)")
     if not rows:
         raise ValueError(f"{source}: has a header but no rows of data")
-    if target is None:
-        return header, rows
-    if isinstance(target, str):
-        if header.count(target) != 1:
-            found = "is not a column" if target not in header else "names more than one column"
-            raise ValueError(f"{source}: target {target!r} {found} (columns: {', '.join(header)})")
-        k = header.index(target)
-    elif checks.is_whole(target) and -len(header) <= target < len(header):
-        k = target % len(header)
-    else:
-        raise ValueError(f"{source}: target must be a column name or an index below {len(header)}, got {target!r}")
-    X = [row[:k] + row[k + 1:] for row in rows]
-    y = [row[k] for row in rows]
-    return X, y, header[:k] + header[k + 1:]
+    return header, rows
 
 
 def _cell(text: str, column: str, source: str, line: int) -> float:

@@ -1,4 +1,4 @@
-"""The ``microgd`` command (also ``python -m microgd``): demo, train, predict, graph, check, explain.
+"""The ``microgd`` command (also ``python -m microgd``): demo, train, predict, graph, check, explain, playground.
 
     microgd demo --out microgd-out
     microgd train data.csv --target price --hidden 4,3 --epochs 500 --save model.json --plot loss.png
@@ -7,6 +7,7 @@
     microgd check "(sigmoid(w*x) - t)**2" --wrt w --domain t=0:1 \\
         --formula "2*(sigmoid(w*x) - t) * sigmoid(w*x)*(1 - sigmoid(w*x)) * x"
     microgd explain "(sigmoid(w*x) - t)**2" --wrt w --var w=0.5 --var x=0.1 --var t=0.3 [--latex]
+    microgd playground [--record run.html --steps 300 --every 5] [--dataset moons --hidden 16,16 --lr 0.1]
 
 It parses arguments and prints; the work lives in functions tests call directly: the CSV pipeline
 (:mod:`microgd.app.pipeline`), tutorial 2's demo (:mod:`microgd.app.demo`), the formula parser
@@ -73,6 +74,11 @@ EXPLAIN_HELP = ("Write out the chain rule for the derivative of EXPR by each --w
                 "by default): the local derivatives as formulas, from the same rules backward runs, with the\n"
                 "engine's numbers beside them. --formula adds each closed form in the formula language, ready\n"
                 "for 'microgd check --formula'.")
+PLAYGROUND_HELP = ("Train a small network on 2-D data in the browser and watch every number: the decision\n"
+                   "boundary, the loss, every weight and gradient, a sample's computation graph and a weight's\n"
+                   "derivation. Starts a local server (127.0.0.1, a free port) and opens its page; Ctrl-C stops it.\n"
+                   "--record FILE.html trains without a browser and writes a page that replays the run.\n"
+                   'Needs the playground extra: pip install "microgd[playground]".')
 CHECK_HELP = (f"Search a domain for a point where FORMULA is not the derivative of EXPR (with hypothesis).\n"
               f"Variables without --domain range over [{DEFAULT_INTERVAL[0]:g}, {DEFAULT_INTERVAL[1]:g}]. "
               f"Exit status 1 when a counterexample is found.")
@@ -423,6 +429,104 @@ def _interrupted(training: Training, history: History, save: Path | None) -> int
     return 130
 
 
+# -- playground ---------------------------------------------------------------------------------
+
+PLAYGROUND_MODULES = {"starlette", "uvicorn", "websockets", "numpy", "anyio", "h11", "click"}
+
+
+def _port(text: str) -> int:
+    """``--port 8000`` -> 8000; 0 means a free port."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0 to 65535; 0: a free port)")
+    return value
+
+
+def _playground(args: argparse.Namespace) -> int:
+    """Serve the playground (microgd.playground.server) until Ctrl-C, or with --record train without a browser
+    and write a replay page (microgd.playground.record)."""
+    options = {name: value for name, value in [
+        ("dataset", args.dataset), ("hidden", args.hidden), ("activation", args.activation), ("loss", args.loss),
+        ("optimizer", args.optimizer), ("lr", args.lr), ("batch", args.batch), ("seed", args.seed),
+    ] if value is not None}
+    if args.csv is not None:
+        if args.record is not None:
+            check_distinct([("--csv", args.csv)], [("--record", args.record)])
+        options["dataset"] = "csv"
+        options["csv"] = _csv_text(args.csv)
+    if args.record is None:
+        for option in ("steps", "every"):
+            if getattr(args, option) is not None:
+                raise UsageError(f"--{option} goes with --record (the steps of a recorded run)")
+    try:
+        if args.record is not None:
+            return _record(args, options)
+        return _serve(args, options)
+    except ImportError as error:
+        if (error.name or "").split(".")[0] not in PLAYGROUND_MODULES:
+            raise
+        raise UsageError('the playground needs its extra: pip install "microgd[playground]"') from None
+
+
+def _csv_text(path: str) -> str:
+    """The text of ``--csv``, read no further than the playground takes."""
+    from ..playground.datasets import CSV_MAX_BYTES
+
+    with open(path, "rb") as file:
+        data = file.read(CSV_MAX_BYTES + 1)
+    if len(data) > CSV_MAX_BYTES:
+        raise UsageError(f"--csv {visible(path)}: more than the playground takes ({CSV_MAX_BYTES:,} bytes)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"--csv {visible(path)}: not UTF-8 text") from None
+
+
+def _record(args: argparse.Namespace, options: dict) -> int:
+    from ..playground.record import record
+    from ..playground.run import PlaygroundError
+
+    shown = visible(args.record)
+    try:
+        done = record(args.record, options, steps=args.steps or 300, every=args.every or 5)
+    except PlaygroundError as error:
+        raise UsageError(str(error)) from None
+    if done.interrupted:
+        print(f"microgd: interrupted; wrote the {done.steps} step(s) done to {shown}", file=sys.stderr)
+        return 130
+    print(f"wrote {shown}: {done.steps} steps, {done.frames} frames; it opens in a browser, no server needed")
+    return 0
+
+
+def _serve(args: argparse.Namespace, options: dict) -> int:
+    from ..playground import server
+    from ..playground.run import PlaygroundError, validate
+
+    try:
+        validate(dict(options))
+    except PlaygroundError as error:
+        raise UsageError(str(error)) from None
+    try:
+        sock = server.bind(args.host, args.port)
+    except OSError as error:
+        raise UsageError(f"--host {args.host} --port {args.port}: {error.strerror or error}") from None
+    url = server.url_of(sock, args.host)
+    warning = server.exposure_warning(args.host, sock.getsockname()[1])
+    if warning:
+        print(f"microgd playground: {warning}", file=sys.stderr)
+    print(f"microgd playground: {url} (Ctrl-C stops it)", flush=True)
+    if not args.no_browser and not server.open_browser(url):
+        print("microgd playground: no graphical browser here: open the address above in one", flush=True)
+    app = server.create_app(options, allowed_hosts=server.allowed_hosts(args.host))
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve(app, sock)
+    print("microgd playground: stopped")
+    return 0
+
+
 # -- predict ------------------------------------------------------------------------------------
 
 def _predict(args: argparse.Namespace) -> int:
@@ -557,6 +661,36 @@ def _parser() -> argparse.ArgumentParser:
                          help="also print each closed form in the formula language")
     explain.add_argument("--all", action="store_true", help=f"print every equation, not the first {MAX_EQUATIONS}")
     explain.set_defaults(run=_explain, inputs=(), outputs=())
+
+    playground = commands.add_parser("playground", help="train a small network in the browser, watching every "
+                                     "number", formatter_class=raw, description=PLAYGROUND_HELP)
+    playground.add_argument("--host", default="127.0.0.1",
+                            help="address to serve on (default: %(default)s, this machine only; another address "
+                                 "lets others reach it, with a warning)")
+    playground.add_argument("--port", type=_port, default=0, help="port to serve on (default: a free one)")
+    playground.add_argument("--no-browser", action="store_true", help="print the address, do not open a browser")
+    playground.add_argument("--record", metavar="RUN.html",
+                            help="train without a browser and write a page replaying the run here, then exit")
+    playground.add_argument("--steps", type=_positive_int, metavar="N", help="with --record: steps (default: 300)")
+    playground.add_argument("--every", type=_positive_int, metavar="N",
+                            help="with --record: a frame every N steps (default: 5)")
+    playground.add_argument("--dataset", metavar="NAME",
+                            help="moons, circles, xor, spiral or tutorial2 (default: moons)")
+    playground.add_argument("--csv", metavar="DATA.csv",
+                            help="train on this file instead: a header row, then x1, x2 and the target")
+    playground.add_argument("--hidden", type=_sizes, metavar="SIZES",
+                            help="hidden layer sizes, at most 4 layers of 32 (default: 8,8)")
+    playground.add_argument("--activation", metavar="NAME",
+                            help="of the hidden layers: tanh, relu, sigmoid or linear (default: tanh)")
+    playground.add_argument("--loss", metavar="NAME",
+                            help="binary_cross_entropy, hinge, half_squared_error or squared_error (default: "
+                                 "binary_cross_entropy for two classes, else half_squared_error)")
+    playground.add_argument("--optimizer", metavar="NAME", help="sgd, momentum or adam (default: sgd)")
+    playground.add_argument("--lr", type=_rate, metavar="ETA", help="learning rate (default: 0.1)")
+    playground.add_argument("--batch", type=_positive_int, metavar="N", help="samples per step (default: 16)")
+    playground.add_argument("--seed", type=int, metavar="N", help="data, initial weights, batches (default: 0)")
+    playground.set_defaults(run=_playground, inputs=(),
+                            outputs=(Destination("--record", "record", (".html", ".htm")),))
     return parser
 
 

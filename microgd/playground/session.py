@@ -43,6 +43,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from starlette.websockets import WebSocketDisconnect
+
 from .run import OPTIONS, PlaygroundError, Run
 
 __all__ = ["Session", "Send", "RunFactory", "dumps", "FPS", "WINDOW", "MAX_MESSAGE"]
@@ -100,6 +102,8 @@ class Session:
         try:
             message = _message(text)
             await self._act(message["type"], message)
+        except WebSocketDisconnect:  # the page went away while we answered: the socket's loop ends the session
+            raise
         except Exception as error:  # a bad value (PlaygroundError), or training that failed: one line, go on
             await self.error(error)
 

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from microgd import DomainError, Value, define_op, rules
+from microgd import DomainError, Value, define_op, fused_program, rules
 from microgd import fused as fusing
 from microgd.fused import FusedLayer, FusedTape
 from microgd.losses import binary_cross_entropy, cross_entropy, half_squared_error, hinge, mse, squared_error
@@ -401,7 +401,7 @@ def test_a_run_asks_for_no_new_memory_for_its_blocks():
 
 def test_a_large_batch_runs_in_chunks(monkeypatch):
     monkeypatch.setattr(fusing, "_CHUNK_BYTES", {"numpy": 1, "torch": 1})
-    monkeypatch.setattr(fusing, "_SMALLEST_CHUNK", 4)
+    monkeypatch.setattr(fused_program, "_SMALLEST_CHUNK", 4)
     tape = tanh_mlp()
     fused = tape.fused()
     rng = np.random.default_rng(11)
@@ -553,7 +553,7 @@ def test_torch_runs_in_kept_arrays_and_chunks_as_numpy_does(monkeypatch, odd_ops
     import torch
 
     monkeypatch.setattr(fusing, "_CHUNK_BYTES", {"numpy": 1, "torch": 1})
-    monkeypatch.setattr(fusing, "_SMALLEST_CHUNK", 8)
+    monkeypatch.setattr(fused_program, "_SMALLEST_CHUNK", 8)
     tape = tanh_mlp()
     fused = tape.fused()
     rng = np.random.default_rng(14)

@@ -14,14 +14,15 @@ RANKS = {
     "data": 1, "engine": 1, "symbolic": 1, "torch_bridge": 1,
     "codegen": 2, "nn": 2, "losses": 2, "optim": 2, "drawing": 2,
     "playground.datasets": 2,
-    "compiled": 3, "testing": 3, "tape": 3, "viz": 3, "stepper": 3, "plot": 3, "explain": 3,
-    "train": 4, "check": 4, "fused": 4, "app.formula": 4, "app.modelfile": 4, "playground.run": 4,
-    "app.pipeline": 5, "app.demo": 5, "playground.session": 5,
-    "playground.record": 6,
-    "playground.server": 7,
-    "playground.jupyter": 8,
-    "app.cli": 9,
-    "__main__": 10,
+    "compiled": 3, "testing": 3, "tape": 3, "viz": 3, "stepper": 3, "plot": 3, "explain": 3, "layers": 3,
+    "check": 4, "fused_program": 4, "app.formula": 4, "app.modelfile": 4, "playground.run": 4,
+    "train": 5, "fused": 5,
+    "app.pipeline": 6, "app.demo": 6, "playground.session": 6,
+    "playground.record": 7,
+    "playground.server": 8,
+    "playground.jupyter": 9,
+    "app.cli": 10,
+    "__main__": 11,
 }
 
 
